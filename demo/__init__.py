@@ -1,0 +1,1 @@
+"""The demo shop: authored knowledge base, intent examples and sample scenarios."""
