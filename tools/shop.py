@@ -1,0 +1,731 @@
+"""The demo shop's typed business tools, with permissions, ownership checks and business rules.
+
+Customer `demo` (Dana Demo, demo@example.com; the CLI's default user) owns orders 1001-1010. Dates are
+relative to the seed day ("d-9" = nine days before seeding); orders were placed d-50, d-25, d-20, d-12,
+d-9, d-4, d-3, d-2, d-1, d-1 (1001 to 1010). Totals in EUR; delivery costs 4.95 below a 50.00 subtotal.
+
+| id   | status         |  total | items                            | notes                                |
+|------|----------------|--------|----------------------------------|--------------------------------------|
+| 1001 | delivered      | 123.90 | Commuter Backpack, Volt Charger  | delivered d-45: past 30-day returns  |
+| 1002 | refunded       |  39.45 | Hub 7-in-1 USB-C Adapter         | full refund d-6, completed d-2       |
+| 1003 | cancelled      |  53.95 | Lumen Desk Lamp                  | paid, cancelled d-19, not refunded   |
+| 1004 | delivered      | 393.90 | Vista 4K Monitor, Clarity Webcam | delivered d-8: refundable            |
+| 1005 | shipped        |  59.99 | Pebble Bluetooth Speaker         | UPS 1Z999AA10123456784, ETA d-4 late |
+| 1006 | shipped        | 129.00 | Aurora Wireless Headphones       | DHL JJD000390010061006, ETA d+2      |
+| 1007 | payment_failed |  66.95 | Riser Laptop Stand, Trail Bottle | card declined, error PAY-402         |
+| 1008 | processing     | 129.80 | Keystone Keyboard, Glide Mouse   | cancel refunds all; address editable |
+| 1009 | processing     |  54.85 | 2 x Trail Insulated Bottle       | cancel refunds all; address editable |
+| 1010 | pending        |  79.40 | Volt Charger, Hub USB-C Adapter  | authorised, not captured; no invoice |
+
+Other customers: alice 1011-1013, bob 1014-1016, chen 1017-1018, erin 1019-1020 (erin has no open
+orders, so her account can be deleted). Demo also has one open ticket (about 1005) and is subscribed to
+the newsletter.
+
+Tools (see `TOOLS`): read - get_order, list_orders, get_account, get_invoice, get_refund_status;
+needs_approval - cancel_order, issue_refund, update_shipping_address, update_account, delete_account;
+write - set_newsletter_subscription, create_ticket. Call them through `run_tool`; give models only
+`as_langchain_tools` (read tools, identity bound by the caller).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Collection, Mapping
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from tools.registry import (
+    Permission,
+    ToolArgs,
+    ToolContext,
+    ToolFn,
+    ToolRefusal,
+    ToolResult,
+    ToolSpec,
+    execute,
+)
+from tools.shop_db import ShopDB, iso, parse_ts
+
+__all__ = [
+    "TOOLS",
+    "RETURN_WINDOW_DAYS",
+    "ShopDB",
+    "ToolResult",
+    "ToolSpec",
+    "as_langchain_tools",
+    "run_tool",
+]
+
+RETURN_WINDOW_DAYS = 30
+REFUND_DAYS = 10  # refunds reach the customer within this many days
+DELETION_GRACE_DAYS = 14
+OPEN_STATUSES = ("pending", "processing", "shipped")
+TOOLS: dict[str, ToolSpec] = {}
+
+
+# ------------------------------------------------------------------------------------------ arguments
+def _parse_order_id(value: object) -> object:
+    if isinstance(value, bool):
+        raise PydanticCustomError("order_id", "order id must be a number like 1004 or #1004")
+    if isinstance(value, str):
+        text = value.strip().removeprefix("#").strip()
+        if not re.fullmatch(r"[0-9]{1,9}", text):
+            raise PydanticCustomError(
+                "order_id",
+                "order id must be a number like 1004 or #1004, got '{value}'",
+                {"value": value[:40]},
+            )
+        return int(text)
+    return value
+
+
+OrderId = Annotated[
+    int, BeforeValidator(_parse_order_id), Field(gt=0, lt=10**9, description="Order number, e.g. 1004")
+]
+
+
+class NoArgs(ToolArgs):
+    """No arguments."""
+
+
+class OrderArgs(ToolArgs):
+    order_id: OrderId
+
+
+class CancelArgs(ToolArgs):
+    order_id: OrderId
+    reason: str = Field("", max_length=500, description="Why the customer wants to cancel")
+
+
+class RefundArgs(ToolArgs):
+    order_id: OrderId
+    amount: float | None = Field(
+        None, gt=0, le=100_000, description="Amount in EUR; omit for the full remaining refundable amount"
+    )
+    reason: str = Field("", max_length=500, description="Why the refund is issued")
+
+    @field_validator("amount")
+    @classmethod
+    def _cents(cls, value: float | None) -> float | None:
+        if value is not None and Decimal(str(value)).as_tuple().exponent < -2:  # type: ignore[operator]
+            raise PydanticCustomError("amount", "amount must have at most 2 decimals")
+        return value
+
+
+class AddressArgs(ToolArgs):
+    order_id: OrderId
+    address: str = Field(
+        max_length=200, description="Full new delivery address: street and number, postcode, city, country"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if len(value) < 10 or not any(ch.isdigit() for ch in value):
+            raise PydanticCustomError(
+                "address",
+                "address must be a full address (at least 10 characters, with a house number or postcode)",
+            )
+        return value
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"\+?[0-9]{7,15}")
+
+
+class AccountArgs(ToolArgs):
+    field: Literal["name", "email", "phone"] = Field(description="Which account detail to change")
+    value: str = Field(max_length=200, description="The new value")
+
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, value: str, info: ValidationInfo) -> str:
+        field = info.data.get("field")
+        if field == "email":
+            value = value.lower()
+            if not _EMAIL.fullmatch(value):
+                raise PydanticCustomError("email", "not a valid email address")
+        elif field == "phone":
+            value = re.sub(r"[\s().-]", "", value)
+            if not _PHONE.fullmatch(value):
+                raise PydanticCustomError("phone", "not a valid phone number (7-15 digits, optional +)")
+        elif field == "name":
+            value = " ".join(value.split())
+            if not 2 <= len(value) <= 100 or not any(ch.isalpha() for ch in value):
+                raise PydanticCustomError("name", "not a valid name (2-100 characters with letters)")
+        return value
+
+
+class DeleteArgs(ToolArgs):
+    reason: str = Field("", max_length=500, description="Why the customer wants to leave")
+
+
+class NewsletterArgs(ToolArgs):
+    subscribed: bool = Field(description="True to subscribe, false to unsubscribe")
+
+
+class TicketArgs(ToolArgs):
+    subject: str = Field(min_length=3, max_length=200, description="Short summary of the issue")
+    body: str = Field(min_length=1, max_length=5000, description="Full description for the support team")
+    priority: Literal["low", "normal", "high"] = "normal"
+    order_id: OrderId | None = Field(None, description="Related order number, if any")
+
+
+# ------------------------------------------------------------------------------------------ registry
+def tool(
+    name: str, permission: Permission, args_model: type[ToolArgs], description: str
+) -> Callable[[ToolFn], ToolFn]:
+    """Register a tool function in `TOOLS`."""
+
+    def register(fn: ToolFn) -> ToolFn:
+        TOOLS[name] = ToolSpec(name, " ".join(description.split()), permission, args_model, fn)
+        return fn
+
+    return register
+
+
+def run_tool(
+    db: ShopDB,
+    name: str,
+    args: Mapping[str, Any] | None,
+    *,
+    user_id: str,
+    idempotency_key: str | None = None,
+    allowed_tools: Collection[str] | None = None,
+) -> ToolResult:
+    """Run shop tool `name` for customer `user_id`; never raises for bad input (ok=False with an error).
+
+    Write tools given an `idempotency_key` store their result in `action_ledger` with the change; the
+    same key again returns that result (`data["replayed"] is True`) without changing anything.
+    `allowed_tools`, when given, limits the call to the tools a workflow may use.
+    """
+    return execute(
+        db, TOOLS, name, args, user_id=user_id, idempotency_key=idempotency_key, allowed_tools=allowed_tools
+    )
+
+
+def as_langchain_tools(db: ShopDB, user_id: str) -> list[BaseTool]:
+    """The READ tools as LangChain tools bound to `user_id`; their schemas have no identity field."""
+
+    def make(spec: ToolSpec) -> BaseTool:
+        def call(**kwargs: Any) -> str:
+            return run_tool(db, spec.name, kwargs, user_id=user_id).model_dump_json()
+
+        return StructuredTool.from_function(
+            func=call, name=spec.name, description=spec.description, args_schema=spec.args_model
+        )
+
+    return [make(spec) for spec in TOOLS.values() if spec.permission == "read"]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _eur(cents: int) -> float:
+    return round(cents / 100, 2)
+
+
+def _money(cents: int) -> str:
+    return f"EUR {cents / 100:,.2f}"
+
+
+def _own_order(ctx: ToolContext, order_id: int) -> sqlite3.Row:
+    row = ctx.conn.execute(
+        "SELECT * FROM orders WHERE id = ? AND customer_id = ?", (order_id, ctx.user_id)
+    ).fetchone()
+    if row is None:  # another customer's order answers exactly like a missing one
+        raise ToolRefusal(f"order {order_id} was not found for this customer")
+    return row
+
+
+def _payment(ctx: ToolContext, order_id: int) -> sqlite3.Row | None:
+    return ctx.conn.execute(
+        "SELECT * FROM payments WHERE order_id = ? ORDER BY id DESC LIMIT 1", (order_id,)
+    ).fetchone()
+
+
+def _paid_refunded(ctx: ToolContext, order_id: int) -> tuple[int, int]:
+    paid = ctx.conn.execute(
+        "SELECT COALESCE(SUM(amount_cents), 0) FROM payments WHERE order_id = ? AND status = 'captured'",
+        (order_id,),
+    ).fetchone()[0]
+    refunded = ctx.conn.execute(
+        "SELECT COALESCE(SUM(amount_cents), 0) FROM refunds WHERE order_id = ?", (order_id,)
+    ).fetchone()[0]
+    return int(paid), int(refunded)
+
+
+def _items(ctx: ToolContext, order_id: int) -> list[dict[str, Any]]:
+    rows = ctx.conn.execute(
+        "SELECT p.sku, p.name, i.quantity, i.unit_price_cents FROM order_items i JOIN products p "
+        "ON p.id = i.product_id WHERE i.order_id = ? ORDER BY i.id",
+        (order_id,),
+    ).fetchall()
+    return [
+        {
+            "sku": r["sku"],
+            "name": r["name"],
+            "quantity": r["quantity"],
+            "unit_price": _eur(r["unit_price_cents"]),
+            "line_total": _eur(r["unit_price_cents"] * r["quantity"]),
+        }
+        for r in rows
+    ]
+
+
+def _days_since_delivery(ctx: ToolContext, order: sqlite3.Row) -> int | None:
+    if not order["delivered_at"]:
+        return None
+    return (ctx.now.date() - parse_ts(order["delivered_at"]).date()).days
+
+
+def _refund_rows(ctx: ToolContext, order_id: int) -> list[dict[str, Any]]:
+    rows = ctx.conn.execute("SELECT * FROM refunds WHERE order_id = ? ORDER BY id", (order_id,)).fetchall()
+    return [
+        {
+            "refund_id": r["id"],
+            "amount": _eur(r["amount_cents"]),
+            "status": r["status"],
+            "reason": r["reason"],
+            "created_at": r["created_at"],
+            "expected_by": r["expected_by"],
+            "completed_at": r["completed_at"],
+        }
+        for r in rows
+    ]
+
+
+def _insert_refund(
+    ctx: ToolContext, order_id: int, payment_id: int, cents: int, reason: str
+) -> dict[str, Any]:
+    expected = (ctx.now + timedelta(days=REFUND_DAYS)).date().isoformat()
+    cur = ctx.conn.execute(
+        "INSERT INTO refunds (order_id, payment_id, amount_cents, reason, status, created_at, expected_by) "
+        "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+        (order_id, payment_id, cents, reason, iso(ctx.now), expected),
+    )
+    return {"refund_id": cur.lastrowid, "amount": _eur(cents), "status": "pending", "expected_by": expected}
+
+
+# ------------------------------------------------------------------------------------------ read tools
+@tool(
+    "get_order",
+    "read",
+    OrderArgs,
+    """Look up one of the customer's orders: status, items, totals,
+      delivery address, carrier and tracking number, payment state and what is still refundable.""",
+)
+def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
+    """Details of one order owned by the caller."""
+    order = _own_order(ctx, args.order_id)
+    payment = _payment(ctx, args.order_id)
+    paid, refunded = _paid_refunded(ctx, args.order_id)
+    days = _days_since_delivery(ctx, order)
+    return {
+        "order_id": order["id"],
+        "status": order["status"],
+        "created_at": order["created_at"],
+        "updated_at": order["updated_at"],
+        "currency": order["currency"],
+        "items": _items(ctx, args.order_id),
+        "subtotal": _eur(order["subtotal_cents"]),
+        "shipping": _eur(order["shipping_cents"]),
+        "total": _eur(order["total_cents"]),
+        "shipping_address": order["shipping_address"],
+        "carrier": order["carrier"],
+        "tracking_number": order["tracking_number"],
+        "estimated_delivery": order["estimated_delivery"],
+        "shipped_at": order["shipped_at"],
+        "delivered_at": order["delivered_at"],
+        "cancelled_at": order["cancelled_at"],
+        "cancel_reason": order["cancel_reason"],
+        "payment": None
+        if payment is None
+        else {
+            "method": payment["method"],
+            "status": payment["status"],
+            "amount": _eur(payment["amount_cents"]),
+            "error_code": payment["error_code"],
+            "error_message": payment["error_message"],
+        },
+        "paid": _eur(paid),
+        "refunded": _eur(refunded),
+        "refundable": _eur(max(paid - refunded, 0)),
+        "days_since_delivery": days,
+        "within_return_window": None if days is None else days <= RETURN_WINDOW_DAYS,
+    }
+
+
+@tool(
+    "list_orders", "read", NoArgs, "List all of the customer's orders, newest first, with status and total."
+)
+def list_orders(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
+    """Summaries of the caller's orders."""
+    rows = ctx.conn.execute(
+        "SELECT o.id, o.status, o.created_at, o.total_cents, o.currency, GROUP_CONCAT("
+        "CASE WHEN i.quantity > 1 THEN i.quantity || ' x ' || p.name ELSE p.name END, ', ') AS names, "
+        "SUM(i.quantity) AS qty FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p "
+        "ON p.id = i.product_id WHERE o.customer_id = ? GROUP BY o.id ORDER BY o.created_at DESC, o.id DESC",
+        (ctx.user_id,),
+    ).fetchall()
+    orders = [
+        {
+            "order_id": r["id"],
+            "status": r["status"],
+            "created_at": r["created_at"],
+            "total": _eur(r["total_cents"]),
+            "currency": r["currency"],
+            "items": r["names"],
+            "item_count": r["qty"],
+        }
+        for r in rows
+    ]
+    return {"orders": orders, "count": len(orders)}
+
+
+@tool(
+    "get_account",
+    "read",
+    NoArgs,
+    """Show the customer's account: name, email, phone, addresses,
+      newsletter subscription, number of orders and open tickets.""",
+)
+def get_account(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
+    """The caller's account profile."""
+    c = ctx.conn.execute("SELECT * FROM customers WHERE id = ?", (ctx.user_id,)).fetchone()
+    addresses = ctx.conn.execute(
+        "SELECT label, line1, postcode, city, country, is_default FROM addresses "
+        "WHERE customer_id = ? ORDER BY id",
+        (ctx.user_id,),
+    ).fetchall()
+    news = ctx.conn.execute(
+        "SELECT subscribed FROM newsletter WHERE customer_id = ?", (ctx.user_id,)
+    ).fetchone()
+    n_orders = ctx.conn.execute(
+        "SELECT COUNT(*) FROM orders WHERE customer_id = ?", (ctx.user_id,)
+    ).fetchone()[0]
+    n_tickets = ctx.conn.execute(
+        "SELECT COUNT(*) FROM tickets WHERE customer_id = ? AND status != 'closed'", (ctx.user_id,)
+    ).fetchone()[0]
+    return {
+        "customer_id": c["id"],
+        "name": c["name"],
+        "email": c["email"],
+        "phone": c["phone"],
+        "member_since": c["created_at"],
+        "status": c["status"],
+        "deletion_requested_at": c["deletion_requested_at"],
+        "addresses": [{**dict(a), "is_default": bool(a["is_default"])} for a in addresses],
+        "newsletter_subscribed": bool(news and news["subscribed"]),
+        "order_count": n_orders,
+        "open_tickets": n_tickets,
+    }
+
+
+@tool(
+    "get_invoice",
+    "read",
+    OrderArgs,
+    """Get the invoice of a paid order: invoice number, lines,
+      VAT included, totals, amount paid and refunded. Not available before payment is taken.""",
+)
+def get_invoice(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
+    """Invoice of one paid order owned by the caller."""
+    order = _own_order(ctx, args.order_id)
+    paid, refunded = _paid_refunded(ctx, args.order_id)
+    if paid == 0:
+        raise ToolRefusal(
+            f"no invoice for order {order['id']}: it is {order['status']} and no payment has been "
+            "taken (invoices are issued once payment is confirmed)"
+        )
+    c = ctx.conn.execute("SELECT name FROM customers WHERE id = ?", (ctx.user_id,)).fetchone()
+    total = order["total_cents"]
+    net = round(total / Decimal("1.21"))
+    return {
+        "invoice_number": f"INV-{order['created_at'][:4]}-{order['id']}",
+        "order_id": order["id"],
+        "issued_at": order["created_at"],
+        "bill_to": {"name": c["name"], "address": order["shipping_address"]},
+        "lines": _items(ctx, args.order_id),
+        "subtotal": _eur(order["subtotal_cents"]),
+        "shipping": _eur(order["shipping_cents"]),
+        "total": _eur(total),
+        "vat_rate": 0.21,
+        "vat_included": _eur(total - net),
+        "net_amount": _eur(net),
+        "currency": order["currency"],
+        "paid": _eur(paid),
+        "refunded": _eur(refunded),
+    }
+
+
+@tool(
+    "get_refund_status",
+    "read",
+    OrderArgs,
+    """Check refunds of an order: each refund's amount,
+      status (pending or completed), expected date, plus the total refunded and what is still refundable.""",
+)
+def get_refund_status(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
+    """Refunds recorded for one order owned by the caller."""
+    order = _own_order(ctx, args.order_id)
+    paid, refunded = _paid_refunded(ctx, args.order_id)
+    refunds = _refund_rows(ctx, args.order_id)
+    return {
+        "order_id": order["id"],
+        "order_status": order["status"],
+        "refunds": refunds,
+        "has_refund": bool(refunds),
+        "paid": _eur(paid),
+        "refunded_total": _eur(refunded),
+        "refundable": _eur(max(paid - refunded, 0)),
+        "currency": order["currency"],
+    }
+
+
+# ------------------------------------------------------------------------------------------ approval tools
+@tool(
+    "cancel_order",
+    "needs_approval",
+    CancelArgs,
+    """Cancel a pending, processing or payment_failed order.
+      Any captured payment is refunded in full automatically. Shipped or delivered orders cannot be
+      cancelled (they can be returned after delivery).""",
+)
+def cancel_order(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
+    """Cancel the order; void an authorisation or refund a captured payment in full."""
+    order = _own_order(ctx, args.order_id)
+    oid, status = order["id"], order["status"]
+    if status == "shipped":
+        raise ToolRefusal(
+            f"order {oid} has already shipped and can no longer be cancelled; "
+            f"it can be returned within {RETURN_WINDOW_DAYS} days after delivery"
+        )
+    if status == "delivered":
+        raise ToolRefusal(
+            f"order {oid} was delivered and cannot be cancelled; it can be returned "
+            f"within {RETURN_WINDOW_DAYS} days of delivery instead"
+        )
+    if status in ("cancelled", "refunded"):
+        raise ToolRefusal(f"order {oid} is already {status}")
+    payment = _payment(ctx, oid)
+    refund = None
+    note = "no payment was taken"
+    if payment is not None and payment["status"] == "authorized":
+        ctx.conn.execute("UPDATE payments SET status = 'voided' WHERE id = ?", (payment["id"],))
+        note = "the card authorisation was released; nothing was charged"
+    paid, refunded = _paid_refunded(ctx, oid)
+    if paid - refunded > 0 and payment is not None:
+        refund = _insert_refund(ctx, oid, payment["id"], paid - refunded, args.reason or "order cancelled")
+        note = f"a refund of {_money(paid - refunded)} was started"
+    ctx.conn.execute(
+        "UPDATE orders SET status = 'cancelled', cancelled_at = ?, cancel_reason = ?, updated_at = ? "
+        "WHERE id = ?",
+        (iso(ctx.now), args.reason or None, iso(ctx.now), oid),
+    )
+    return {"order_id": oid, "status": "cancelled", "previous_status": status, "refund": refund, "note": note}
+
+
+@tool(
+    "issue_refund",
+    "needs_approval",
+    RefundArgs,
+    f"""Refund a paid order that was delivered (within
+      {RETURN_WINDOW_DAYS} days) or cancelled after payment. Give an amount in EUR for a partial refund or
+      omit it for the full remaining amount.""",
+)
+def issue_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
+    """Refund all or part of what was paid and not yet refunded."""
+    order = _own_order(ctx, args.order_id)
+    oid, status = order["id"], order["status"]
+    paid, refunded = _paid_refunded(ctx, oid)
+    if status in ("pending", "processing"):
+        raise ToolRefusal(
+            f"order {oid} is {status} and has not shipped; cancel it instead (cancelling refunds "
+            "any payment in full)"
+        )
+    if status == "shipped":
+        raise ToolRefusal(f"order {oid} is still in transit; it can be returned and refunded after delivery")
+    if status == "payment_failed" or paid == 0:
+        raise ToolRefusal(f"order {oid} was never paid ({status}), so there is nothing to refund")
+    if paid - refunded <= 0:
+        raise ToolRefusal(f"order {oid} has already been fully refunded ({_money(refunded)})")
+    days = _days_since_delivery(ctx, order)
+    if status == "delivered" and days is not None and days > RETURN_WINDOW_DAYS:
+        raise ToolRefusal(
+            f"order {oid} was delivered {days} days ago, outside the {RETURN_WINDOW_DAYS}-day "
+            "returns window, so it cannot be refunded"
+        )
+    remaining = paid - refunded
+    cents = remaining if args.amount is None else int(Decimal(str(args.amount)) * 100)
+    if cents > remaining:
+        raise ToolRefusal(
+            f"a refund of {_money(cents)} exceeds the {_money(remaining)} still refundable on order {oid}"
+        )
+    payment = ctx.conn.execute(
+        "SELECT id FROM payments WHERE order_id = ? AND status = 'captured' ORDER BY id DESC LIMIT 1", (oid,)
+    ).fetchone()
+    refund = _insert_refund(ctx, oid, payment["id"], cents, args.reason)
+    new_status = "refunded" if cents == remaining and status == "delivered" else status
+    ctx.conn.execute(
+        "UPDATE orders SET status = ?, updated_at = ? WHERE id = ?", (new_status, iso(ctx.now), oid)
+    )
+    return {
+        "order_id": oid,
+        **refund,
+        "currency": order["currency"],
+        "refunded_total": _eur(refunded + cents),
+        "refundable": _eur(remaining - cents),
+        "order_status": new_status,
+    }
+
+
+@tool(
+    "update_shipping_address",
+    "needs_approval",
+    AddressArgs,
+    """Change the delivery address of an order
+      that has not shipped yet (pending or processing).""",
+)
+def update_shipping_address(ctx: ToolContext, args: AddressArgs) -> dict[str, Any]:
+    """Replace the delivery address of an unshipped order."""
+    order = _own_order(ctx, args.order_id)
+    if order["status"] not in ("pending", "processing"):
+        raise ToolRefusal(
+            f"order {order['id']} is {order['status']}; the delivery address can only be changed "
+            "before the order ships (pending or processing)"
+        )
+    ctx.conn.execute(
+        "UPDATE orders SET shipping_address = ?, updated_at = ? WHERE id = ?",
+        (args.address, iso(ctx.now), order["id"]),
+    )
+    return {"order_id": order["id"], "old_address": order["shipping_address"], "new_address": args.address}
+
+
+@tool(
+    "update_account",
+    "needs_approval",
+    AccountArgs,
+    """Change the customer's name, email address or
+      phone number.""",
+)
+def update_account(ctx: ToolContext, args: AccountArgs) -> dict[str, Any]:
+    """Change one account field; emails must be unique."""
+    if args.field == "email":
+        other = ctx.conn.execute(
+            "SELECT 1 FROM customers WHERE email = ? AND id != ?", (args.value, ctx.user_id)
+        ).fetchone()
+        if other:
+            raise ToolRefusal("that email address is already used by another account")
+    old = ctx.conn.execute(f"SELECT {args.field} FROM customers WHERE id = ?", (ctx.user_id,)).fetchone()[0]
+    ctx.conn.execute(f"UPDATE customers SET {args.field} = ? WHERE id = ?", (args.value, ctx.user_id))
+    return {"field": args.field, "old_value": old, "new_value": args.value, "changed": old != args.value}
+
+
+@tool(
+    "delete_account",
+    "needs_approval",
+    DeleteArgs,
+    f"""Request deletion of the customer's account
+      ({DELETION_GRACE_DAYS}-day grace period; newsletter unsubscribed at once). Refused while any order is
+      pending, processing or shipped, or a refund is still pending.""",
+)
+def delete_account(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
+    """Start account deletion if nothing is still open."""
+    c = ctx.conn.execute("SELECT status FROM customers WHERE id = ?", (ctx.user_id,)).fetchone()
+    if c["status"] == "deletion_requested":
+        raise ToolRefusal("account deletion has already been requested")
+    open_orders = [
+        r[0]
+        for r in ctx.conn.execute(
+            f"SELECT id FROM orders WHERE customer_id = ? "
+            f"AND status IN ({','.join('?' * len(OPEN_STATUSES))}) ORDER BY id",
+            (ctx.user_id, *OPEN_STATUSES),
+        )
+    ]
+    if open_orders:
+        raise ToolRefusal(
+            "the account cannot be deleted while orders are pending, processing or shipped: "
+            + ", ".join(map(str, open_orders))
+        )
+    pending = [
+        r[0]
+        for r in ctx.conn.execute(
+            "SELECT DISTINCT r.order_id FROM refunds r JOIN orders o ON o.id = r.order_id "
+            "WHERE o.customer_id = ? AND r.status = 'pending' ORDER BY r.order_id",
+            (ctx.user_id,),
+        )
+    ]
+    if pending:
+        raise ToolRefusal(
+            "the account cannot be deleted while refunds are still pending for orders: "
+            + ", ".join(map(str, pending))
+        )
+    ctx.conn.execute(
+        "UPDATE customers SET status = 'deletion_requested', deletion_requested_at = ?, "
+        "deletion_reason = ? WHERE id = ?",
+        (iso(ctx.now), args.reason, ctx.user_id),
+    )
+    ctx.conn.execute(
+        "INSERT INTO newsletter (customer_id, subscribed, updated_at) VALUES (?, 0, ?) "
+        "ON CONFLICT(customer_id) DO UPDATE SET subscribed = 0, updated_at = excluded.updated_at",
+        (ctx.user_id, iso(ctx.now)),
+    )
+    erase_on = (ctx.now + timedelta(days=DELETION_GRACE_DAYS)).date().isoformat()
+    return {"status": "deletion_requested", "erase_on": erase_on, "newsletter_subscribed": False}
+
+
+# ------------------------------------------------------------------------------------------ low-impact writes
+@tool(
+    "set_newsletter_subscription",
+    "write",
+    NewsletterArgs,
+    "Subscribe the customer to, or unsubscribe them from, the newsletter.",
+)
+def set_newsletter_subscription(ctx: ToolContext, args: NewsletterArgs) -> dict[str, Any]:
+    """Set the newsletter flag."""
+    row = ctx.conn.execute(
+        "SELECT subscribed FROM newsletter WHERE customer_id = ?", (ctx.user_id,)
+    ).fetchone()
+    ctx.conn.execute(
+        "INSERT INTO newsletter (customer_id, subscribed, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT(customer_id) DO UPDATE SET subscribed = excluded.subscribed, "
+        "updated_at = excluded.updated_at",
+        (ctx.user_id, int(args.subscribed), iso(ctx.now)),
+    )
+    return {
+        "subscribed": args.subscribed,
+        "changed": row is None or bool(row["subscribed"]) != args.subscribed,
+    }
+
+
+@tool(
+    "create_ticket",
+    "write",
+    TicketArgs,
+    """Open a support ticket for the human team, optionally about
+      one of the customer's orders.""",
+)
+def create_ticket(ctx: ToolContext, args: TicketArgs) -> dict[str, Any]:
+    """Create an open ticket."""
+    if args.order_id is not None:
+        _own_order(ctx, args.order_id)
+    cur = ctx.conn.execute(
+        "INSERT INTO tickets (customer_id, order_id, subject, body, priority, status, created_at) "
+        "VALUES (?, ?, ?, ?, ?, 'open', ?)",
+        (ctx.user_id, args.order_id, args.subject, args.body, args.priority, iso(ctx.now)),
+    )
+    ticket_id = int(cur.lastrowid or 0)
+    return {
+        "ticket_id": ticket_id,
+        "reference": f"SB-{ticket_id:06d}",
+        "status": "open",
+        "priority": args.priority,
+        "subject": args.subject,
+        "order_id": args.order_id,
+    }
