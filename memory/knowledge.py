@@ -1,0 +1,604 @@
+"""Long-term memory in Chroma: knowledge-base chunks, resolved cases and per-user preferences.
+
+Three collections (cosine space, no Chroma embedding function: the project's embedder computes every
+vector and Chroma only stores and searches them):
+
+- ``kb``: knowledge-base article chunks, shared within a tenant (``user_id="*"``);
+- ``cases``: resolved cases (problem, cause, fix, outcome, intent) owned by one user, optionally
+  marked ``shared`` by the tenant once a human verified the answer;
+- ``prefs``: per-user preferences.
+
+Every record carries ``tenant_id`` and ``user_id``. Retrieval filters on them in Chroma's ``where``
+clause and checks them again on the way out, so a user never sees another user's records and a
+tenant never sees another tenant's. Results are ranked by
+``relevance_weight * (1 - cosine distance) + recency_weight * 0.5 ** (age_days / half_life_days)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import yaml
+
+__all__ = [
+    "Article",
+    "ChromaMemory",
+    "Embedder",
+    "HashingEmbedder",
+    "Hit",
+    "LongTermMemory",
+    "ResolvedCase",
+    "UpsertReport",
+    "chunk_markdown",
+    "load_articles",
+    "parse_markdown",
+]
+
+SHARED_USER = "*"
+_DAY = 86400.0
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.S)
+_HEADING = re.compile(r"^#{1,6}\s+\S")
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that turns texts into L2-normalised float32 vectors of width `dim`."""
+
+    dim: int
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass
+class Article:
+    """One knowledge-base article (markdown body without front matter)."""
+
+    id: str
+    title: str
+    text: str
+    intents: list[str] = field(default_factory=list)
+    kind: str = "article"
+    error_codes: list[str] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)
+    http_status: list[int] = field(default_factory=list)
+    updated: float | None = None  # epoch seconds; drives recency when set
+    tenant_id: str = "default"
+    source: str | None = None
+
+
+@dataclass
+class ResolvedCase:
+    """A support case that was resolved: what went wrong, why, what fixed it, how it ended."""
+
+    problem: str
+    cause: str
+    fix: str
+    outcome: str = "resolved"
+    intent: str | None = None
+    id: str | None = None
+
+
+@dataclass
+class Hit:
+    """One retrieved record with its blended score and the two parts of it."""
+
+    id: str
+    article_id: str | None
+    title: str
+    text: str
+    metadata: dict[str, Any]
+    score: float
+    relevance: float
+    recency: float
+
+
+@dataclass
+class UpsertReport:
+    """What `upsert_articles` changed."""
+
+    articles: int = 0
+    chunks_added: int = 0
+    chunks_unchanged: int = 0
+    chunks_removed: int = 0
+
+
+@runtime_checkable
+class LongTermMemory(Protocol):
+    """The long-term memory the graph and the CLI depend on (Chroma in production, fakes in tests)."""
+
+    def upsert_articles(self, articles: list[Article]) -> UpsertReport: ...
+
+    def search_knowledge(
+        self,
+        query: str,
+        *,
+        tenant_id: str = "default",
+        k: int | None = None,
+        intents: list[str] | None = None,
+    ) -> list[Hit]: ...
+
+    def add_case(self, case: ResolvedCase, *, tenant_id: str, user_id: str, shared: bool) -> str: ...
+
+    def search_cases(self, query: str, *, tenant_id: str, user_id: str, k: int = 3) -> list[Hit]: ...
+
+    def set_preference(self, tenant_id: str, user_id: str, key: str, value: Any) -> None: ...
+
+    def get_preferences(self, tenant_id: str, user_id: str) -> dict[str, Any]: ...
+
+    def count(self) -> dict[str, int]: ...
+
+
+# ------------------------------------------------------------------------------------------ articles
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _to_epoch(value: Any) -> float | None:
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC).timestamp()
+    if isinstance(value, str) and value.strip():
+        try:
+            return _to_epoch(dt.datetime.fromisoformat(value.strip()))
+        except ValueError:
+            return None
+    return None
+
+
+def parse_markdown(
+    text: str, default_id: str, *, source: str | None = None, tenant_id: str = "default"
+) -> Article:
+    """Parse a markdown document with optional YAML front matter into an `Article`.
+
+    Missing ``id`` falls back to `default_id`; missing ``title`` to the first heading or line.
+    Raises ValueError on malformed front matter.
+    """
+    meta: dict[str, Any] = {}
+    body = text
+    match = _FRONT_MATTER.match(text)
+    if match:
+        try:
+            loaded = yaml.safe_load(match.group(1)) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"bad front matter: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ValueError("front matter is not a mapping")
+        meta, body = loaded, text[match.end() :]
+    body = body.strip()
+    title = str(meta.get("title") or "").strip()
+    if not title:
+        first = next((ln for ln in body.splitlines() if ln.strip()), default_id)
+        title = first.lstrip("#").strip()[:120]
+    return Article(
+        id=str(meta.get("id") or default_id),
+        title=title,
+        text=body,
+        intents=[str(i) for i in _as_list(meta.get("intents"))],
+        kind=str(meta.get("kind") or "article"),
+        error_codes=[str(c) for c in _as_list(meta.get("error_codes"))],
+        exceptions=[str(c) for c in _as_list(meta.get("exceptions"))],
+        http_status=[int(c) for c in _as_list(meta.get("http_status"))],
+        updated=_to_epoch(meta.get("updated")),
+        tenant_id=str(meta.get("tenant_id") or tenant_id),
+        source=source,
+    )
+
+
+def load_articles(kb_dir: Path) -> list[Article]:
+    """Load every ``*.md`` article under `kb_dir` (sorted by path; id defaults to the file stem)."""
+    return [
+        parse_markdown(path.read_text(encoding="utf-8"), path.stem, source=str(path))
+        for path in sorted(Path(kb_dir).glob("*.md"))
+    ]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _split_long(paragraph: str, max_words: int) -> list[str]:
+    sentences = re.split(r"(?<=[.!?])\s+", paragraph)
+    out: list[str] = []
+    current: list[str] = []
+    for sentence in sentences:
+        words = sentence.split()
+        while len(words) > max_words:  # one giant sentence: hard split on words
+            if current:
+                out.append(" ".join(current))
+                current = []
+            out.append(" ".join(words[:max_words]))
+            words = words[max_words:]
+        if current and _words(" ".join(current)) + len(words) > max_words:
+            out.append(" ".join(current))
+            current = []
+        if words:
+            current.append(" ".join(words))
+    if current:
+        out.append(" ".join(current))
+    return out
+
+
+def chunk_markdown(text: str, *, min_words: int = 120, max_words: int = 200) -> list[str]:
+    """Split markdown into chunks of about `min_words`..`max_words` words along headings and paragraphs.
+
+    A heading stays with the paragraph after it; a new heading starts a new chunk once the current one
+    has `min_words`; a paragraph longer than `max_words` is split on sentences.
+    """
+    blocks: list[tuple[bool, str]] = []  # (starts with heading, text)
+    pending_heading = ""
+    for raw in re.split(r"\n\s*\n", text.strip()):
+        block = raw.strip()
+        if not block:
+            continue
+        lines = block.splitlines()
+        if _HEADING.match(lines[0]) and len(lines) == 1:
+            pending_heading = (pending_heading + "\n\n" + block).strip()
+            continue
+        heading = bool(pending_heading) or bool(_HEADING.match(lines[0]))
+        block = (pending_heading + "\n\n" + block).strip() if pending_heading else block
+        pending_heading = ""
+        for i, piece in enumerate(_split_long(block, max_words) if _words(block) > max_words else [block]):
+            blocks.append((heading and i == 0, piece))
+    if pending_heading:
+        blocks.append((True, pending_heading))
+
+    chunks: list[str] = []
+    current: list[str] = []
+    for heading, block in blocks:
+        size = _words("\n\n".join(current))
+        if current and (size + _words(block) > max_words or (heading and size >= min_words)):
+            chunks.append("\n\n".join(current))
+            current = []
+        current.append(block)
+    if current:
+        if chunks and _words("\n\n".join(current)) < min_words // 3 and _words(chunks[-1]) < max_words:
+            chunks[-1] = chunks[-1] + "\n\n" + "\n\n".join(current)  # no orphan tail
+        else:
+            chunks.append("\n\n".join(current))
+    return chunks
+
+
+def _sha(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+# -------------------------------------------------------------------------------------------- chroma
+
+
+class ChromaMemory:
+    """`LongTermMemory` on Chroma with tenant/user namespacing and relevance + recency ranking."""
+
+    def __init__(
+        self,
+        client: Any,
+        embedder: Embedder,
+        *,
+        top_k: int = 5,
+        relevance_weight: float = 0.7,
+        recency_weight: float = 0.3,
+        half_life_days: float = 30,
+        min_relevance: float = 0.25,
+        clock: Callable[[], float] = time.time,
+        prefix: str = "switchboard",
+    ) -> None:
+        self.client = client
+        self.embedder = embedder
+        self.top_k = top_k
+        self.relevance_weight = relevance_weight
+        self.recency_weight = recency_weight
+        self.half_life_days = half_life_days
+        self.min_relevance = min_relevance
+        self.clock = clock
+        self.prefix = prefix
+
+        def collection(name: str) -> Any:
+            # embedding_function=None: Chroma's default function downloads a model and must never run.
+            return client.get_or_create_collection(
+                f"{prefix}_{name}", embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+
+        self.kb = collection("kb")
+        self.cases = collection("cases")
+        self.prefs = collection("prefs")
+        self._batch = int(getattr(client, "get_max_batch_size", lambda: 5000)())
+
+    @classmethod
+    def persistent(cls, path: Path | str, embedder: Embedder, **kwargs: Any) -> ChromaMemory:
+        """Open (or create) a Chroma store on disk at `path`."""
+        import chromadb
+        from chromadb.config import Settings
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+        return cls(client, embedder, **kwargs)
+
+    @classmethod
+    def ephemeral(cls, embedder: Embedder, **kwargs: Any) -> ChromaMemory:
+        """An in-memory store (Chroma shares ephemeral clients in a process, so each gets its own prefix)."""
+        import chromadb
+        from chromadb.config import Settings
+
+        client = chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False))
+        kwargs.setdefault("prefix", f"eph{uuid.uuid4().hex[:12]}")
+        return cls(client, embedder, **kwargs)
+
+    # ---------------------------------------------------------------------------------- helpers
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise ValueError(f"embedder returned shape {vectors.shape} for {len(texts)} texts")
+        return vectors
+
+    def _write(
+        self,
+        collection: Any,
+        ids: list[str],
+        docs: list[str],
+        metas: list[dict[str, Any]],
+        vectors: np.ndarray,
+    ) -> None:
+        for start in range(0, len(ids), self._batch):
+            end = start + self._batch
+            collection.upsert(
+                ids=ids[start:end],
+                documents=docs[start:end],
+                metadatas=metas[start:end],
+                embeddings=vectors[start:end],
+            )
+
+    def recency(self, ts: float | None) -> float:
+        """exp(-ln 2 * age_days / half_life): 1.0 for now, 0.5 one half-life ago."""
+        if ts is None:
+            return 0.0
+        age_days = max(0.0, self.clock() - float(ts)) / _DAY
+        return math.exp(-math.log(2) * age_days / self.half_life_days) if self.half_life_days > 0 else 1.0
+
+    def _query(
+        self,
+        collection: Any,
+        query: str,
+        where: dict[str, Any],
+        n: int,
+        allowed: Callable[[dict[str, Any]], bool],
+    ) -> list[Hit]:
+        vector = self._embed([query])
+        result = collection.query(
+            query_embeddings=vector,
+            n_results=max(1, n),
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        hits: list[Hit] = []
+        for rid, doc, meta, dist in zip(
+            result["ids"][0],
+            result["documents"][0],
+            result["metadatas"][0],
+            result["distances"][0],
+            strict=True,
+        ):
+            meta = dict(meta or {})
+            if not allowed(meta):  # defence in depth: never trust the filter alone
+                continue
+            relevance = 1.0 - float(dist)
+            if relevance < self.min_relevance:
+                continue
+            recency = self.recency(meta.get("ts"))
+            score = self.relevance_weight * relevance + self.recency_weight * recency
+            hits.append(
+                Hit(
+                    rid,
+                    meta.get("article_id"),
+                    str(meta.get("title", "")),
+                    doc or "",
+                    meta,
+                    score,
+                    relevance,
+                    recency,
+                )
+            )
+        hits.sort(key=lambda h: (-h.score, h.id))
+        return hits
+
+    # ----------------------------------------------------------------------------------- articles
+    def upsert_articles(self, articles: list[Article]) -> UpsertReport:
+        """Chunk and store articles; unchanged chunks are kept, changed or vanished ones replaced."""
+        report = UpsertReport(articles=len(articles))
+        ids: list[str] = []
+        docs: list[str] = []
+        metas: list[dict[str, Any]] = []
+        embed_texts: list[str] = []
+        stale: list[str] = []
+        for article in articles:
+            existing = set(
+                self.kb.get(
+                    where={"$and": [{"tenant_id": article.tenant_id}, {"article_id": article.id}]}, include=[]
+                )["ids"]
+            )
+            fingerprint = json.dumps(
+                [
+                    article.title,
+                    article.intents,
+                    article.kind,
+                    article.error_codes,
+                    article.exceptions,
+                    article.http_status,
+                    article.updated,
+                ],
+                sort_keys=True,
+            )
+            wanted: dict[str, tuple[int, str]] = {}
+            for index, chunk in enumerate(chunk_markdown(article.text) or [article.title]):
+                cid = f"{article.tenant_id}/{article.id}#{_sha(fingerprint, chunk)[:16]}"
+                wanted.setdefault(cid, (index, chunk))
+            stale += sorted(existing - wanted.keys())
+            report.chunks_removed += len(existing - wanted.keys())
+            report.chunks_unchanged += len(existing & wanted.keys())
+            for cid, (index, chunk) in wanted.items():
+                if cid in existing:
+                    continue
+                meta: dict[str, Any] = {
+                    "tenant_id": article.tenant_id,
+                    "user_id": SHARED_USER,
+                    "article_id": article.id,
+                    "title": article.title,
+                    "kind": article.kind,
+                    "chunk": index,
+                    "ts": article.updated if article.updated is not None else self.clock(),
+                }
+                if article.source:
+                    meta["source"] = article.source
+                for key in ("intents", "error_codes", "exceptions", "http_status"):
+                    if getattr(article, key):
+                        meta[key] = list(getattr(article, key))
+                ids.append(cid)
+                docs.append(chunk)
+                metas.append(meta)
+                embed_texts.append(f"{article.title}\n{chunk}")
+        if ids:
+            self._write(self.kb, ids, docs, metas, self._embed(embed_texts))
+        if stale:
+            self.kb.delete(ids=stale)
+        report.chunks_added = len(ids)
+        return report
+
+    def delete_article(self, article_id: str, *, tenant_id: str = "default") -> int:
+        """Remove every chunk of one article; returns how many chunks went."""
+        ids = self.kb.get(where={"$and": [{"tenant_id": tenant_id}, {"article_id": article_id}]}, include=[])[
+            "ids"
+        ]
+        if ids:
+            self.kb.delete(ids=ids)
+        return len(ids)
+
+    def search_knowledge(
+        self,
+        query: str,
+        *,
+        tenant_id: str = "default",
+        k: int | None = None,
+        intents: list[str] | None = None,
+    ) -> list[Hit]:
+        """Best chunk per article for `query` in the tenant's knowledge base, optionally by intents."""
+        k = k or self.top_k
+        clauses: list[dict[str, Any]] = [{"tenant_id": tenant_id}]
+        if intents:
+            ors = [{"intents": {"$contains": i}} for i in intents]
+            clauses.append(ors[0] if len(ors) == 1 else {"$or": ors})
+        where = clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        hits = self._query(self.kb, query, where, max(k * 5, 25), lambda m: m.get("tenant_id") == tenant_id)
+        best: dict[str, Hit] = {}
+        for hit in hits:
+            key = hit.article_id or hit.id
+            if key not in best:
+                best[key] = hit
+        return list(best.values())[:k]
+
+    # -------------------------------------------------------------------------------------- cases
+    def add_case(self, case: ResolvedCase, *, tenant_id: str, user_id: str, shared: bool) -> str:
+        """Store a resolved case of (tenant, user); `shared` makes it visible tenant-wide. Returns its id."""
+        if not tenant_id or not user_id or user_id == SHARED_USER:
+            raise ValueError("a case needs a tenant_id and a real user_id")
+        cid = case.id or "case-" + _sha(tenant_id, user_id, case.problem, case.cause, case.fix)[:20]
+        doc = f"Problem: {case.problem}\nCause: {case.cause}\nFix: {case.fix}\nOutcome: {case.outcome}"
+        meta: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "shared": bool(shared),
+            "ts": self.clock(),
+            "title": case.problem[:120],
+            **{k: v for k, v in asdict(case).items() if v is not None and k != "id"},
+        }
+        self._write(
+            self.cases, [cid], [doc], [meta], self._embed([f"{case.problem}\n{case.cause}\n{case.fix}"])
+        )
+        return cid
+
+    def search_cases(self, query: str, *, tenant_id: str, user_id: str, k: int = 3) -> list[Hit]:
+        """The user's own cases plus cases their tenant marked shared, best first; never another tenant's."""
+        where = {"$and": [{"tenant_id": tenant_id}, {"$or": [{"user_id": user_id}, {"shared": True}]}]}
+
+        def allowed(meta: dict[str, Any]) -> bool:
+            return meta.get("tenant_id") == tenant_id and (
+                meta.get("user_id") == user_id or meta.get("shared") is True
+            )
+
+        return self._query(self.cases, query, where, max(k * 4, 12), allowed)[:k]
+
+    # -------------------------------------------------------------------------------- preferences
+    def set_preference(self, tenant_id: str, user_id: str, key: str, value: Any) -> None:
+        """Remember one preference of (tenant, user); a later value for the same key replaces it."""
+        if not tenant_id or not user_id or user_id == SHARED_USER:
+            raise ValueError("a preference needs a tenant_id and a real user_id")
+        pid = "pref-" + _sha(tenant_id, user_id, key)[:24]
+        encoded = json.dumps(value, sort_keys=True)
+        meta = {"tenant_id": tenant_id, "user_id": user_id, "key": key, "value": encoded, "ts": self.clock()}
+        doc = f"{key}: {value}"
+        self._write(self.prefs, [pid], [doc], [meta], self._embed([doc]))
+
+    def get_preferences(self, tenant_id: str, user_id: str) -> dict[str, Any]:
+        """All preferences of (tenant, user) as a dict."""
+        got = self.prefs.get(
+            where={"$and": [{"tenant_id": tenant_id}, {"user_id": user_id}]}, include=["metadatas"]
+        )
+        prefs: dict[str, Any] = {}
+        for meta in got["metadatas"] or []:
+            if meta and meta.get("tenant_id") == tenant_id and meta.get("user_id") == user_id:
+                prefs[str(meta["key"])] = json.loads(str(meta["value"]))
+        return prefs
+
+    def forget_user(self, tenant_id: str, user_id: str) -> int:
+        """Delete every case and preference of (tenant, user) (right to be forgotten); returns the count."""
+        where = {"$and": [{"tenant_id": tenant_id}, {"user_id": user_id}]}
+        removed = 0
+        for collection in (self.cases, self.prefs):
+            ids = collection.get(where=where, include=[])["ids"]
+            if ids:
+                collection.delete(ids=ids)
+            removed += len(ids)
+        return removed
+
+    def count(self) -> dict[str, int]:
+        """Records per collection."""
+        return {"kb": self.kb.count(), "cases": self.cases.count(), "prefs": self.prefs.count()}
+
+
+class HashingEmbedder:
+    """Deterministic, dependency-free embedder (hashed word and bigram features, L2-normalised).
+
+    For unit tests and as a last-resort offline fallback; it captures word overlap, not meaning.
+    """
+
+    def __init__(self, dim: int = 384) -> None:
+        self.dim = dim
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Embed `texts` into an (n, dim) float32 array of unit vectors."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = re.findall(r"[a-z0-9]+", text.lower())
+            for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+                index = int.from_bytes(digest[:4], "little") % self.dim
+                out[row, index] += 1.0 if digest[4] & 1 else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+            else:
+                out[row, 0] = 1.0
+        return out

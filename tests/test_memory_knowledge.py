@@ -1,0 +1,298 @@
+"""Long-term memory on Chroma: chunking, idempotent upserts, namespacing, recency ranking, persistence."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory.knowledge import (
+    Article,
+    ChromaMemory,
+    HashingEmbedder,
+    LongTermMemory,
+    ResolvedCase,
+    chunk_markdown,
+    load_articles,
+    parse_markdown,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DAY = 86400.0
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def paragraph(topic: str, n: int = 60) -> str:
+    return " ".join(f"{topic} detail{i}" for i in range(n // 2)) + "."
+
+
+ARTICLES = [
+    Article(
+        "kb-refunds",
+        "Refund timing",
+        f"# Refund timing\n\n{paragraph('refund')}\n\n## Card refunds\n\n{paragraph('card refund bank')}",
+        intents=["get_refund", "track_refund"],
+    ),
+    Article(
+        "kb-delivery",
+        "Delivery options",
+        f"# Delivery\n\n{paragraph('delivery courier')}",
+        intents=["delivery_options"],
+    ),
+    Article(
+        "kb-password",
+        "Recover your password",
+        f"# Password\n\n{paragraph('password reset email link')}",
+        intents=["recover_password"],
+    ),
+]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def mem(clock: FakeClock) -> ChromaMemory:
+    return ChromaMemory.ephemeral(HashingEmbedder(128), clock=clock, min_relevance=0.0)
+
+
+def test_chroma_memory_satisfies_protocol_and_never_uses_a_chroma_embedding_function(
+    mem: ChromaMemory,
+) -> None:
+    assert isinstance(mem, LongTermMemory)
+    for collection in (mem.kb, mem.cases, mem.prefs):
+        assert collection._embedding_function is None
+    with pytest.raises(ValueError):  # Chroma cannot embed on its own: no default model download possible
+        mem.kb.query(query_texts=["refund"], n_results=1)
+
+
+def test_chunk_markdown_respects_size_and_headings() -> None:
+    text = "\n\n".join(
+        f"## Section {s}\n\n{paragraph(f'topic{s}', 80)}\n\n{paragraph('more', 70)}" for s in range(6)
+    )
+    chunks = chunk_markdown(text)
+    sizes = [len(c.split()) for c in chunks]
+    assert len(chunks) >= 5
+    assert max(sizes) <= 240 and min(sizes) >= 60
+    assert all(c.startswith("## Section") for c in chunks)  # a heading opens each chunk here
+    long_sentence = "word " * 700
+    assert max(len(c.split()) for c in chunk_markdown(long_sentence)) <= 200
+
+
+def test_parse_markdown_front_matter_and_fallbacks() -> None:
+    doc = (
+        "---\nid: kb-x\ntitle: X title\nintents: [a, b]\nhttp_status: [402]\nupdated: 2024-05-01\n---\n"
+        "# H\n\nBody."
+    )
+    article = parse_markdown(doc, "fallback")
+    assert (article.id, article.title, article.intents, article.http_status) == (
+        "kb-x",
+        "X title",
+        ["a", "b"],
+        [402],
+    )
+    assert article.updated is not None and article.text.startswith("# H")
+    bare = parse_markdown("# Just a heading\n\nText", "dir/file")
+    assert (bare.id, bare.title) == ("dir/file", "Just a heading")
+    with pytest.raises(ValueError):
+        parse_markdown("---\n[unclosed\n---\nbody", "x")
+
+
+def test_load_demo_kb_articles() -> None:
+    articles = load_articles(REPO / "demo" / "kb")
+    if not articles:
+        pytest.skip("demo/kb has no articles yet")
+    ids = [a.id for a in articles]
+    assert len(ids) == len(set(ids))
+    assert all(a.title and a.text and a.intents for a in articles)
+
+
+def test_upsert_is_idempotent_and_replaces_changed_content(mem: ChromaMemory) -> None:
+    first = mem.upsert_articles(ARTICLES)
+    assert first.chunks_added >= 3 and first.chunks_unchanged == 0
+    total = mem.count()["kb"]
+    assert total == first.chunks_added
+    again = mem.upsert_articles(ARTICLES)
+    assert (again.chunks_added, again.chunks_unchanged, again.chunks_removed) == (0, total, 0)
+    old_delivery = len(mem.kb.get(where={"article_id": "kb-delivery"}, include=[])["ids"])
+    changed = Article(
+        "kb-delivery",
+        "Delivery options",
+        "# Delivery\n\nNew text about parcel lockers only.",
+        intents=["delivery_options"],
+    )
+    report = mem.upsert_articles([changed])
+    assert (report.chunks_added, report.chunks_removed) == (1, old_delivery)
+    assert mem.count()["kb"] == total - old_delivery + 1
+    hits = mem.search_knowledge("parcel lockers", k=5)
+    delivery = [h for h in hits if h.article_id == "kb-delivery"]
+    assert delivery and "parcel lockers" in delivery[0].text
+    assert mem.delete_article("kb-delivery") == 1
+    assert mem.count()["kb"] == total - old_delivery
+
+
+def test_search_knowledge_ranks_dedupes_and_filters_by_intent(mem: ChromaMemory) -> None:
+    mem.upsert_articles(ARTICLES)
+    hits = mem.search_knowledge("card refund bank detail3", k=5)
+    assert hits[0].article_id == "kb-refunds"
+    assert len({h.article_id for h in hits}) == len(hits)  # one chunk per article
+    assert hits[0].relevance > 0.2 and hits[0].recency == pytest.approx(1.0)
+    assert hits[0].score == pytest.approx(0.7 * hits[0].relevance + 0.3 * hits[0].recency)
+    only = mem.search_knowledge("card refund bank", k=5, intents=["recover_password", "delivery_options"])
+    assert {h.article_id for h in only} <= {"kb-password", "kb-delivery"} and only
+
+
+def test_kb_is_tenant_scoped(mem: ChromaMemory) -> None:
+    mem.upsert_articles(
+        [Article("kb-acme", "Acme secret", "acme internal refund procedure", tenant_id="acme")]
+    )
+    mem.upsert_articles(ARTICLES)
+    assert all(
+        h.article_id != "kb-acme" for h in mem.search_knowledge("acme internal refund procedure", k=10)
+    )
+    acme = mem.search_knowledge("acme internal refund procedure", tenant_id="acme", k=10)
+    assert [h.article_id for h in acme] == ["kb-acme"]
+
+
+CASE = ResolvedCase(
+    problem="card declined with error 402 at checkout",
+    cause="3-D Secure timeout",
+    fix="retry payment after bank app approval",
+    outcome="paid",
+    intent="payment_issue",
+)
+
+
+def test_cases_are_private_unless_shared_and_never_cross_tenants(mem: ChromaMemory) -> None:
+    own = mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
+    assert [h.id for h in mem.search_cases("card declined 402", tenant_id="t1", user_id="alice")] == [own]
+    assert mem.search_cases("card declined 402", tenant_id="t1", user_id="bob") == []
+    shared_case = ResolvedCase(problem="card declined 402 again", cause="bank limit", fix="raise the limit")
+    shared = mem.add_case(shared_case, tenant_id="t1", user_id="carol", shared=True)
+    bob = mem.search_cases("card declined 402", tenant_id="t1", user_id="bob")
+    assert [h.id for h in bob] == [shared]
+    assert bob[0].metadata["fix"] == "raise the limit"
+    assert mem.search_cases("card declined 402", tenant_id="t2", user_id="alice") == []
+    assert mem.search_cases("card declined 402", tenant_id="t2", user_id="carol") == []
+    assert mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False) == own  # idempotent id
+
+
+def test_preferences_are_per_user_and_tenant(mem: ChromaMemory) -> None:
+    mem.set_preference("t1", "alice", "contact", "email")
+    mem.set_preference("t1", "alice", "language", {"code": "de"})
+    mem.set_preference("t1", "alice", "contact", "sms")  # later value replaces
+    assert mem.get_preferences("t1", "alice") == {"contact": "sms", "language": {"code": "de"}}
+    assert mem.get_preferences("t1", "bob") == {}
+    assert mem.get_preferences("t2", "alice") == {}
+    assert mem.count()["prefs"] == 2
+    assert mem.forget_user("t1", "alice") == 2 and mem.get_preferences("t1", "alice") == {}
+    with pytest.raises(ValueError):
+        mem.set_preference("t1", "*", "contact", "email")
+
+
+class LeakyCollection:
+    """Wraps a Chroma collection and ignores `where`, as a buggy backend or filter would."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def query(self, **kwargs: Any) -> Any:
+        kwargs.pop("where", None)
+        return self.inner.query(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_results_are_rechecked_even_if_the_filter_leaks(mem: ChromaMemory) -> None:
+    mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
+    mem.add_case(CASE, tenant_id="t2", user_id="bob", shared=True)
+    mem.upsert_articles([Article("kb-acme", "Acme", "card declined 402 internal", tenant_id="acme")])
+    mem.cases = LeakyCollection(mem.cases)
+    mem.kb = LeakyCollection(mem.kb)
+    assert mem.search_cases("card declined 402", tenant_id="t1", user_id="bob") == []
+    assert mem.search_knowledge("card declined 402", tenant_id="default") == []
+
+
+def test_recency_blending_changes_order(clock: FakeClock) -> None:
+    embedder = HashingEmbedder(128)
+    blended = ChromaMemory.ephemeral(embedder, clock=clock, min_relevance=0.0, half_life_days=30)
+    old = blended.add_case(
+        ResolvedCase("parcel lost in transit courier", "depot scan missing", "reship"),
+        tenant_id="t",
+        user_id="u",
+        shared=False,
+    )
+    clock.now += 120 * DAY
+    new = blended.add_case(
+        ResolvedCase("parcel lost courier", "label damaged", "refund issued"),
+        tenant_id="t",
+        user_id="u",
+        shared=False,
+    )
+    relevance_only = ChromaMemory(
+        blended.client,
+        embedder,
+        clock=clock,
+        min_relevance=0.0,
+        relevance_weight=1.0,
+        recency_weight=0.0,
+        prefix=blended.prefix,
+    )
+    query = "parcel lost in transit courier"
+    by_relevance = relevance_only.search_cases(query, tenant_id="t", user_id="u")
+    by_blend = blended.search_cases(query, tenant_id="t", user_id="u")
+    assert [h.id for h in by_relevance] == [old, new]
+    assert [h.id for h in by_blend] == [new, old]
+    assert by_blend[1].recency == pytest.approx(0.5**4, rel=1e-3)  # 120 days = 4 half-lives
+
+
+def test_min_relevance_drops_unrelated_hits(clock: FakeClock) -> None:
+    strict = ChromaMemory.ephemeral(HashingEmbedder(128), clock=clock, min_relevance=0.25)
+    strict.upsert_articles(ARTICLES)
+    assert strict.search_knowledge("zebra quantum violin") == []
+    assert strict.search_knowledge("password reset email link")[0].article_id == "kb-password"
+
+
+def test_persistent_store_survives_a_new_process(tmp_path: Path) -> None:
+    store = tmp_path / "chroma"
+    first = ChromaMemory.persistent(store, HashingEmbedder(128), min_relevance=0.0)
+    first.upsert_articles(ARTICLES)
+    first.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
+    first.set_preference("t1", "alice", "contact", "email")
+    expected = first.count()
+    del first
+    script = textwrap.dedent(
+        f"""
+        import json
+        from memory.knowledge import ChromaMemory, HashingEmbedder
+        mem = ChromaMemory.persistent({str(store)!r}, HashingEmbedder(128), min_relevance=0.0)
+        print(json.dumps({{
+            "count": mem.count(),
+            "prefs": mem.get_preferences("t1", "alice"),
+            "top": mem.search_knowledge("password reset email link")[0].article_id,
+            "again": mem.upsert_articles({ARTICLES!r}).chunks_added,
+        }}))
+        """
+    )
+    script = "from memory.knowledge import Article\n" + script
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"count": expected, "prefs": {"contact": "email"}, "top": "kb-password", "again": 0}
