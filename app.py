@@ -1,0 +1,432 @@
+"""Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, eval, bench, memory, demo.
+
+    python app.py ask "Where is my order 1003?" --json
+    python app.py resume THREAD --approve --json
+
+Bad input exits with status 2 and one line on stderr, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from config.settings import Settings  # noqa: E402
+
+INTERRUPT_STATUS = {"request_approval": "awaiting_approval", "review_gate": "awaiting_review", "escalate": "escalated"}
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "llm_calls", "cost_usd")
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------- runtime
+
+
+class Runtime:
+    """The compiled graph with its checkpointer and services, opened for one CLI command."""
+
+    def __init__(self, graph: Any, services: Any) -> None:
+        self.graph, self.services = graph, services
+
+    def config(self, thread_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id}}
+
+
+@contextmanager
+def open_runtime(settings: Settings) -> Iterator[Runtime]:
+    from graphs.services import build_services
+    from graphs.supervisor import build_supervisor
+    from memory.checkpointer import open_checkpointer
+
+    services = build_services(settings)
+    with open_checkpointer(settings.checkpoint_target) as saver:
+        yield Runtime(build_supervisor(services).compile(checkpointer=saver), services)
+
+
+def thread_exists(settings: Settings, thread_id: str) -> bool:
+    """True when the checkpoint store holds the thread (without creating anything)."""
+    target = settings.checkpoint_target
+    if "://" not in target and not Path(target).exists():
+        return False
+    from memory.checkpointer import open_checkpointer
+
+    with open_checkpointer(target) as saver:
+        return saver.get_tuple({"configurable": {"thread_id": thread_id}}) is not None
+
+
+def pending_of(snapshot: Any) -> tuple[str | None, Any]:
+    """(node, payload) of the interrupt the thread waits on, or (None, None)."""
+    for task in snapshot.tasks:
+        for intr in task.interrupts:
+            return task.name, intr.value
+    return None, None
+
+
+def result_of(rt: Runtime, thread_id: str, started: float) -> dict[str, Any]:
+    """The CLI's JSON contract for the thread's latest ticket."""
+    snap = rt.graph.get_state(rt.config(thread_id))
+    values = snap.values
+    node, payload = pending_of(snap)
+    status = INTERRUPT_STATUS[node] if node else values.get("status", "completed")
+    usage = {k: values.get("usage", {}).get(k, 0) for k in USAGE_KEYS}
+    for k in ("prompt_tokens", "completion_tokens", "llm_calls"):
+        usage[k] = int(usage[k])
+    return {
+        "thread_id": thread_id,
+        "trace_id": values.get("trace_id"),
+        "status": status,
+        "intent": values.get("intent"),
+        "confidence": values.get("confidence"),
+        "decision": values.get("decision"),
+        "route": list(values.get("route", [])),
+        "answer": None if node else values.get("answer"),
+        "pending": payload,
+        "flags": list(values.get("flags", [])),
+        "usage": usage,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+
+
+def validate_text(text: str, settings: Settings) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise UsageError("the ticket text is empty")
+    limit = settings.policy().limits.max_input_chars
+    if len(text) > limit:
+        raise UsageError(f"the ticket text is {len(text)} characters; the limit is {limit}")
+    return text
+
+
+def validate_id(value: str, what: str) -> str:
+    from graphs.context import Context
+
+    try:
+        Context(user_id=value)
+    except Exception as exc:  # noqa: BLE001 - pydantic's message is too long for one line
+        raise UsageError(f"invalid {what} {value!r}: use 1-64 letters, digits, '_', '.', '@' or '-'") from exc
+    return value
+
+
+def ask(
+    settings: Settings, text: str, *, user: str, thread: str | None, tenant: str = "default", channel: str = "cli"
+) -> dict[str, Any]:
+    from graphs.context import Context
+
+    text = validate_text(text, settings)
+    validate_id(user, "user")
+    validate_id(tenant, "tenant")
+    if thread is not None:
+        validate_id(thread, "thread id")
+    thread_id = thread or str(uuid.uuid4())
+    started = time.perf_counter()
+    with open_runtime(settings) as rt:
+        if thread is not None:
+            node, _ = pending_of(rt.graph.get_state(rt.config(thread_id)))
+            if node:
+                raise UsageError(
+                    f"thread {thread_id} is waiting ({INTERRUPT_STATUS[node]}); answer it with "
+                    f"'python app.py resume {thread_id} ...'"
+                )
+        rt.graph.invoke(
+            {"messages": [{"role": "user", "content": text}]},
+            rt.config(thread_id),
+            context=Context(user_id=user, tenant_id=tenant, channel=channel),
+        )
+        return result_of(rt, thread_id, started)
+
+
+def resume_value(node: str, payload: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Turn --approve/--reject/--edit/--respond into an Agent Inbox response for the waiting node."""
+    allowed = payload.get("config", {})
+    if args.approve:
+        if not allowed.get("allow_accept"):
+            raise UsageError(f"this {INTERRUPT_STATUS[node]} thread cannot be approved; use --respond TEXT or --reject")
+        return {"type": "accept"}
+    if args.reject:
+        return {"type": "response", "args": args.reason} if args.reason else {"type": "ignore"}
+    if args.respond is not None:
+        if not args.respond.strip():
+            raise UsageError("--respond needs a non-empty text")
+        return {"type": "response", "args": args.respond.strip()}
+    try:
+        edit = json.loads(args.edit)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--edit is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not allowed.get("allow_edit"):
+        raise UsageError("this thread does not accept edits; use --respond TEXT or --reject")
+    if node == "request_approval":
+        from nodes.request_approval import validate_edit
+
+        action = {"tool": payload["action_request"]["action"], "args": payload["action_request"]["args"]}
+        try:
+            validate_edit(action, edit)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        return {"type": "edit", "args": edit}
+    if isinstance(edit, str) and edit.strip():
+        return {"type": "edit", "args": {"draft": edit.strip()}}
+    if isinstance(edit, dict) and isinstance(edit.get("draft"), str) and edit["draft"].strip():
+        return {"type": "edit", "args": {"draft": edit["draft"].strip()}}
+    raise UsageError('--edit for a review takes {"draft": "new text"} or a JSON string')
+
+
+def resume(settings: Settings, thread_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    from langgraph.types import Command
+
+    from graphs.context import Context
+
+    validate_id(thread_id, "thread id")
+    if not thread_exists(settings, thread_id):
+        raise UsageError(f"unknown thread {thread_id}")
+    started = time.perf_counter()
+    with open_runtime(settings) as rt:
+        snap = rt.graph.get_state(rt.config(thread_id))
+        node, payload = pending_of(snap)
+        if not node:
+            raise UsageError(f"thread {thread_id} is not waiting for anyone (status {snap.values.get('status')})")
+        value = resume_value(node, payload, args)
+        ctx = Context(user_id=args.user, tenant_id=args.tenant, channel="cli")
+        rt.graph.invoke(Command(resume=value), rt.config(thread_id), context=ctx)
+        return result_of(rt, thread_id, started)
+
+
+# ---------------------------------------------------------------- output
+
+
+def print_result(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+        return
+    from rich.console import Console
+    from rich.panel import Panel
+
+    console = Console()
+    head = (
+        f"[bold]{result['status']}[/] · intent {result['intent']} ({result['confidence']}) · "
+        f"{result['decision']} · {result['latency_ms']} ms"
+    )
+    body = result["answer"] or json.dumps(result["pending"], indent=2, ensure_ascii=False)
+    console.print(Panel(body, title=head, subtitle=" → ".join(result["route"])))
+    if result["flags"]:
+        console.print(f"flags: {', '.join(result['flags'])}")
+    if result["pending"]:
+        console.print(
+            f"thread {result['thread_id']} waits: python app.py resume {result['thread_id']} --approve | --reject"
+        )
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_ask(settings: Settings, a: argparse.Namespace) -> int:
+    print_result(ask(settings, a.text, user=a.user, thread=a.thread, tenant=a.tenant), a.json)
+    return 0
+
+
+def cmd_resume(settings: Settings, a: argparse.Namespace) -> int:
+    print_result(resume(settings, a.thread, a), a.json)
+    return 0
+
+
+def cmd_chat(settings: Settings, a: argparse.Namespace) -> int:
+    thread = a.thread or str(uuid.uuid4())
+    print(f"Switchboard chat · user {a.user} · thread {thread} · empty line or Ctrl-D to quit")
+    while True:
+        try:
+            text = input("you> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        try:
+            result = ask(settings, text, user=a.user, thread=thread, tenant=a.tenant, channel="chat")
+            while result["pending"]:
+                result = _answer_at_prompt(settings, thread, result, a)
+        except UsageError as exc:
+            print(f"error: {exc}")
+            continue
+        print(f"bot> {result['answer']}")
+        print(f"     [{result['status']} · {result['intent']} {result['confidence']} · {' → '.join(result['route'])}]")
+    return 0
+
+
+def _answer_at_prompt(settings: Settings, thread: str, result: dict[str, Any], a: argparse.Namespace) -> dict[str, Any]:
+    pending = result["pending"]
+    print(f"[{result['status']}] {pending.get('description', '')}")
+    if result["status"] == "escalated":
+        reply = input("human reply (empty: follow up later)> ").strip()
+        ns = argparse.Namespace(
+            approve=False, reject=not reply, reason=None, respond=reply or None, edit=None, user=a.user, tenant=a.tenant
+        )
+    else:
+        choice = input("approve? [y]es / [n]o / [e]dit> ").strip().lower()
+        if choice.startswith("e"):
+            edit = input(
+                "new arguments as JSON> " if result["status"] == "awaiting_approval" else "new text (JSON string)> "
+            )
+            ns = argparse.Namespace(
+                approve=False, reject=False, reason=None, respond=None, edit=edit, user=a.user, tenant=a.tenant
+            )
+        else:
+            ns = argparse.Namespace(
+                approve=choice.startswith("y"),
+                reject=not choice.startswith("y"),
+                reason=None,
+                respond=None,
+                edit=None,
+                user=a.user,
+                tenant=a.tenant,
+            )
+    return resume(settings, thread, ns)
+
+
+def cmd_seed(settings: Settings, a: argparse.Namespace) -> int:
+    from graphs.services import seed
+
+    counts = seed(settings, reset=a.reset)
+    print(json.dumps(counts, default=str, indent=None if a.json else 2))
+    return 0
+
+
+def cmd_ingest(settings: Settings, a: argparse.Namespace) -> int:
+    from memory.embeddings import get_embedder
+    from memory.ingest import ingest_path
+    from memory.knowledge import ChromaMemory
+
+    path = Path(a.path)
+    if not path.exists():
+        raise UsageError(f"no such file or directory: {path}")
+    memory = ChromaMemory.persistent(settings.data_dir / "chroma", get_embedder(settings.embedder_cache))
+    report = ingest_path(path, memory, progress=not a.json)
+    data = report.model_dump() if hasattr(report, "model_dump") else vars(report)
+    print(json.dumps(data, default=str) if a.json else "\n".join(f"{k}: {v}" for k, v in data.items()))
+    return 1 if data.get("errors") and not data.get("documents") else 0
+
+
+def cmd_memory(settings: Settings, a: argparse.Namespace) -> int:
+    from memory.working import WorkingMemory
+
+    path = settings.data_dir / "working.sqlite"
+    if not path.exists():
+        print(json.dumps({"threads": []}) if a.json else "no working memory yet")
+        return 0
+    wm = WorkingMemory(path, ttl_seconds=settings.policy().working_memory.ttl_seconds)
+    data: Any = {"thread_id": a.thread, "state": wm.all(a.thread)} if a.thread else {"threads": wm.list_threads()}
+    print(json.dumps(data, default=str, indent=None if a.json else 2))
+    return 0
+
+
+def cmd_demo(settings: Settings, a: argparse.Namespace) -> int:
+    from demo.scenarios import run_demo
+
+    return run_demo(settings, ask=ask, resume=resume)
+
+
+def delegate(module: str, func: str, argv: list[str]) -> int:
+    import importlib
+
+    return int(getattr(importlib.import_module(module), func)(argv) or 0)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="app.py", description="Switchboard: multi-agent customer support on LangGraph.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def identity(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--user", default="demo", help="customer id (default: demo)")
+        sp.add_argument("--tenant", default="default", help="tenant id (default: default)")
+
+    s = sub.add_parser("ask", help="run one ticket through the graph")
+    s.add_argument("text")
+    identity(s)
+    s.add_argument("--thread", help="continue this conversation thread")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_ask)
+
+    s = sub.add_parser("resume", help="answer a thread waiting for approval, review or a human")
+    s.add_argument("thread")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--approve", action="store_true")
+    g.add_argument("--reject", action="store_true")
+    g.add_argument("--edit", metavar="JSON", help='approval: new tool arguments; review: {"draft": "..."}')
+    g.add_argument("--respond", metavar="TEXT", help="escalation: the human's reply to the customer")
+    s.add_argument("--reason", help="with --reject: why (told to the customer)")
+    identity(s)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("chat", help="interactive session; approvals are asked at the prompt")
+    identity(s)
+    s.add_argument("--thread")
+    s.set_defaults(func=cmd_chat)
+
+    s = sub.add_parser("seed", help="seed the demo shop, knowledge base and intent classifier")
+    s.add_argument("--reset", action="store_true", help="rebuild from scratch")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_seed)
+
+    s = sub.add_parser("ingest", help="add markdown/text/JSONL documents to the knowledge base")
+    s.add_argument("path")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("memory", help="inspect working memory")
+    s.add_argument("--thread")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_memory)
+
+    s = sub.add_parser("demo", help="run the sample tickets")
+    s.set_defaults(func=cmd_demo)
+
+    for name, help_ in (
+        ("train-intents", "train an intent classifier on labelled data"),
+        ("eval", "run evaluations (eval intents ...)"),
+        ("bench", "run benchmarks (bench memory ...)"),
+    ):
+        s = sub.add_parser(name, help=help_, add_help=False)
+        s.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if argv and argv[0] == "train-intents":
+        return delegate("classifier.cli", "train_main", argv[1:])
+    if argv and argv[0] == "eval":
+        return delegate("evals.cli", "eval_main", argv[1:])
+    if argv and argv[0] == "bench":
+        return delegate("bench.cli", "bench_main", argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(Settings.from_env(), args) or 0)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Graph state. Small, typed, documented per key; keys several nodes write carry reducers.
+
+`typing_extensions.TypedDict` (not `typing.TypedDict`) so the dev server publishes real schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NotRequired
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
+
+Decision = Literal["auto", "review", "escalate"]
+Status = Literal["completed", "awaiting_approval", "awaiting_review", "escalated", "rejected"]
+
+RESET = "__reset__"
+
+
+def route_log(left: list[str] | None, right: list[str] | None) -> list[str]:
+    """Append node names; an update starting with RESET starts a new ticket's route."""
+    left = left or []
+    if not right:
+        return left
+    if right[0] == RESET:
+        return list(right[1:])
+    return left + list(right)
+
+
+def merge_flags(left: list[str] | None, right: list[str] | None) -> list[str]:
+    """Union of flags in first-seen order; RESET clears them for a new ticket."""
+    if right and right[0] == RESET:
+        return list(dict.fromkeys(right[1:]))
+    return list(dict.fromkeys((left or []) + (right or [])))
+
+
+def merge_knowledge(left: list[dict] | None, right: list[dict] | None) -> list[dict]:
+    """Retrieved items keyed by id (parallel specialists may both add); RESET clears."""
+    if right and right[0] == {"id": RESET}:
+        right = right[1:]
+        left = []
+    out: dict[str, dict] = {item["id"]: item for item in (left or [])}
+    for item in right or []:
+        out[item["id"]] = item
+    return list(out.values())
+
+
+def add_usage(left: dict | None, right: dict | None) -> dict:
+    """Sum token/cost counters across the nodes of one ticket; a RESET key starts a new ticket."""
+    right = dict(right or {})
+    out = {} if right.pop(RESET, None) else dict(left or {})
+    for k, v in right.items():
+        out[k] = round(out.get(k, 0) + v, 6)
+    return out
+
+
+def merge_dict(left: dict | None, right: dict | None) -> dict:
+    """Shallow merge (later wins); a RESET key starts from empty."""
+    right = dict(right or {})
+    if right.pop(RESET, None):
+        return right
+    return {**(left or {}), **right}
+
+
+class InputState(TypedDict):
+    """What a caller sends: LangChain messages (Studio sends message dicts)."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class OutputState(TypedDict):
+    """What a run returns to the caller."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    status: NotRequired[Status]
+    answer: NotRequired[str | None]
+    intent: NotRequired[str | None]
+    confidence: NotRequired[float]
+    decision: NotRequired[Decision]
+    route: NotRequired[Annotated[list[str], route_log]]
+    flags: NotRequired[Annotated[list[str], merge_flags]]
+    trace_id: NotRequired[str]
+
+
+class SupportState(TypedDict):
+    """Full working state of one support thread."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    """The conversation (session memory, checkpointed)."""
+    ticket: NotRequired[str]
+    """The current customer message, after input guards (PII redacted)."""
+    trace_id: NotRequired[str]
+    """One id per ticket, carried into logs, metrics and the audit trail."""
+    route: NotRequired[Annotated[list[str], route_log]]
+    """Node names visited for the current ticket, in order."""
+    flags: NotRequired[Annotated[list[str], merge_flags]]
+    """Guard findings: prompt_injection, pii_redacted, input_too_long, ..."""
+    intent: NotRequired[str | None]
+    confidence: NotRequired[float]
+    candidates: NotRequired[list[dict[str, Any]]]
+    """Top intents with calibrated probabilities [{intent, p}]."""
+    decision: NotRequired[Decision]
+    entities: NotRequired[Annotated[dict[str, Any], merge_dict]]
+    """Slots found in the ticket: order_id, amount, address, email, field, value, ..."""
+    pending_specialists: NotRequired[list[str]]
+    """Specialists the supervisor still has to run for this ticket (from the workflow)."""
+    hops: NotRequired[int]
+    knowledge: NotRequired[Annotated[list[dict[str, Any]], merge_knowledge]]
+    """Retrieved articles, cases and tool lookups [{id, kind, title, text, score}]."""
+    lookups: NotRequired[dict[str, Any]]
+    """Read-tool results by tool name."""
+    analysis: NotRequired[dict[str, Any] | None]
+    """Technical triage: codes, exceptions, statuses, matched known issues."""
+    action: NotRequired[dict[str, Any] | None]
+    """The write action planned: {tool, args, description, approval, idempotency_key}."""
+    approval: NotRequired[dict[str, Any] | None]
+    """The human's answer to the approval request (Agent Inbox response)."""
+    action_result: NotRequired[dict[str, Any] | None]
+    draft: NotRequired[str | None]
+    citations: NotRequired[list[str]]
+    review: NotRequired[dict[str, Any] | None]
+    answer: NotRequired[str | None]
+    status: NotRequired[Status]
+    summary: NotRequired[str]
+    """Rolling summary of turns that left the window (session memory)."""
+    pinned: NotRequired[Annotated[dict[str, Any], merge_dict]]
+    """Key facts pinned across summarisation: order ids, preferences, ..."""
+    usage: NotRequired[Annotated[dict[str, float], add_usage]]
+    """Token and cost counters for the current ticket."""
+    error: NotRequired[str | None]

@@ -1,0 +1,97 @@
+"""The main graph: a supervisor routing each ticket between specialist nodes.
+
+    START -> guard_input -> compress_context -> classify_intent -> supervisor
+    supervisor -> retrieve_knowledge | analyze_technical | plan_action | escalate  (fan-out with Send)
+    plan_action -> request_approval (interrupt) -> execute_action -> supervisor
+    supervisor -> generate_response -> review_gate (auto | review interrupt | escalate interrupt)
+        -> guard_output -> remember -> END
+
+`build_supervisor()` returns the *uncompiled* graph; callers compile it with their checkpointer and
+store (CLI: SQLite; tests: memory/SQLite/Postgres; `langgraph dev`: the server's own).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+
+from graphs.context import Context
+from graphs.services import Services, ServicesProvider, get_services
+from graphs.state import InputState, OutputState, SupportState
+from nodes import (
+    analyze_technical,
+    classify_intent,
+    compress_context,
+    escalate,
+    execute_action,
+    generate_response,
+    guard_input,
+    guard_output,
+    plan_action,
+    remember,
+    request_approval,
+    retrieve_knowledge,
+    review_gate,
+    supervisor,
+)
+
+NODE_NAMES = (
+    "guard_input",
+    "compress_context",
+    "classify_intent",
+    "supervisor",
+    "retrieve_knowledge",
+    "analyze_technical",
+    "plan_action",
+    "request_approval",
+    "execute_action",
+    "generate_response",
+    "review_gate",
+    "escalate",
+    "guard_output",
+    "remember",
+)
+
+# I/O nodes retry only on what is worth retrying (a busy SQLite file); pure nodes carry no policy.
+IO_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.2, retry_on=(sqlite3.OperationalError,))
+
+
+def build_supervisor(services: Services | ServicesProvider | None = None) -> StateGraph:
+    """The support graph, uncompiled. `services` may be a Services, a provider, or None (lazy, from env)."""
+    if services is None:
+        provider: ServicesProvider = get_services
+    elif isinstance(services, Services):
+
+        def provider() -> Services:
+            return services
+    else:
+        provider = services
+
+    g = StateGraph(SupportState, context_schema=Context, input_schema=InputState, output_schema=OutputState)
+    g.add_node("guard_input", guard_input.make(provider))
+    g.add_node("compress_context", compress_context.make(provider))
+    g.add_node("classify_intent", classify_intent.make(provider))
+    g.add_node("supervisor", supervisor.make(provider))
+    g.add_node("retrieve_knowledge", retrieve_knowledge.make(provider), retry_policy=IO_RETRY)
+    g.add_node("analyze_technical", analyze_technical.make(provider))
+    g.add_node("plan_action", plan_action.make(provider), retry_policy=IO_RETRY)
+    g.add_node("request_approval", request_approval.make(provider))
+    g.add_node("execute_action", execute_action.make(provider), retry_policy=execute_action.RETRY)
+    g.add_node("generate_response", generate_response.make(provider))
+    g.add_node("review_gate", review_gate.make(provider))
+    g.add_node("escalate", escalate.make(provider))
+    g.add_node("guard_output", guard_output.make(provider))
+    g.add_node("remember", remember.make(provider), retry_policy=IO_RETRY)
+
+    g.add_edge(START, "guard_input")
+    g.add_edge("compress_context", "classify_intent")
+    g.add_edge("classify_intent", "supervisor")
+    g.add_edge("retrieve_knowledge", "supervisor")
+    g.add_edge("analyze_technical", "supervisor")
+    g.add_edge("execute_action", "supervisor")
+    g.add_edge("generate_response", "review_gate")
+    g.add_edge("guard_output", "remember")
+    g.add_edge("remember", END)
+    return g

@@ -1,0 +1,65 @@
+"""classify_intent: which of the shop's intents is this ticket, and how sure are we?
+
+A calibrated classifier (sentence embeddings + lexical features) decides; confidence picks the tier
+(auto / review / escalate) from config. Below the review threshold a configured language model may
+pick among the top candidates (cascade); without one the tier stands.
+"""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+
+from graphs.context import Context
+from graphs.services import ServicesProvider
+from graphs.state import SupportState
+from nodes.common import visited
+
+NAME = "classify_intent"
+
+
+def make(services: ServicesProvider):
+    def classify_intent(state: SupportState, runtime: Runtime[Context]) -> dict:
+        from classifier.cascade import refine_with_llm
+
+        from classifier.policy import decide
+
+        svc = services()
+        text = state.get("ticket", "")
+        prediction = svc.classifier.predict([text])[0]
+        thresholds = svc.policy.confidence
+        update: dict = {**visited(NAME)}
+        if prediction.confidence < thresholds.review and svc.llm is not None:
+            refined = refine_with_llm(text, prediction, _ChatAdapter(svc.llm, update))
+            if refined is not None:
+                prediction = refined
+                update["flags"] = ["llm_refined_intent"]
+        intent = "out_of_scope" if prediction.is_oos else prediction.intent
+        # Saying "that is outside what this desk handles" is safe to send on its own.
+        decision = "auto" if intent == "out_of_scope" else decide(prediction.confidence, thresholds)
+        update.update(
+            intent=intent,
+            confidence=round(float(prediction.confidence), 4),
+            candidates=[{"intent": i, "p": round(float(p), 4)} for i, p in prediction.candidates],
+            decision=decision,
+        )
+        return update
+
+    return classify_intent
+
+
+class _ChatAdapter:
+    """Lets the cascade call the fallback chain like a chat model, and records usage."""
+
+    def __init__(self, llm, update: dict) -> None:
+        self.llm, self.update = llm, update
+
+    def invoke(self, messages):
+        from langchain_core.messages import AIMessage
+
+        reply = self.llm.generate(messages)
+        if reply is None:
+            raise RuntimeError("no language model answered")
+        usage = self.update.setdefault("usage", {})
+        for k, v in reply.usage.items():
+            usage[k] = usage.get(k, 0) + v
+        return AIMessage(content=reply.text)

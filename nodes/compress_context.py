@@ -1,0 +1,86 @@
+"""compress_context: bounded session memory.
+
+Keeps the last turns verbatim, folds older turns into a rolling summary (LLM when configured,
+extractive offline), pins key facts so they survive summarisation, and deletes folded messages from
+the checkpointed conversation. Fills missing slots of the current ticket from pinned facts and the
+thread's working memory ("cancel it" after talking about order 1004).
+"""
+
+from __future__ import annotations
+
+from langchain_core.messages import BaseMessage, RemoveMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from graphs.context import Context
+from graphs.services import ServicesProvider
+from graphs.state import SupportState
+from memory.session import compress, extract_facts, merge_facts
+from nodes.common import visited
+
+NAME = "compress_context"
+
+SUMMARY_PROMPT = (
+    "Summarise this customer-support conversation in at most {max_tokens} tokens. Keep order numbers, "
+    "amounts, promises made and the customer's stated preferences. Write plain sentences."
+)
+
+
+def make(services: ServicesProvider):
+    def compress_context(state: SupportState, runtime: Runtime[Context]) -> dict:
+        svc = services()
+        session = svc.policy.session
+        usage: dict[str, float] = {}
+
+        def llm_summariser(messages: list[BaseMessage], max_tokens: int) -> str | None:
+            if svc.llm is None:
+                return None
+            prompt = SystemMessage(SUMMARY_PROMPT.format(max_tokens=max_tokens))
+            reply = svc.llm.generate([prompt, *messages])
+            if reply is None:
+                return None
+            for k, v in reply.usage.items():
+                usage[k] = usage.get(k, 0) + v
+            return reply.text
+
+        result = compress(
+            list(state.get("messages", [])),
+            prev_summary=state.get("summary", ""),
+            pinned=dict(state.get("pinned", {})),
+            window_turns=session.window_turns,
+            summary_max_tokens=session.summary_max_tokens,
+            budget_tokens=session.context_token_budget,
+            summariser=llm_summariser if svc.llm is not None else None,
+        )
+        pinned = merge_facts(result.pinned, extract_facts(state.get("ticket", "")))
+        entities = dict(state.get("entities", {}))
+        update: dict = {
+            **visited(NAME),
+            "summary": result.summary,
+            "pinned": pinned,
+            "messages": [RemoveMessage(id=mid) for mid in result.dropped_ids],
+        }
+        if "order_id" not in entities:
+            thread = _thread_id()
+            remembered = svc.working.get(thread, "order_id") if thread else None
+            last = remembered or (pinned.get("order_ids") or [None])[-1]
+            if last is not None and _refers_back(state.get("ticket", "")):
+                update["entities"] = {"order_id": int(last), "order_id_from": "memory"}
+        if usage:
+            update["usage"] = usage
+        return update
+
+    return compress_context
+
+
+def _refers_back(text: str) -> bool:
+    words = set(text.lower().replace("?", " ").replace(".", " ").replace(",", " ").split())
+    return bool(words & {"it", "that", "this", "same", "order", "package", "parcel", "one"})
+
+
+def _thread_id() -> str | None:
+    from langgraph.config import get_config
+
+    try:
+        return str(get_config()["configurable"].get("thread_id") or "") or None
+    except Exception:  # noqa: BLE001 - outside a run there is no config
+        return None

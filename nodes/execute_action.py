@@ -1,0 +1,42 @@
+"""execute_action: runs the approved write action, exactly once.
+
+The only node that changes the shop. The tool call carries the plan's idempotency key, so a retry
+after a crash (or a replayed resume) returns the recorded result instead of acting twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy
+
+from graphs.context import Context, context_of
+from graphs.services import ServicesProvider
+from graphs.state import SupportState
+from nodes.common import visited
+from tools.shop import run_tool
+
+NAME = "execute_action"
+
+# A locked SQLite file is worth retrying; anything else is not.
+RETRY = RetryPolicy(max_attempts=3, initial_interval=0.2, retry_on=(sqlite3.OperationalError,))
+
+
+def make(services: ServicesProvider):
+    def execute_action(state: SupportState, runtime: Runtime[Context]) -> dict:
+        svc = services()
+        ctx = context_of(runtime)
+        action = state.get("action") or {}
+        approval = state.get("approval") or {}
+        if approval.get("type") not in ("accept", "edit"):
+            raise ValueError("execute_action reached without an approval")
+        result = run_tool(
+            svc.shop, action["tool"], action["args"], user_id=ctx.user_id, idempotency_key=action.get("idempotency_key")
+        )
+        update: dict = {**visited(NAME), "action_result": result.model_dump()}
+        if not result.ok:
+            update["flags"] = ["action_failed"]
+        return update
+
+    return execute_action

@@ -1,0 +1,97 @@
+"""guard_input: the trust boundary. Validates size, screens for prompt injection, redacts PII.
+
+It also starts a new ticket: a fresh trace id and cleared per-ticket state. Slots such as the new
+e-mail address of an account change are captured here, before redaction, so the checkpointed
+conversation never holds the raw value while the approved action can still use it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from langchain_core.messages import HumanMessage
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from graphs.context import Context
+from graphs.services import ServicesProvider
+from graphs.state import RESET, SupportState
+from guards.injection import screen
+from guards.pii import redact
+from nodes.common import extract_entities, last_human, text_of
+
+NAME = "guard_input"
+
+REFUSAL_INJECTION = (
+    "I can only help with questions about your orders, deliveries, payments, returns and account. "
+    "I can't follow instructions that try to change how I work."
+)
+
+
+def fresh_ticket(trace_id: str) -> dict:
+    """Per-ticket keys reset at the start of every customer message."""
+    return {
+        "trace_id": trace_id,
+        "route": [RESET, NAME],
+        "flags": [RESET],
+        "knowledge": [{"id": RESET}],
+        "usage": {RESET: 1},
+        "entities": {RESET: 1},
+        "intent": None,
+        "confidence": 0.0,
+        "candidates": [],
+        "decision": "escalate",
+        "pending_specialists": [],
+        "hops": 0,
+        "lookups": {},
+        "analysis": None,
+        "action": None,
+        "approval": None,
+        "action_result": None,
+        "draft": None,
+        "citations": [],
+        "review": None,
+        "answer": None,
+        "status": "completed",
+        "error": None,
+    }
+
+
+def make(services: ServicesProvider):
+    def guard_input(
+        state: SupportState, runtime: Runtime[Context]
+    ) -> Command[Literal["compress_context", "generate_response"]]:
+        limits = services().policy.limits
+        update = fresh_ticket(str(uuid.uuid4()))
+        message = last_human(state.get("messages", []))
+        raw = text_of(message).strip() if message else ""
+        flags: list[str] = []
+        if not raw:
+            flags.append("empty_input")
+        elif len(raw) > limits.max_input_chars:
+            flags.append("input_too_long")
+        if flags:
+            update.update(flags=[RESET, *flags], status="rejected", ticket="", error=f"rejected input: {flags[0]}")
+            return Command(goto="generate_response", update=update)
+
+        entities = extract_entities(raw)
+        clean, kinds = redact(raw)
+        if kinds:
+            flags.append("pii_redacted")
+            # Replace the stored message (same id) so the checkpoint keeps only the redacted text.
+            update["messages"] = [HumanMessage(content=clean, id=message.id)]
+        verdict = screen(raw)
+        if verdict.is_injection:
+            flags.append("prompt_injection")
+            update.update(
+                flags=[RESET, *flags],
+                status="rejected",
+                ticket=clean,
+                error="prompt injection: " + ", ".join(verdict.reasons[:3]),
+            )
+            return Command(goto="generate_response", update=update)
+        update.update(flags=[RESET, *flags], ticket=clean, entities={RESET: 1, **entities})
+        return Command(goto="compress_context", update=update)
+
+    return guard_input

@@ -1,0 +1,66 @@
+"""retrieve_knowledge: the information retriever.
+
+Finds the knowledge-base articles and resolved cases relevant to the ticket (long-term memory,
+relevance blended with recency) and runs the read-only shop lookups the workflow allows
+(e.g. `get_order` when the ticket names an order). Never writes anything.
+"""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+
+from graphs.context import Context, context_of
+from graphs.services import ServicesProvider
+from graphs.state import SupportState
+from nodes.common import visited
+from tools.shop import TOOLS, run_tool
+
+NAME = "retrieve_knowledge"
+
+# Read tools and the entities they need; tools without needs run as they are.
+TOOL_NEEDS = {"get_order": "order_id", "get_invoice": "order_id", "get_refund_status": "order_id"}
+
+
+def make(services: ServicesProvider):
+    def retrieve_knowledge(state: SupportState, runtime: Runtime[Context]) -> dict:
+        svc = services()
+        ctx = context_of(runtime)
+        text = state.get("ticket", "")
+        intent = state.get("intent")
+        flow = svc.workflows.get(intent or "out_of_scope")
+        items: list[dict] = []
+        for hit in svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id, intents=[intent] if intent else None):
+            items.append(_item(hit, "article"))
+        for hit in svc.knowledge.search_cases(text, tenant_id=ctx.tenant_id, user_id=ctx.user_id, k=2):
+            items.append(_item(hit, "case"))
+        items = [i for i in items if i["relevance"] >= svc.policy.retrieval.min_relevance] or items[:1]
+
+        lookups = dict(state.get("lookups") or {})
+        entities = state.get("entities", {})
+        for tool in flow.read_tools if flow else ():
+            spec = TOOLS.get(tool)
+            if spec is None or spec.permission != "read":
+                raise ValueError(f"workflow for {intent!r} lists {tool!r}, which is not a read tool")
+            need = TOOL_NEEDS.get(tool)
+            if need and need not in entities:
+                continue
+            if tool == "list_orders" and "order_id" in entities:
+                continue  # the order in question is looked up on its own
+            args = {need: entities[need]} if need else {}
+            lookups[tool] = run_tool(svc.shop, tool, args, user_id=ctx.user_id).model_dump()
+        return {**visited(NAME), "knowledge": items, "lookups": lookups}
+
+    return retrieve_knowledge
+
+
+def _item(hit, kind: str) -> dict:
+    meta = dict(getattr(hit, "metadata", {}) or {})
+    return {
+        "id": getattr(hit, "article_id", None) or hit.id,
+        "kind": meta.get("kind", kind) if kind == "article" else kind,
+        "title": getattr(hit, "title", "") or meta.get("title", ""),
+        "text": hit.text,
+        "score": round(float(hit.score), 4),
+        "relevance": round(float(hit.relevance), 4),
+        "metadata": {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))},
+    }

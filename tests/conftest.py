@@ -1,0 +1,155 @@
+"""Shared fixtures: a real MiniLM embedder, a seeded data directory, services and graphs.
+
+The knowledge base and the shop classifier are built once per session (they are read-only in
+tests); every test gets its own shop database, working memory and audit log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("LANGSMITH_TRACING", "false")
+
+from config.settings import Settings  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("SWITCHBOARD_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def require_service(reason: str) -> None:
+    """Skip a test whose service is missing; under CI (SWITCHBOARD_REQUIRE_SERVICES=1) fail instead."""
+    if os.environ.get("SWITCHBOARD_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required service unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """Built ONNX encoder, kept between runs (gitignored) so the suite builds it once per clone."""
+    path = Path(os.environ.get("SWITCHBOARD_TEST_CACHE", REPO / ".switchboard" / "test-cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder(model_cache: Path) -> Any:
+    from memory.embeddings import get_embedder
+
+    return get_embedder(model_cache)
+
+
+@pytest.fixture(scope="session")
+def seeded_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Settings:
+    """A data directory seeded like `make demo` does: shop DB, knowledge base, shop classifier."""
+    from graphs.services import seed
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("switchboard-data"))
+    seed(settings, embedder=embedder)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def base_services(seeded_settings: Settings, embedder: Any) -> Any:
+    from graphs.services import build_services
+
+    return build_services(seeded_settings, embedder=embedder, auto_seed=False)
+
+
+@pytest.fixture
+def services(base_services: Any, tmp_path: Path) -> Any:
+    """Services with a fresh shop, working memory and audit log for this test."""
+    from memory.working import WorkingMemory
+    from tools.shop import ShopDB
+
+    shop = ShopDB(tmp_path / "shop.sqlite")
+    shop.seed()
+    return dataclasses.replace(
+        base_services,
+        shop=shop,
+        working=WorkingMemory(tmp_path / "working.sqlite"),
+        audit_path=tmp_path / "audit.jsonl",
+    )
+
+
+@pytest.fixture
+def make_graph() -> Callable[..., Any]:
+    """Compile the supervisor graph for given services and checkpointer."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graphs.supervisor import build_supervisor
+
+    def _make(services: Any, checkpointer: Any = None) -> Any:
+        return build_supervisor(services).compile(checkpointer=checkpointer or InMemorySaver())
+
+    return _make
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def checkpointer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Every checkpointer the product supports; Postgres only where a server and the driver exist."""
+    from memory.checkpointer import open_checkpointer
+
+    if request.param == "memory":
+        target = "memory"
+    elif request.param == "sqlite":
+        target = str(tmp_path / "checkpoints.sqlite")
+    else:
+        target = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        if not _postgres_reachable(target):
+            require_service(f"PostgreSQL not reachable at {target}")
+    with open_checkpointer(target) as saver:
+        yield saver
+
+
+def _postgres_reachable(url: str) -> bool:
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        return False
+
+
+@dataclasses.dataclass
+class FakePrediction:
+    intent: str
+    confidence: float
+    candidates: list[tuple[str, float]]
+    oos_score: float = 0.0
+    is_oos: bool = False
+
+
+class StubClassifier:
+    """Answers one fixed intent, so routing tests test the routing policy alone."""
+
+    def __init__(self, intent: str, confidence: float = 0.95) -> None:
+        self.intent, self.confidence = intent, confidence
+
+    def predict(self, texts: list[str]) -> list[FakePrediction]:
+        oos = self.intent == "out_of_scope"
+        return [
+            FakePrediction(self.intent, self.confidence, [(self.intent, self.confidence)], is_oos=oos) for _ in texts
+        ]
+
+
+@pytest.fixture
+def with_intent(services: Any) -> Callable[..., Any]:
+    """Services whose classifier always answers `intent` with `confidence`."""
+
+    def _with(intent: str, confidence: float = 0.95) -> Any:
+        return dataclasses.replace(services, classifier=StubClassifier(intent, confidence))
+
+    return _with

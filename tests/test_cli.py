@@ -1,0 +1,163 @@
+"""The CLI contract (`ask`, `resume`) and its errors: one line on stderr, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import app
+from config.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = {
+    "thread_id",
+    "trace_id",
+    "status",
+    "intent",
+    "confidence",
+    "decision",
+    "route",
+    "answer",
+    "pending",
+    "flags",
+    "usage",
+    "latency_ms",
+}
+
+
+@pytest.fixture
+def data_dir(seeded_settings: Settings, tmp_path: Path) -> Path:
+    """A private copy of the seeded data directory (the CLI writes checkpoints and the shop)."""
+    import shutil
+
+    target = tmp_path / "data"
+    shutil.copytree(seeded_settings.data_dir, target)
+    return target
+
+
+@pytest.fixture
+def cli(data_dir: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run app.main in-process; returns (exit code, parsed stdout JSON or None, stderr)."""
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("SWITCHBOARD_MODEL_CACHE", str(model_cache))
+    for var in ("OPENAI_API_KEY", "SWITCHBOARD_LLM_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+    def _run(*argv: str) -> tuple[int, Any, str]:
+        code = app.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, (json.loads(out) if out.strip().startswith("{") else None), err
+
+    return _run
+
+
+def checkpoint_rows(data_dir: Path) -> int:
+    import sqlite3
+
+    path = data_dir / "checkpoints.sqlite"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+
+
+def test_ask_prints_the_contract(cli: Any) -> None:
+    code, out, _ = cli("ask", "How long does standard delivery take?", "--json")
+    assert code == 0 and set(out) == KEYS
+    assert out["status"] == "completed" and out["intent"] == "delivery_period"
+    assert out["decision"] in ("auto", "review", "escalate")
+    assert out["route"][0] == "guard_input" and out["route"][-1] == "remember"
+    assert set(out["usage"]) == {"prompt_tokens", "completion_tokens", "llm_calls", "cost_usd"}
+    assert out["usage"]["llm_calls"] == 0 and out["pending"] is None and out["answer"]
+
+
+def test_approval_round_trip(cli: Any, data_dir: Path) -> None:
+    code, out, _ = cli("ask", "Please cancel order 1008, I ordered the wrong keyboard.", "--json")
+    assert code == 0 and out["status"] == "awaiting_approval" and out["answer"] is None
+    assert out["pending"]["action_request"]["action"] == "cancel_order"
+    thread = out["thread_id"]
+
+    code, out, _ = cli("resume", thread, "--approve", "--json")
+    assert code == 0 and out["status"] == "completed" and out["thread_id"] == thread
+    assert "execute_action" in out["route"]
+    from tools.shop import ShopDB, run_tool
+
+    assert (
+        run_tool(ShopDB(data_dir / "shop.sqlite"), "get_order", {"order_id": 1008}, user_id="demo").data["status"]
+        == "cancelled"
+    )
+
+    code, _, err = cli("resume", thread, "--approve", "--json")
+    assert code == 2 and "is not waiting" in err and len(err.strip().splitlines()) == 1
+
+
+def test_reject_with_reason(cli: Any) -> None:
+    _, out, _ = cli("ask", "Please cancel order 1009", "--json")
+    code, out, _ = cli(
+        "resume", out["thread_id"], "--reject", "--reason", "already shipped from the warehouse", "--json"
+    )
+    assert code == 0 and out["status"] == "rejected" and "already shipped" in out["answer"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("ask", "   ", "--json"), "empty"),
+        (("ask", "x" * 5000, "--json"), "limit"),
+        (("ask", "hello", "--user", "bad user!", "--json"), "invalid user"),
+        (("resume", "no-such-thread", "--approve", "--json"), "unknown thread"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli: Any, data_dir: Path, argv: tuple, message: str) -> None:
+    before = checkpoint_rows(data_dir)
+    code, out, err = cli(*argv)
+    assert code == 2 and out is None
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert checkpoint_rows(data_dir) == before
+
+
+def test_malformed_edit_json_writes_nothing(cli: Any, data_dir: Path) -> None:
+    _, out, _ = cli("ask", "Please cancel order 1008", "--json")
+    before = checkpoint_rows(data_dir)
+    code, _, err = cli("resume", out["thread_id"], "--edit", "{not json", "--json")
+    assert code == 2 and "not valid JSON" in err
+    code, _, err = cli("resume", out["thread_id"], "--edit", '{"order_id": "abc"}', "--json")
+    assert code == 2 and "order_id" in err
+    assert checkpoint_rows(data_dir) == before
+    code, out2, _ = cli("resume", out["thread_id"], "--approve", "--json")  # still waiting, still resumable
+    assert code == 0 and out2["status"] == "completed"
+
+
+def test_ask_on_a_waiting_thread_is_refused(cli: Any) -> None:
+    _, out, _ = cli("ask", "Please cancel order 1008", "--json")
+    code, _, err = cli("ask", "hello again", "--thread", out["thread_id"], "--json")
+    assert code == 2 and "waiting" in err
+
+
+def test_working_memory_is_inspectable(cli: Any) -> None:
+    _, out, _ = cli("ask", "Where is my order 1006?", "--json")
+    code, mem, _ = cli("memory", "--thread", out["thread_id"], "--json")
+    assert code == 0 and mem["state"]["order_id"] == 1006 and mem["state"]["intent"] == out["intent"]
+
+
+def test_subprocess_entry_point(data_dir: Path, model_cache: Path) -> None:
+    """The real command line a user types, in a fresh process."""
+    env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(data_dir), "SWITCHBOARD_MODEL_CACHE": str(model_cache)}
+    env.pop("OPENAI_API_KEY", None)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "app.py"), "ask", "Where is my order 1006?", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["intent"] == "track_order" and "1006" in (out["answer"] or "")
