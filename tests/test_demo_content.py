@@ -45,7 +45,7 @@ ENTITIES = {"order_id", "amount", "address", "field", "value", "subscribed", "em
 # Entities an action cannot run without (its required tool arguments that come from the customer).
 ACTION_NEEDS: dict[str, set[str]] = {
     "cancel_order": {"order_id"},
-    "issue_refund": {"order_id", "amount"},
+    "issue_refund": {"order_id"},  # amount is optional: the full refundable amount by default
     "update_shipping_address": {"order_id", "address"},
     "update_account": {"field", "value"},
     "set_newsletter_subscription": {"subscribed"},

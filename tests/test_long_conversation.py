@@ -42,3 +42,4 @@ def test_hundred_turns_keep_early_facts_and_a_flat_budget(with_intent: Any, make
     assert max(tokens.values()) <= session.context_token_budget
     assert tokens[50] <= 1.5 * tokens[5], (tokens[5], tokens[50])
     assert tokens[100] <= 1.5 * tokens[5], (tokens[5], tokens[100])
+    print(f"context tokens: turn 5 {tokens[5]}, turn 50 {tokens[50]}, turn 100 {tokens[100]}")
