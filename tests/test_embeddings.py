@@ -1,0 +1,286 @@
+"""Tests for memory.embeddings: parity with sentence-transformers, caching, and the Chroma function."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+from pathlib import Path
+
+import chromadb
+import numpy as np
+import pytest
+from chromadb.config import Settings
+
+from memory import embeddings as emb
+from memory.embeddings import DIM, ONNX_FILENAME, MiniLMChromaEmbedding, MiniLMEmbedder, get_embedder
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
+REPO = Path(__file__).resolve().parents[1]
+
+DOCS = {
+    "refund": "Refunds are paid back to the original card within five working days.",
+    "password": "To reset your password, use the 'forgot password' link on the sign-in page.",
+    "shipping": "Parcels are shipped with tracked delivery and usually arrive in two to three days.",
+}
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models dir shared by the session, so the ONNX file is built only once."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def embedder(cache_dir: Path) -> MiniLMEmbedder:
+    """The embedder that builds the ONNX file in the session's cache dir."""
+    return MiniLMEmbedder(cache_dir=cache_dir)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_first_use_builds_onnx_atomically(embedder: MiniLMEmbedder, cache_dir: Path) -> None:
+    assert embedder.rebuilt
+    assert sorted(p.name for p in cache_dir.iterdir()) == [ONNX_FILENAME]  # no temp file left behind
+
+
+def test_onnx_file_is_valid_standard_onnx_with_hash(embedder: MiniLMEmbedder) -> None:
+    import onnx
+
+    model = onnx.load(str(embedder.onnx_path))
+    onnx.checker.check_model(model)
+    assert {node.domain for node in model.graph.node} <= {"", "ai.onnx"}  # portable: no contrib ops
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["switchboard.safetensors_sha256"] == emb._sha256(emb.model_dir() / "model.safetensors")
+
+
+@pytest.mark.parametrize("index", range(len(REFERENCE["sentences"])))
+def test_matches_sentence_transformers(embedder: MiniLMEmbedder, index: int) -> None:
+    ours = embedder.embed_one(REFERENCE["sentences"][index])
+    ref = np.asarray(REFERENCE["vectors"][index], dtype=np.float32)
+    assert _cosine(ours, ref) >= 1 - 1e-5
+
+
+def test_batch_matches_reference_all_at_once(embedder: MiniLMEmbedder) -> None:
+    ours = embedder.embed(REFERENCE["sentences"], batch_size=3)
+    ref = np.asarray(REFERENCE["vectors"], dtype=np.float32)
+    assert np.abs(ours - ref).max() < 1e-5
+
+
+def test_long_input_is_truncated_like_sentence_transformers(embedder: MiniLMEmbedder, cache_dir: Path) -> None:
+    lengths = REFERENCE["token_lengths_untruncated"]
+    long_index = max(range(len(lengths)), key=lengths.__getitem__)
+    assert lengths[long_index] > 256
+    ref = np.asarray(REFERENCE["vectors"][long_index], dtype=np.float32)
+    untruncated = MiniLMEmbedder(cache_dir=cache_dir, max_length=512)
+    assert not untruncated.rebuilt  # same ONNX file, only the tokenizer differs
+    assert _cosine(untruncated.embed_one(REFERENCE["sentences"][long_index]), ref) < 1 - 1e-4
+    assert _cosine(embedder.embed_one(REFERENCE["sentences"][long_index]), ref) >= 1 - 1e-5
+
+
+def test_shape_dtype_and_unit_norm(embedder: MiniLMEmbedder) -> None:
+    vectors = embedder.embed(["Where is my parcel?", "Cancel my plan", "ok"])
+    assert vectors.shape == (3, DIM) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    one = embedder.embed_one("Where is my parcel?")
+    assert one.shape == (DIM,) and one.dtype == np.float32
+    # Similar requests are closer than unrelated ones.
+    assert float(vectors[0] @ embedder.embed_one("Where is my package?")) > float(vectors[0] @ vectors[1])
+
+
+def test_empty_input(embedder: MiniLMEmbedder) -> None:
+    out = embedder.embed([])
+    assert out.shape == (0, DIM) and out.dtype == np.float32
+
+
+def test_rejects_bare_string(embedder: MiniLMEmbedder) -> None:
+    with pytest.raises(TypeError):
+        embedder.embed("not a list")  # type: ignore[arg-type]
+
+
+def test_batching_and_order_do_not_change_vectors(embedder: MiniLMEmbedder) -> None:
+    texts = [
+        "A much longer sentence about a delayed parcel that never arrived at my front door.",
+        "hi",
+        "Refund please",
+        "Why was I charged twice for the same order last Tuesday?",
+        "",
+    ]
+    alone = np.stack([embedder.embed_one(t) for t in texts])
+    batched = embedder.embed(texts, batch_size=2)
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    reversed_rows = embedder.embed(texts[::-1], batch_size=64)
+    np.testing.assert_allclose(reversed_rows[::-1], alone, atol=1e-5)
+
+
+def test_cached_onnx_is_reused(embedder: MiniLMEmbedder, cache_dir: Path) -> None:
+    path = cache_dir / ONNX_FILENAME
+    before = path.stat().st_mtime_ns
+    again = MiniLMEmbedder(cache_dir=cache_dir, threads=1)
+    assert not again.rebuilt
+    assert path.stat().st_mtime_ns == before
+    np.testing.assert_allclose(again.embed_one("hello"), embedder.embed_one("hello"), atol=1e-6)
+
+
+def test_intra_op_mode_and_concurrent_callers_agree(embedder: MiniLMEmbedder, cache_dir: Path) -> None:
+    texts = [f"order {i} has not arrived" + " yet" * (i % 5) for i in range(20)]
+    expected = embedder.embed(texts, batch_size=4)
+    intra = MiniLMEmbedder(cache_dir=cache_dir, threads=2, parallel_batches=False)
+    assert not intra.parallel_batches
+    np.testing.assert_allclose(intra.embed(texts, batch_size=4), expected, atol=1e-5)
+    results: dict[int, np.ndarray] = {}
+
+    def worker(k: int) -> None:
+        results[k] = embedder.embed(texts[k::3], batch_size=2)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(3):
+        np.testing.assert_allclose(results[k], expected[k::3], atol=1e-5)
+
+
+def test_stale_or_damaged_cache_is_rebuilt(tmp_path: Path, embedder: MiniLMEmbedder) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    stale = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])],
+            "stale",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        ),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    stale.ir_version = 9
+    helper.set_model_props(stale, {"switchboard.safetensors_sha256": "0" * 64, "switchboard.graph_version": "0"})
+    stale_dir = tmp_path / "stale"
+    stale_dir.mkdir()
+    onnx.save(stale, stale_dir / ONNX_FILENAME)
+    damaged_dir = tmp_path / "damaged"
+    damaged_dir.mkdir()
+    (damaged_dir / ONNX_FILENAME).write_bytes(b"half-written garbage")
+    for folder in (stale_dir, damaged_dir):
+        rebuilt = MiniLMEmbedder(cache_dir=folder)
+        assert rebuilt.rebuilt
+        np.testing.assert_allclose(rebuilt.embed_one("hello"), embedder.embed_one("hello"), atol=1e-6)
+        assert sorted(p.name for p in folder.iterdir()) == [ONNX_FILENAME]
+
+
+def test_get_embedder_is_one_instance_per_dir_across_threads(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(emb, "_EMBEDDERS", {})
+    results: list[MiniLMEmbedder] = []
+
+    def worker() -> None:
+        results.append(get_embedder(cache_dir))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(r is results[0] for r in results)
+    assert get_embedder(cache_dir / ".." / cache_dir.name) is results[0]
+
+
+def test_import_loads_nothing() -> None:
+    code = "import memory.embeddings as e, sys; print(len(e._EMBEDDERS), 'torch' in sys.modules)"
+    env = {**os.environ, "SWITCHBOARD_DATA_DIR": "/nonexistent/switchboard"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"]
+
+
+def _settings() -> Settings:
+    return Settings(anonymized_telemetry=False)  # same settings as memory.knowledge: Chroma shares instances
+
+
+def test_chroma_function_config_round_trip(cache_dir: Path) -> None:
+    ef = MiniLMChromaEmbedding(cache_dir=cache_dir, batch_size=16)
+    rebuilt = MiniLMChromaEmbedding.build_from_config(ef.get_config())
+    assert rebuilt.get_config() == ef.get_config() and rebuilt.name() == "switchboard-minilm"
+    assert not ef.is_legacy() and ef.default_space() == "cosine"
+    vectors = ef(["hello there", "refund"])
+    assert len(vectors) == 2 and vectors[0].dtype == np.float32 and vectors[0].shape == (DIM,)
+    with pytest.raises(ValueError):
+        MiniLMChromaEmbedding.validate_config({"cache_dir": None, "model": "other"})
+
+
+def test_chroma_ephemeral_add_and_query(cache_dir: Path, embedder: MiniLMEmbedder) -> None:
+    client = chromadb.EphemeralClient(settings=_settings())
+    collection = client.create_collection("kb_ephemeral", embedding_function=MiniLMChromaEmbedding(cache_dir))
+    collection.add(ids=list(DOCS), documents=list(DOCS.values()))
+    result = collection.query(query_texts=["I forgot my password and cannot log in"], n_results=1)
+    assert result["ids"][0] == ["password"]
+    stored = collection.get(ids=["refund"], include=["embeddings"])["embeddings"][0]
+    np.testing.assert_allclose(stored, embedder.embed_one(DOCS["refund"]), atol=1e-6)
+
+
+def test_chroma_persistent_reopens_in_new_process(tmp_path: Path, cache_dir: Path) -> None:
+    path = tmp_path / "chroma"
+    client = chromadb.PersistentClient(path=str(path), settings=_settings())
+    collection = client.create_collection("kb_persist", embedding_function=MiniLMChromaEmbedding(cache_dir))
+    collection.add(ids=list(DOCS), documents=list(DOCS.values()))
+    assert collection.configuration["hnsw"]["space"] == "cosine"
+    del collection, client
+
+    script = textwrap.dedent(
+        f"""
+        import json, warnings
+        import chromadb
+        from chromadb.config import Settings
+        from chromadb.utils.embedding_functions import onnx_mini_lm_l6_v2
+
+        def forbidden(*args, **kwargs):
+            raise AssertionError("Chroma's default embedding function was used")
+
+        onnx_mini_lm_l6_v2.ONNXMiniLM_L6_V2.__call__ = forbidden
+        onnx_mini_lm_l6_v2.ONNXMiniLM_L6_V2.__init__ = forbidden
+        import memory.embeddings  # registers switchboard-minilm
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            settings = Settings(anonymized_telemetry=False)
+            client = chromadb.PersistentClient(path={str(path)!r}, settings=settings)
+            collection = client.get_collection("kb_persist")
+            result = collection.query(query_texts=["my money back for a return"], n_results=1)
+            collection.add(ids=["extra"], documents=["Gift cards never expire."])
+        print(json.dumps({{
+            "nearest": result["ids"][0],
+            "ef": collection.configuration["embedding_function"].name(),
+            "count": collection.count(),
+            "warnings": [str(w.message) for w in caught],
+        }}))
+        """
+    )
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"nearest": ["refund"], "ef": "switchboard-minilm", "count": 4, "warnings": []}
+
+
+def test_chroma_rejects_other_embedding_function_on_reopen(tmp_path: Path, cache_dir: Path) -> None:
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"), settings=_settings())
+    client.create_collection("kb_persist", embedding_function=MiniLMChromaEmbedding(cache_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = chromadb.utils.embedding_functions.DefaultEmbeddingFunction()
+    # "default" is Chroma's placeholder argument, so passing it is allowed (and embeds nothing itself).
+    assert client.get_collection("kb_persist", embedding_function=other)
+
+    class Other(MiniLMChromaEmbedding):
+        @staticmethod
+        def name() -> str:
+            return "other"
+
+    with pytest.raises(ValueError, match="conflict"):
+        client.get_collection("kb_persist", embedding_function=Other(cache_dir))
