@@ -31,13 +31,12 @@ def make(services: ServicesProvider):
         session = svc.policy.session
         usage: dict[str, float] = {}
 
-        def llm_summariser(messages: list[BaseMessage], max_tokens: int) -> str | None:
-            if svc.llm is None:
-                return None
+        def llm_summariser(prev_summary: str, dropped: list[BaseMessage], max_tokens: int) -> str:
             prompt = SystemMessage(SUMMARY_PROMPT.format(max_tokens=max_tokens))
-            reply = svc.llm.generate([prompt, *messages])
+            earlier = [SystemMessage(f"Summary so far: {prev_summary}")] if prev_summary else []
+            reply = svc.llm.generate([prompt, *earlier, *dropped]) if svc.llm is not None else None
             if reply is None:
-                return None
+                raise RuntimeError("no language model answered")  # compress() falls back to extractive
             for k, v in reply.usage.items():
                 usage[k] = usage.get(k, 0) + v
             return reply.text

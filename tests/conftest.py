@@ -137,11 +137,13 @@ class StubClassifier:
 
     def __init__(self, intent: str, confidence: float = 0.95) -> None:
         self.intent, self.confidence = intent, confidence
+        self.candidates: list[tuple[str, float]] = []
 
     def predict(self, texts: list[str]) -> list[FakePrediction]:
         oos = self.intent == "out_of_scope"
         return [
-            FakePrediction(self.intent, self.confidence, [(self.intent, self.confidence)], is_oos=oos) for _ in texts
+            FakePrediction(self.intent, self.confidence, self.candidates or [(self.intent, self.confidence)], is_oos=oos)
+            for _ in texts
         ]
 
 

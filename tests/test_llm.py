@@ -102,3 +102,40 @@ def test_open_breaker_skips_the_model_without_calling_it(with_intent: Any, make_
     breaker.failures, breaker.opened_at = 3, breaker.clock()
     values = ask(make_graph(services), "How long does delivery take?")
     assert "llm_fallback_offline" in values["flags"] and model.calls == 0
+
+
+def test_low_confidence_cascade_lets_the_model_pick_among_candidates(with_intent: Any, make_graph: Any) -> None:
+    services = with_intent("track_order", 0.3)
+    services.classifier.candidates = [("track_order", 0.3), ("delivery_period", 0.25)]
+    model = ScriptedModel(responses=[AIMessage('{"intent": "delivery_period", "confidence": 0.9}')])
+    values = ask(make_graph(with_llm(services, ("m", model))), "when does stuff usually get here")
+    assert values["intent"] == "delivery_period" and "llm_refined_intent" in values["flags"]
+    assert values["confidence"] == 0.55  # capped at the classifier's 0.25 + 0.3: a model cannot buy autonomy
+    assert values["decision"] == "review"
+    assert values["usage"]["llm_calls"] >= 1
+
+
+def test_cascade_answer_outside_the_candidates_is_ignored(with_intent: Any, make_graph: Any) -> None:
+    model = ScriptedModel(responses=[AIMessage('{"intent": "launch_rocket", "confidence": 1.0}')])
+    services = with_llm(with_intent("track_order", 0.3), ("m", model))
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    graph = make_graph(services)
+    graph.invoke({"messages": [HumanMessage("hmm")]}, config, context=Context())
+    values = graph.get_state(config).values
+    assert values["intent"] == "track_order" and values["decision"] == "escalate"
+
+
+def test_model_writes_the_rolling_summary(with_intent: Any, make_graph: Any) -> None:
+    services = with_intent("delivery_period")
+    window = services.policy.session.window_turns
+    answers = [AIMessage(f"Answer {i} [kb-x].") for i in range(window + 1)]
+    summary = AIMessage("Customer asked about delivery times for order 1004 several times.")
+    # The first `window` turns only answer; the next turn folds the oldest turn into a summary first.
+    model = ScriptedModel(responses=answers[:window] + [summary, answers[window]])
+    graph = make_graph(with_llm(services, ("m", model)))
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    for i in range(window + 1):
+        graph.invoke({"messages": [HumanMessage(f"Question {i} about order 1004 delivery")]}, config, context=Context())
+    values = graph.get_state(config).values
+    assert values["summary"].startswith("Customer asked about delivery times")
+    assert model.calls == window + 2
