@@ -125,8 +125,16 @@ def validate_id(value: str, what: str) -> str:
 
 
 def ask(
-    settings: Settings, text: str, *, user: str, thread: str | None, tenant: str = "default", channel: str = "cli"
+    settings: Settings,
+    text: str,
+    *,
+    user: str,
+    thread: str | None,
+    tenant: str = "default",
+    channel: str = "cli",
+    rt: Runtime | None = None,
 ) -> dict[str, Any]:
+    """Run one ticket; `rt` reuses an open runtime (chat, demo), else one is opened for this call."""
     from graphs.context import Context
 
     text = validate_text(text, settings)
@@ -135,8 +143,8 @@ def ask(
     if thread is not None:
         validate_id(thread, "thread id")
     thread_id = thread or str(uuid.uuid4())
-    started = time.perf_counter()
-    with open_runtime(settings) as rt:
+    with _runtime(settings, rt) as rt:
+        started = time.perf_counter()
         if thread is not None:
             node, _ = pending_of(rt.graph.get_state(rt.config(thread_id)))
             if node:
@@ -150,6 +158,15 @@ def ask(
             context=Context(user_id=user, tenant_id=tenant, channel=channel),
         )
         return result_of(rt, thread_id, started)
+
+
+@contextmanager
+def _runtime(settings: Settings, rt: Runtime | None) -> Iterator[Runtime]:
+    if rt is not None:
+        yield rt
+    else:
+        with open_runtime(settings) as opened:
+            yield opened
 
 
 def resume_value(node: str, payload: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -187,17 +204,19 @@ def resume_value(node: str, payload: dict[str, Any], args: argparse.Namespace) -
     raise UsageError('--edit for a review takes {"draft": "new text"} or a JSON string')
 
 
-def resume(settings: Settings, thread_id: str, args: argparse.Namespace) -> dict[str, Any]:
+def resume(settings: Settings, thread_id: str, args: argparse.Namespace, rt: Runtime | None = None) -> dict[str, Any]:
     from langgraph.types import Command
 
     from graphs.context import Context
 
     validate_id(thread_id, "thread id")
-    if not thread_exists(settings, thread_id):
+    if rt is None and not thread_exists(settings, thread_id):
         raise UsageError(f"unknown thread {thread_id}")
-    started = time.perf_counter()
-    with open_runtime(settings) as rt:
+    with _runtime(settings, rt) as rt:
+        started = time.perf_counter()
         snap = rt.graph.get_state(rt.config(thread_id))
+        if not snap.values:
+            raise UsageError(f"unknown thread {thread_id}")
         node, payload = pending_of(snap)
         if not node:
             raise UsageError(f"thread {thread_id} is not waiting for anyone (status {snap.values.get('status')})")
@@ -248,6 +267,11 @@ def cmd_resume(settings: Settings, a: argparse.Namespace) -> int:
 def cmd_chat(settings: Settings, a: argparse.Namespace) -> int:
     thread = a.thread or str(uuid.uuid4())
     print(f"Switchboard chat · user {a.user} · thread {thread} · empty line or Ctrl-D to quit")
+    with open_runtime(settings) as rt:
+        return _chat_loop(settings, rt, thread, a)
+
+
+def _chat_loop(settings: Settings, rt: Runtime, thread: str, a: argparse.Namespace) -> int:
     while True:
         try:
             text = input("you> ").strip()
@@ -256,9 +280,9 @@ def cmd_chat(settings: Settings, a: argparse.Namespace) -> int:
         if not text:
             break
         try:
-            result = ask(settings, text, user=a.user, thread=thread, tenant=a.tenant, channel="chat")
+            result = ask(settings, text, user=a.user, thread=thread, tenant=a.tenant, channel="chat", rt=rt)
             while result["pending"]:
-                result = _answer_at_prompt(settings, thread, result, a)
+                result = _answer_at_prompt(settings, rt, thread, result, a)
         except UsageError as exc:
             print(f"error: {exc}")
             continue
@@ -267,7 +291,9 @@ def cmd_chat(settings: Settings, a: argparse.Namespace) -> int:
     return 0
 
 
-def _answer_at_prompt(settings: Settings, thread: str, result: dict[str, Any], a: argparse.Namespace) -> dict[str, Any]:
+def _answer_at_prompt(
+    settings: Settings, rt: Runtime, thread: str, result: dict[str, Any], a: argparse.Namespace
+) -> dict[str, Any]:
     pending = result["pending"]
     print(f"[{result['status']}] {pending.get('description', '')}")
     if result["status"] == "escalated":
@@ -294,7 +320,7 @@ def _answer_at_prompt(settings: Settings, thread: str, result: dict[str, Any], a
                 user=a.user,
                 tenant=a.tenant,
             )
-    return resume(settings, thread, ns)
+    return resume(settings, thread, ns, rt=rt)
 
 
 def cmd_seed(settings: Settings, a: argparse.Namespace) -> int:
@@ -336,7 +362,12 @@ def cmd_memory(settings: Settings, a: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, a: argparse.Namespace) -> int:
     from demo.scenarios import run_demo
 
-    return run_demo(settings, ask=ask, resume=resume)
+    with open_runtime(settings) as rt:
+        return run_demo(
+            settings,
+            ask=lambda *args, **kw: ask(*args, rt=rt, **kw),
+            resume=lambda *args, **kw: resume(*args, rt=rt, **kw),
+        )
 
 
 def delegate(module: str, func: str, argv: list[str]) -> int:

@@ -161,3 +161,18 @@ def test_subprocess_entry_point(data_dir: Path, model_cache: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["intent"] == "track_order" and "1006" in (out["answer"] or "")
+
+
+def test_chat_asks_for_approval_at_the_prompt(cli: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Where is my order 1006?\nPlease cancel order 1009\ny\n\n"))
+    assert app.main(["chat", "--thread", "chat-1"]) == 0
+    out = capsys.readouterr().out
+    assert "Order 1006 is shipped" in out
+    assert "approve? [y]es" in out and "Done: Cancel order 1009" in out
+    from tools.shop import ShopDB, run_tool
+
+    shop = ShopDB(data_dir / "shop.sqlite")
+    assert run_tool(shop, "get_order", {"order_id": 1009}, user_id="demo").data["status"] == "cancelled"
