@@ -1,6 +1,10 @@
 """Intent-classification evals: Banking77, CLINC150 (with out-of-scope) and Bitext (shop model, OOD check).
 
-`python app.py eval intents --dataset banking77|clinc150|bitext [--data-dir ../shared/data] [--json] [--out DIR]`
+`python app.py eval intents --dataset banking77|clinc150|bitext [--data-dir ../shared/data] [--json] [--out DIR]
+[--finetune]`
+
+With `--finetune` the MiniLM encoder is first fine-tuned on the train split (in the optional torch venv, see
+`classifier.finetune`), then served from ONNX as usual; the report is `intents-<dataset>-finetuned.json`.
 
 Training sees only `datasets.load()` (train + validation); every setting is chosen on validation inside
 `IntentClassifier.fit`; the test split is read once, here in `_score`, via `datasets.load_test()`.
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -22,6 +27,7 @@ from classifier.calibration import expected_calibration_error
 from classifier.cli import SHOP_CONFIG
 from classifier.config import ClassifierConfig
 from classifier.embedding_cache import CachedEmbedder, Embedder
+from classifier.finetune import FinetuneOptions, FinetuneUnavailable, default_finetuned_dir, finetune_encoder
 from classifier.model import IntentClassifier
 from evals import datasets
 from evals.datasets import DATASETS, OOS_LABEL, DatasetUnavailable, Split
@@ -66,6 +72,21 @@ def _subsample(split: Split, per_class: int, oos_cap: int, seed: int = 0) -> Spl
         keep.extend(rng.permutation(idx)[:cap].tolist() if len(idx) > cap else idx)
     keep.sort()
     return Split([split.texts[i] for i in keep], [split.labels[i] for i in keep])
+
+
+def finetune_for_dataset(dataset: str, data_dir: Path, out_dir: Path | None = None, quick: bool = False,
+                         options: FinetuneOptions | None = None) -> tuple[Path, dict[str, Any]]:
+    """Fine-tune the encoder on the dataset's train split only (never validation or test).
+
+    Returns the weights folder (default `$SWITCHBOARD_DATA_DIR/models/finetuned-<dataset>[-quick]`) and its
+    finetune.json. Out-of-scope rows are left out of the fine-tuning (they are no single intent).
+    """
+    dev = datasets.load(dataset, data_dir)
+    train = _subsample(dev.train, QUICK_PER_CLASS[0], QUICK_OOS[0]) if quick else dev.train
+    folder = Path(out_dir) if out_dir is not None else default_finetuned_dir(dataset + ("-quick" if quick else ""))
+    exclude = {dev.oos_label} if dev.oos_label else set()
+    meta = finetune_encoder(train.texts, train.labels, folder, options=options, exclude_labels=exclude)
+    return folder, meta
 
 
 def fit_for_dataset(dataset: str, data_dir: Path, embedder: Embedder, quick: bool = False) -> IntentClassifier:
@@ -143,16 +164,20 @@ def _check_targets(dataset: str, report: dict[str, Any]) -> dict[str, bool]:
 
 
 def run(dataset: str, data_dir: Path, out_dir: Path, embedder: Embedder, quick: bool = False,
-        cache_dir: Path | None = None, command: str | None = None) -> dict[str, Any]:
-    """Fit on train/validation, score test once, write intents-<dataset>[-quick].json/.png; return the report.
+        cache_dir: Path | None = None, command: str | None = None, variant: str = "",
+        embedder_tag: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit on train/validation, score test once, write intents-<dataset>[-quick][variant].json/.png.
 
-    Dataset embeddings are cached under `cache_dir` (default `$SWITCHBOARD_DATA_DIR/cache`).
+    Dataset embeddings are cached under `cache_dir` (default `$SWITCHBOARD_DATA_DIR/cache`), keyed also by
+    `embedder_tag` (e.g. the fine-tuned weights' hash) so different encoders never share cached vectors.
+    `extra` fields (e.g. the fine-tuning record) are added to the report.
     Raises `DatasetUnavailable` when the dataset's files are missing.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     kind = type(embedder)
-    cached = CachedEmbedder(embedder, cache_dir, namespace=f"{kind.__module__}.{kind.__qualname__}")
+    namespace = f"{kind.__module__}.{kind.__qualname__}" + (f"@{embedder_tag}" if embedder_tag else "")
+    cached = CachedEmbedder(embedder, cache_dir, namespace=namespace)
     t0 = time.perf_counter()
     clf = fit_for_dataset(dataset, Path(data_dir), cached, quick=quick)
     clf.embedder = embedder  # serve (and time) single queries through the real embedder
@@ -164,13 +189,18 @@ def run(dataset: str, data_dir: Path, out_dir: Path, embedder: Embedder, quick: 
     report["validation"] = clf.metrics
     report["config"] = clf.config.to_dict()
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    stem = f"intents-{dataset}{'-quick' if quick else ''}"
+    report.update(extra or {})
+    stem = _stem(dataset, quick, variant)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
     plot_intent_report(out_dir / f"{stem}.png", f"{dataset}: accuracy {report['accuracy']:.2%}, "
                        f"ECE {report['ece']:.3f}", conf, correct, confusions, auto_t)
     return report
+
+
+def _stem(dataset: str, quick: bool, variant: str = "") -> str:
+    return f"intents-{dataset}{'-quick' if quick else ''}{variant}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -180,6 +210,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--quick", action="store_true", help="small per-class subsample (CI-sized)")
+    p.add_argument("--finetune", action="store_true",
+                   help="fine-tune the encoder on the train split first (needs the torch venv: make train-venv)")
+    p.add_argument("--finetune-dir", type=Path, default=None,
+                   help="fine-tuned weights folder (default $SWITCHBOARD_DATA_DIR/models/finetuned-<dataset>)")
+    p.add_argument("--finetune-epochs", type=int, default=FinetuneOptions.epochs)
+    p.add_argument("--finetune-lr", type=float, default=FinetuneOptions.lr)
     return p
 
 
@@ -196,12 +232,26 @@ def eval_main(argv: list[str], embedder: Embedder | None = None) -> int:
     except DatasetUnavailable as exc:
         print(f"skipped: {args.dataset} data not available ({exc})")
         return 0
-    if embedder is None:
+    command = "python app.py eval " + " ".join(["intents", *argv])
+    variant, tag, extra = "", "", None
+    if args.finetune:
+        from memory.embeddings import MiniLMEmbedder
+
+        options = FinetuneOptions(epochs=args.finetune_epochs, lr=args.finetune_lr)
+        try:
+            folder, meta = finetune_for_dataset(args.dataset, args.data_dir, args.finetune_dir, args.quick, options)
+        except (FinetuneUnavailable, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        tuned = MiniLMEmbedder(model_dir=folder)
+        embedder, variant, tag = tuned, "-finetuned", tuned.weights_hash[:16]
+        extra = {"finetune": {"model_dir": str(folder), **meta}}
+    elif embedder is None:
         from memory.embeddings import get_embedder
 
         embedder = get_embedder()
-    command = "python app.py eval " + " ".join(["intents", *argv])
-    report = run(args.dataset, args.data_dir, args.out, embedder, quick=args.quick, command=command)
+    report = run(args.dataset, args.data_dir, args.out, embedder, quick=args.quick, command=command,
+                 variant=variant, embedder_tag=tag, extra=extra)
     if args.json:
         print(json.dumps(report, indent=2, default=float))
     else:
@@ -212,6 +262,6 @@ def eval_main(argv: list[str], embedder: Embedder | None = None) -> int:
                 print(f"{key:>30}: {report[key]:.4f}" if isinstance(report[key], float) else
                       f"{key:>30}: {report[key]}")
         print(f"{'targets_met':>30}: {report['targets_met']}")
-        stem = f"intents-{args.dataset}{'-quick' if args.quick else ''}"
+        stem = _stem(args.dataset, args.quick, variant)
         print(f"report written to {Path(args.out) / stem}.json/.png")
     return 0

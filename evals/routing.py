@@ -96,6 +96,33 @@ def run_suite(graph_factory: Any, suite: Path = SUITE) -> dict[str, Any]:
     }
 
 
+def graph_factory(services: Any, root: Path) -> Any:
+    """A factory of graphs that each get a fresh seeded shop, working memory and audit log under `root`,
+    sharing the (read-only) knowledge base and classifier of `services`."""
+    import dataclasses
+    import itertools
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graphs.supervisor import build_supervisor
+    from memory.working import WorkingMemory
+    from tools.shop import ShopDB
+
+    counter = itertools.count()
+
+    def factory() -> Any:
+        run_dir = root / f"case-{next(counter)}"
+        run_dir.mkdir(parents=True)
+        shop = ShopDB(run_dir / "shop.sqlite")
+        shop.seed()
+        svc = dataclasses.replace(
+            services, shop=shop, working=WorkingMemory(run_dir / "working.sqlite"), audit_path=run_dir / "audit.jsonl"
+        )
+        return build_supervisor(svc).compile(checkpointer=InMemorySaver())
+
+    return factory
+
+
 def eval_main(argv: list[str]) -> int:
     """`python app.py eval routing [--json] [--out DIR]` on a throwaway copy of the demo data."""
     parser = argparse.ArgumentParser(prog="app.py eval routing")
@@ -103,39 +130,27 @@ def eval_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args(argv)
 
-    import dataclasses
-
-    from langgraph.checkpoint.memory import InMemorySaver
-
     from config.settings import Settings
     from graphs.services import build_services, seed
-    from graphs.supervisor import build_supervisor
-    from memory.working import WorkingMemory
-    from tools.shop import ShopDB
 
     base = Settings.from_env()
     with tempfile.TemporaryDirectory(prefix="switchboard-routing-") as tmp:
         settings = base.model_copy(update={"data_dir": Path(tmp), "model_cache_dir": base.embedder_cache})
         seed(settings)
-        services = build_services(settings, auto_seed=False)
-
-        def factory() -> Any:
-            run_dir = Path(tempfile.mkdtemp(dir=tmp))
-            shop = ShopDB(run_dir / "shop.sqlite")
-            shop.seed()
-            svc = dataclasses.replace(services, shop=shop, working=WorkingMemory(run_dir / "working.sqlite"),
-                                      audit_path=run_dir / "audit.jsonl")
-            return build_supervisor(svc).compile(checkpointer=InMemorySaver())
-
+        factory = graph_factory(build_services(settings, auto_seed=False), Path(tmp) / "runs")
         report = run_suite(factory)
         shutil.rmtree(tmp, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "routing.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     if args.json:
-        print(json.dumps({k: v for k, v in report.items() if k != "failures"} | {"n_failures": len(report["failures"])}))
+        print(
+            json.dumps({k: v for k, v in report.items() if k != "failures"} | {"n_failures": len(report["failures"])})
+        )
     else:
-        print(f"routing: trajectory {report['trajectory_accuracy']:.1%}, intent {report['intent_accuracy']:.1%}, "
-              f"status {report['status_accuracy']:.1%} over {report['n_cases']} cases")
+        print(
+            f"routing: trajectory {report['trajectory_accuracy']:.1%}, intent {report['intent_accuracy']:.1%}, "
+            f"status {report['status_accuracy']:.1%} over {report['n_cases']} cases"
+        )
         for f in report["failures"]:
             print(f"  - {f['text'][:60]!r}: intent {f['intent']} ({f['confidence']}), first {f['first_status']}")
     return 0
