@@ -30,6 +30,7 @@ class Services:
     working: Any  # memory.working.WorkingMemory
     llm: LLM | None = None
     known_issues: list[dict[str, Any]] = field(default_factory=list)
+    embedder: Any = None  # memory.embeddings.MiniLMEmbedder, shared by retrieval and answer composition
     audit_path: Path | None = None
 
 
@@ -101,6 +102,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         llm=build_llm(settings, policy.llm),
         known_issues=known,
         audit_path=settings.data_dir / "audit.jsonl",
+        embedder=embedder,
     )
 
 

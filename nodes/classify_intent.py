@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
+from classifier.cascade import refine_with_llm
+from classifier.policy import decide
 from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
@@ -19,10 +21,6 @@ NAME = "classify_intent"
 
 def make(services: ServicesProvider):
     def classify_intent(state: SupportState, runtime: Runtime[Context]) -> dict:
-        from classifier.cascade import refine_with_llm
-
-        from classifier.policy import decide
-
         svc = services()
         text = state.get("ticket", "")
         prediction = svc.classifier.predict([text])[0]

@@ -49,9 +49,12 @@ STOP = set(
 
 
 def make(services: ServicesProvider):
+    scorers: dict[int, SentenceScorer] = {}
+
     def generate_response(state: SupportState, runtime: Runtime[Context]) -> dict:
         svc = services()
-        offline, citations = compose_offline(state, max_chars=svc.policy.limits.max_input_chars)
+        scorer = scorers.setdefault(id(svc.embedder), SentenceScorer(svc.embedder))
+        offline, citations = compose_offline(state, max_chars=svc.policy.limits.max_input_chars, scorer=scorer)
         update: dict = {**visited(NAME), "draft": offline, "citations": citations}
         if svc.llm is None or state.get("status") == "rejected" or _is_fixed(state):
             return update
@@ -97,7 +100,9 @@ def grounded_context(state: SupportState, session: Any) -> str:
     return "\n\n".join(parts)
 
 
-def compose_offline(state: SupportState, *, max_chars: int = 4000) -> tuple[str, list[str]]:
+def compose_offline(
+    state: SupportState, *, max_chars: int = 4000, scorer: SentenceScorer | None = None
+) -> tuple[str, list[str]]:
     """A deterministic, grounded answer and the article ids it cites."""
     flags = set(state.get("flags", []))
     if "empty_input" in flags:
@@ -153,14 +158,14 @@ def compose_offline(state: SupportState, *, max_chars: int = 4000) -> tuple[str,
     ):
         parts.append(f"From what you sent: {analysis['summary']}")
 
-    ticket_words = _words(state.get("ticket", ""))
+    scorer = scorer or SentenceScorer()
     matched = {k["id"] for k in analysis.get("known_issues", [])}
     items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" or i["id"] in matched]
     for item in _best_items(items):
         text = item["text"]
         if item.get("kind") == "known_issue":
             text = _section(text, ("fix", "workaround", "resolution")) or text
-        sentences = _key_sentences(text, ticket_words, 2 if parts else 3)
+        sentences = scorer.best(text, state.get("ticket", ""), 2 if parts else 3)
         if not sentences:
             continue
         label = "A similar case was resolved like this" if item.get("kind") == "case" else item.get("title") or "Help"
@@ -193,15 +198,70 @@ def _words(text: str) -> set[str]:
     return {w for w in WORD.findall(text.lower()) if w not in STOP and len(w) > 2}
 
 
-def _key_sentences(text: str, ticket_words: set[str], n: int) -> list[str]:
-    body = re.sub(r"^#+\s.*$", "", text, flags=re.MULTILINE)
-    body = re.sub(r"^\s*(?:[-*]|\d+\.)\s+", "", body, flags=re.MULTILINE)  # list markers
-    body = re.sub(r"^\s*\|.*$", "", body, flags=re.MULTILINE)  # table rows
-    body = body.replace("**", "").replace("`", "")
-    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", body.replace("\n", " ")) if len(s.strip()) > 20]
-    scored = sorted(enumerate(sentences), key=lambda p: (-len(_words(p[1]) & ticket_words), p[0]))
-    chosen = sorted(scored[:n])
-    return [" ".join(s.split()) for _, s in chosen]
+def sentences_of(text: str) -> list[str]:
+    """Plain sentences of a markdown article; a table becomes one sentence naming its columns."""
+    out: list[str] = []
+    prose: list[str] = []
+    heading = ""
+    rows: list[list[str]] = []
+
+    def flush_table() -> None:
+        if len(rows) > 1:
+            header, body = rows[0], rows[1:]
+            lines = [
+                f"{r[0]}: " + ", ".join(f"{h} {c}" for h, c in zip(header[1:], r[1:], strict=False) if c) for r in body
+            ]
+            out.append(f"{heading + ' — ' if heading else ''}{'; '.join(lines)}.")
+        rows.clear()
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            cells = [c.strip().replace("**", "") for c in stripped.strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                rows.append(cells)
+            continue
+        flush_table()
+        if stripped.startswith("#"):
+            heading = stripped.lstrip("#").strip()
+            continue
+        prose.append(re.sub(r"^(?:[-*]|\d+\.)\s+", "", stripped))
+    flush_table()
+    body = " ".join(prose).replace("**", "").replace("`", "")
+    out += [s.strip() for s in re.split(r"(?<=[.!?])\s+", body) if len(s.strip()) > 20]
+    return [" ".join(s.split()) for s in out]
+
+
+class SentenceScorer:
+    """Ranks an article's sentences by meaning (MiniLM cosine) plus word overlap; caches sentence vectors."""
+
+    def __init__(self, embedder: Any = None, cache_size: int = 8192) -> None:
+        self.embedder, self.cache_size = embedder, cache_size
+        self._cache: dict[str, Any] = {}
+
+    def _vectors(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            if len(self._cache) + len(missing) > self.cache_size:
+                self._cache.clear()
+            self._cache.update(zip(missing, self.embedder.embed(missing), strict=True))
+        return np.stack([self._cache[t] for t in texts])
+
+    def best(self, text: str, ticket: str, n: int) -> list[str]:
+        sentences = sentences_of(text)
+        if not sentences:
+            return []
+        words = _words(ticket)
+        overlap = [len(_words(s) & words) for s in sentences]
+        if self.embedder is not None:
+            sims = self._vectors(sentences) @ self._vectors([ticket])[0]
+            scores = [float(sim) + 0.02 * o for sim, o in zip(sims, overlap, strict=True)]
+        else:
+            scores = [float(o) for o in overlap]
+        ranked = sorted(range(len(sentences)), key=lambda k: (-scores[k], k))[:n]
+        return [sentences[k] for k in sorted(ranked)]
 
 
 def _render_lookup(tool: str, lookup: dict[str, Any]) -> str:
