@@ -1,0 +1,32 @@
+"""The notebooks are examples users copy from: their code cells must run as written."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_code_cells_run(path: Path, seeded_settings, model_cache, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(seeded_settings.data_dir, data)
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(data))
+    monkeypatch.setenv("SWITCHBOARD_MODEL_CACHE", str(model_cache))
+    monkeypatch.chdir(path.parent)
+    namespace: dict = {}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                exec(compile("".join(cell["source"]), f"{path.name}", "exec"), namespace)  # noqa: S102
+    printed = out.getvalue()
+    assert "Cancel order 1009" in printed
+    assert "completed -> Done: Cancel order 1009" in printed
