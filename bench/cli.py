@@ -1,16 +1,20 @@
-"""`python app.py bench KIND ...`: memory (tokens, embeddings, Chroma, retrieval) or embeddings."""
+"""`python app.py bench KIND ...`: memory (tokens, embeddings, Chroma, retrieval), embeddings, or latency."""
 
 from __future__ import annotations
 
 
 def bench_main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("memory", "embeddings"):
-        print("usage: app.py bench {memory|embeddings} [options]")
+    if not argv or argv[0] not in ("memory", "embeddings", "latency"):
+        print("usage: app.py bench {memory|embeddings|latency} [options]")
         return 2
     if argv[0] == "memory":
         from bench.memory import main
 
         return main(argv[1:])
+    if argv[0] == "latency":
+        from bench.latency import main as latency_main
+
+        return latency_main(argv[1:])
     import json
 
     from bench.embeddings import measure_throughput
