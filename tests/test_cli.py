@@ -163,8 +163,9 @@ def test_subprocess_entry_point(data_dir: Path, model_cache: Path) -> None:
     assert out["intent"] == "track_order" and "1006" in (out["answer"] or "")
 
 
-def test_chat_asks_for_approval_at_the_prompt(cli: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_chat_asks_for_approval_at_the_prompt(
+    cli: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO("Where is my order 1006?\nPlease cancel order 1009\ny\n\n"))
@@ -176,3 +177,21 @@ def test_chat_asks_for_approval_at_the_prompt(cli: Any, data_dir: Path, monkeypa
 
     shop = ShopDB(data_dir / "shop.sqlite")
     assert run_tool(shop, "get_order", {"order_id": 1009}, user_id="demo").data["status"] == "cancelled"
+
+
+def test_ingest_cli_is_idempotent_and_rejects_missing_paths(
+    cli: Any, tmp_path: Path, data_dir: Path, embedder: Any
+) -> None:
+    doc = tmp_path / "docs" / "gift-wrap.md"
+    doc.parent.mkdir()
+    doc.write_text("# Gift wrapping\n\nWe wrap any order in recycled paper for EUR 2.50; choose it at checkout.\n")
+    code, first, _ = cli("ingest", str(doc.parent), "--json")
+    assert code == 0 and first["documents"] == 1 and first["chunks_added"] >= 1
+    code, second, _ = cli("ingest", str(doc.parent), "--json")
+    assert code == 0 and second["chunks_added"] == 0 and second["chunks_unchanged"] == first["chunks_added"]
+    code, _, err = cli("ingest", str(tmp_path / "nope"), "--json")
+    assert code == 2 and "no such file" in err
+    from memory.knowledge import ChromaMemory
+
+    hits = ChromaMemory.persistent(data_dir / "chroma", embedder).search_knowledge("Can you gift wrap my order?")
+    assert "recycled paper" in hits[0].text
