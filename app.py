@@ -457,6 +457,16 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line for users; the trace at debug level
+        logging.getLogger("switchboard").debug("unhandled error", exc_info=True)
+        print(
+            f"error: {type(exc).__name__}: {exc} (SWITCHBOARD_LOG_LEVEL=DEBUG shows the trace; "
+            "an interrupted thread resumes from its last checkpoint)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
