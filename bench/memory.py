@@ -8,13 +8,17 @@ Parts:
 1. Tokens: a deterministic 100-turn scripted support conversation goes through `compress()` and
    `build_context()` with the policy defaults; context tokens per turn are compared with the naive full
    history (PNG plot beside the JSON report).
-2. Embedding throughput of the MiniLM embedder on short support sentences.
-3. Chroma: 100,000 memories (10,000 with --quick) for 1 memory per 100 users across 10 tenants in a
-   PersistentClient. Vectors: a base of real MiniLM embeddings of synthetic support sentences
-   (4,000; 1,000 with --quick), each memory being a base vector plus Gaussian noise (sigma 0.03 per
+2. Embedding throughput of the MiniLM embedder on short support sentences (batch 64, median of 3 runs).
+3. Chroma: 100,000 resolved cases (10,000 with --quick) stored through `ChromaMemory` in its layout of one
+   collection per (tenant, user): 1,000 users x 99 private cases across 10 tenants, plus 100 shared cases
+   per tenant in each tenant's shared collection (100 users and 10 per tenant with --quick), in a
+   PersistentClient. Vectors: a base of real MiniLM embeddings of synthetic support sentences (10,000;
+   2,000 with --quick), each memory being a random base vector plus Gaussian noise (sigma 0.03 per
    dimension, then re-normalised; cosine to its base ~0.87), because embedding 100k texts on 2 shared
-   cores takes too long. Queries are real embeddings of unseen sentences; latency excludes embedding.
-   Recall@5 is measured against exact numpy search, with the per-user filter and without it.
+   cores takes minutes. Queries are real embeddings of unseen sentences served from a lookup, and
+   latency excludes embedding: `search_cases(k=5)` for one user (own + tenant-shared collection), cold
+   (fresh client) and warm, plus a raw single-collection query. Recall@5 is measured against exact numpy
+   search over the records that user may see.
 4. Retrieval quality: held-out Bitext questions (sha1(instruction) % 5 == 0) against demo/kb; a hit is
    an article whose `intents` contains the question's intent. Skipped with a note without the data.
 """
@@ -35,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from memory.knowledge import ChromaMemory, Embedder, load_articles
+from memory.knowledge import ChromaMemory, Embedder, ResolvedCase, load_articles
 from memory.session import TOKEN_COUNTER, build_context, compress, count_tokens
 
 REPO = Path(__file__).resolve().parent.parent
@@ -245,91 +249,194 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+class _LookupEmbedder:
+    """Serves precomputed vectors by text and counts the time spent, so latencies can exclude embedding."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray) -> None:
+        self.dim = int(vectors.shape[1])
+        self.vectors = vectors
+        self.row = {text: i for i, text in enumerate(texts)}
+        self.seconds = 0.0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        started = time.perf_counter()
+        out = self.vectors[[self.row[t] for t in texts]]
+        self.seconds += time.perf_counter() - started
+        return out
+
+
+def _embed_batched(embedder: Embedder, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    try:
+        vectors = embedder.embed(texts, batch_size=batch_size)  # type: ignore[call-arg]
+    except TypeError:  # an embedder without a batch_size parameter
+        vectors = embedder.embed(texts)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def bench_embed(embedder: Embedder, *, n: int = 512, runs: int = 3, seed: int = 11) -> dict[str, Any]:
+    """Sentences per second on short support sentences, batch 64, median of `runs`."""
+    texts = synthetic_sentences(n, seed)
+    _embed_batched(embedder, texts[:64])  # warm-up: session, thread pool
+    rates = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        _embed_batched(embedder, texts)
+        rates.append(n / (time.perf_counter() - started))
+    return {"embed_sentences_per_s": round(statistics.median(rates), 1), "embed_batch_size": 64}
+
+
+def _case(i: int, base_texts: list[str], base_of: np.ndarray) -> ResolvedCase:
+    problem = base_texts[int(base_of[i])]
+    return ResolvedCase(problem=problem, cause=f"cause {i}", fix="fixed by support", id=f"m{i}")
+
+
+def _case_text(case: ResolvedCase) -> str:
+    return f"{case.problem}\n{case.cause}\n{case.fix}"  # what ChromaMemory embeds for a case
+
+
+def _timed_queries(
+    memory: ChromaMemory, lookup: _LookupEmbedder, queries: list[tuple[str, str, str]], k: int = 5
+) -> tuple[list[float], list[list[str]]]:
+    """search_cases latency (ms, embedding excluded) and result ids for (query, tenant, user) triples."""
+    latencies: list[float] = []
+    results: list[list[str]] = []
+    for text, tenant, user in queries:
+        embed_before = lookup.seconds
+        started = time.perf_counter()
+        hits = memory.search_cases(text, tenant_id=tenant, user_id=user, k=k)
+        elapsed = time.perf_counter() - started - (lookup.seconds - embed_before)
+        latencies.append(1000 * elapsed)
+        results.append([h.id for h in hits])
+    return latencies, results
+
+
 def bench_chroma(
-    embedder: Embedder, *, n_memories: int, n_base: int, n_queries: int, seed: int = 7
+    embedder: Embedder,
+    *,
+    n_users: int,
+    per_user: int,
+    shared_per_tenant: int,
+    n_base: int,
+    n_queries: int,
+    n_tenants: int = 10,
+    n_single_adds: int = 500,
+    seed: int = 7,
 ) -> dict[str, Any]:
-    """Add `n_memories` vectors to a persistent Chroma, time filtered queries, measure recall@5."""
+    """Store resolved cases for many users through `ChromaMemory` (one collection per user), time queries.
+
+    Each user gets `per_user` private cases and each tenant `shared_per_tenant` shared ones; queries are
+    `search_cases` for one user (their collection + their tenant's shared one), embedding time excluded,
+    first cold (fresh client: collections load from disk) then warm (the same queries again).
+    """
     import chromadb
-    from chromadb.config import Settings
+    from chromadb.api.client import SharedSystemClient
 
     rng = np.random.default_rng(seed)
     base_texts = synthetic_sentences(n_base, seed)
-    started = time.perf_counter()
-    base = np.asarray(embedder.embed(base_texts), dtype=np.float32)
-    embed_rate = n_base / (time.perf_counter() - started)
+    base = _embed_batched(embedder, base_texts)
+    n_private = n_users * per_user
+    n_memories = n_private + n_tenants * shared_per_tenant
+    base_of = rng.integers(0, n_base, size=n_memories)
+    noisy = base[base_of] + rng.normal(0.0, 0.03, size=(n_memories, base.shape[1])).astype(np.float32)
+    vectors = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    cases = [_case(i, base_texts, base_of) for i in range(n_memories)]
+    user_of = np.arange(n_private) % n_users  # private case i belongs to user i % n_users
+    tenant_of_user = np.arange(n_users) % n_tenants
+    # tenant of shared case i (meaningful for i >= n_private only)
+    shared_tenant = (np.arange(n_memories) - n_private) // max(shared_per_tenant, 1)
 
-    vectors = np.empty((n_memories, base.shape[1]), dtype=np.float32)
-    vectors[:n_base] = base[: min(n_base, n_memories)]
-    if n_memories > n_base:
-        extra = base[np.arange(n_base, n_memories) % n_base]
-        extra = extra + rng.normal(0.0, 0.03, size=extra.shape).astype(np.float32)
-        vectors[n_base:] = extra / np.linalg.norm(extra, axis=1, keepdims=True)
-    n_users = max(n_memories // 100, 1)
-    user_of = np.arange(n_memories) % n_users
-    tenant_of = user_of % 10
+    query_texts = synthetic_sentences(n_queries, seed + 1)
+    query_vectors = _embed_batched(embedder, query_texts)
+    query_users = rng.choice(n_users, size=n_queries, replace=n_queries > n_users)
+    lookup = _LookupEmbedder(
+        [_case_text(c) for c in cases] + query_texts,
+        np.concatenate([vectors, query_vectors]).astype(np.float32),
+    )
+    ranking = {"relevance_weight": 1.0, "recency_weight": 0.0, "min_relevance": -1.0}  # pure cosine order
 
-    query_vectors = np.asarray(embedder.embed(synthetic_sentences(n_queries, seed + 1)), dtype=np.float32)
-    query_users = rng.integers(0, n_users, size=n_queries)
+    def ids_of(user: int) -> tuple[str, str]:
+        return f"t{tenant_of_user[user]}", f"u{user}"
 
+    queries = [(text, *ids_of(int(u))) for text, u in zip(query_texts, query_users, strict=True)]
     with tempfile.TemporaryDirectory(prefix="sb-bench-chroma-") as tmp:
-        client = chromadb.PersistentClient(path=tmp, settings=Settings(anonymized_telemetry=False))
-        collection = client.get_or_create_collection(
-            "bench_memories", embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-        )
-        batch = client.get_max_batch_size()
+        memory = ChromaMemory.persistent(tmp, lookup, **ranking)
         started = time.perf_counter()
-        for start in range(0, n_memories, batch):
-            end = min(start + batch, n_memories)
-            collection.add(
-                ids=[f"m{i}" for i in range(start, end)],
-                embeddings=vectors[start:end],
-                metadatas=[
-                    {"tenant_id": f"t{tenant_of[i]}", "user_id": f"u{user_of[i]}", "ts": float(i)}
-                    for i in range(start, end)
-                ],
-                documents=[base_texts[i % n_base] for i in range(start, end)],
-            )
+        for user in range(n_users):
+            tenant, uid = ids_of(user)
+            mine = [cases[i] for i in range(user, n_private, n_users)]
+            memory.add_cases(mine, tenant_id=tenant, user_id=uid, shared=False)
+        for t in range(n_tenants):
+            rows = range(n_private + t * shared_per_tenant, n_private + (t + 1) * shared_per_tenant)
+            author = f"u{t}"  # user t belongs to tenant t
+            memory.add_cases([cases[i] for i in rows], tenant_id=f"t{t}", user_id=author, shared=True)
         add_seconds = time.perf_counter() - started
+        n_collections = len(memory.collection_names())
+        del memory
+        SharedSystemClient.clear_system_cache()  # next client starts cold: nothing loaded, no handles
 
-        filtered_ms: list[float] = []
-        unfiltered_ms: list[float] = []
-        recall_filtered: list[float] = []
-        recall_unfiltered: list[float] = []
-        for q, user in zip(query_vectors, query_users, strict=True):
-            where = {"$and": [{"tenant_id": f"t{user % 10}"}, {"user_id": f"u{user}"}]}
-            t0 = time.perf_counter()
-            got = collection.query(
-                query_embeddings=q[None, :], n_results=5, where=where, include=["distances"]
-            )
-            filtered_ms.append(1000 * (time.perf_counter() - t0))
+        memory = ChromaMemory.persistent(tmp, lookup, **ranking)
+        cold_ms, _ = _timed_queries(memory, lookup, queries)
+        warm_ms, got = _timed_queries(memory, lookup, queries)
+
+        raw_ms: list[float] = []
+        recall: list[float] = []
+        recall_raw: list[float] = []
+        for (_, tenant, uid), user, q, ids in zip(queries, query_users, query_vectors, got, strict=True):
             own = np.flatnonzero(user_of == user)
-            exact = own[np.argsort(-(vectors[own] @ q))[:5]]
-            recall_filtered.append(len({f"m{i}" for i in exact} & set(got["ids"][0])) / 5)
-
+            shared = n_private + np.flatnonzero(shared_tenant[n_private:] == tenant_of_user[user])
+            visible = np.concatenate([own, shared])
+            exact = visible[np.argsort(-(vectors[visible] @ q))[:5]]
+            recall.append(len({f"m{i}" for i in exact} & set(ids)) / 5)
+            collection = memory.collection("cases", tenant, uid)
             t0 = time.perf_counter()
-            got = collection.query(query_embeddings=q[None, :], n_results=5, include=["distances"])
-            unfiltered_ms.append(1000 * (time.perf_counter() - t0))
-            exact = np.argsort(-(vectors @ q))[:5]
-            recall_unfiltered.append(len({f"m{i}" for i in exact} & set(got["ids"][0])) / 5)
+            raw = collection.query(query_embeddings=q[None, :], n_results=5, include=["distances"])
+            raw_ms.append(1000 * (time.perf_counter() - t0))
+            exact_own = own[np.argsort(-(vectors[own] @ q))[:5]]
+            recall_raw.append(len({f"m{i}" for i in exact_own} & set(raw["ids"][0])) / 5)
         disk_mb = _dir_mb(Path(tmp))
-        del collection, client
+
+        single = [  # one case per call, as the graph's `remember` node stores them
+            ResolvedCase(f"{query_texts[i % n_queries]} #{i}", cause="single add", fix="bench", id=f"s{i}")
+            for i in range(n_single_adds)
+        ]
+        lookup.row.update({_case_text(c): int(n_memories + i % n_queries) for i, c in enumerate(single)})
+        started = time.perf_counter()
+        for i, case in enumerate(single):
+            tenant, uid = ids_of(int(query_users[i % n_queries]))
+            memory.add_case(case, tenant_id=tenant, user_id=uid, shared=False)
+        single_seconds = time.perf_counter() - started
+        del memory
+        SharedSystemClient.clear_system_cache()
 
     return {
         "n_memories": n_memories,
         "n_users": n_users,
-        "n_tenants": 10,
+        "n_tenants": n_tenants,
+        "chroma_layout": (
+            f"ChromaMemory: one collection per (tenant, user) for private cases "
+            f"({n_users} users x {per_user}) + one shared-cases collection per tenant "
+            f"({n_tenants} x {shared_per_tenant}); "
+            "HNSW cosine, sync_threshold=2"
+        ),
+        "chroma_collections": n_collections,
         "n_real_embeddings": n_base,
-        "vectors": f"{n_base} real MiniLM embeddings + noise(sigma=0.03) copies up to {n_memories}",
-        "embed_sentences_per_s": round(embed_rate, 1),
+        "vectors": f"{n_base} real MiniLM embeddings; each memory one + noise(sigma=0.03), re-normalised",
         "chroma_add_per_s": round(n_memories / add_seconds, 1),
-        "chroma_query_p50_ms": round(_percentile(filtered_ms, 50), 3),
-        "chroma_query_p99_ms": round(_percentile(filtered_ms, 99), 3),
-        "chroma_query_unfiltered_p50_ms": round(_percentile(unfiltered_ms, 50), 3),
-        "chroma_query_unfiltered_p99_ms": round(_percentile(unfiltered_ms, 99), 3),
-        "chroma_recall_at_5": round(statistics.fmean(recall_filtered), 4),
-        "chroma_recall_at_5_unfiltered": round(statistics.fmean(recall_unfiltered), 4),
+        "chroma_add_batch": f"add_cases per user ({per_user}) and per tenant ({shared_per_tenant})",
+        "chroma_add_case_per_s": round(n_single_adds / single_seconds, 1),
+        "chroma_query": "search_cases(k=5) of one user: own + tenant-shared collection; embedding excluded",
+        "chroma_query_p50_ms": round(_percentile(warm_ms, 50), 3),
+        "chroma_query_p99_ms": round(_percentile(warm_ms, 99), 3),
+        "chroma_query_cold_p50_ms": round(_percentile(cold_ms, 50), 3),
+        "chroma_query_cold_p99_ms": round(_percentile(cold_ms, 99), 3),
+        "chroma_query_unfiltered_p50_ms": round(_percentile(raw_ms, 50), 3),
+        "chroma_query_unfiltered_p99_ms": round(_percentile(raw_ms, 99), 3),
+        "chroma_query_unfiltered": "raw collection.query(n_results=5) on the user's own collection",
+        "chroma_recall_at_5": round(statistics.fmean(recall), 4),
+        "chroma_recall_at_5_unfiltered": round(statistics.fmean(recall_raw), 4),
         "chroma_disk_mb": round(disk_mb, 1),
         "n_queries": n_queries,
+        "chromadb": chromadb.__version__,
     }
 
 
@@ -421,17 +528,21 @@ def run(data_dir: Path | None, quick: bool, embedder: Embedder | None = None) ->
     if embedder is None:
         from memory.embeddings import get_embedder
 
-        embedder = get_embedder()
+        embedder = get_embedder(REPO / ".switchboard" / "test-cache")
     REPORTS.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"quick": quick, "embedder": type(embedder).__name__}
     report.update(bench_tokens(plot=REPORTS / "memory_tokens.png"))
     report["tokens_plot"] = str((REPORTS / "memory_tokens.png").relative_to(REPO))
+    report.update(bench_embed(embedder))
     report.update(
         bench_chroma(
             embedder,
-            n_memories=10_000 if quick else 100_000,
-            n_base=1_000 if quick else 4_000,
+            n_users=100 if quick else 1_000,
+            per_user=99,
+            shared_per_tenant=10 if quick else 100,
+            n_base=2_000 if quick else 10_000,
             n_queries=100 if quick else 300,
+            n_single_adds=200 if quick else 500,
         )
     )
     report.update(bench_retrieval(embedder, data_dir, limit=300 if quick else None))
@@ -443,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry: ``bench memory [--data-dir DIR] [--quick] [--json]``."""
     parser = argparse.ArgumentParser(prog="bench memory", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--quick", action="store_true", help="10k memories, fewer queries")
+    parser.add_argument("--quick", action="store_true", help="10k memories (100 users), fewer queries")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     data_dir = args.data_dir if args.data_dir.exists() else None

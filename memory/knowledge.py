@@ -19,17 +19,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import math
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import yaml
+from chromadb.errors import NotFoundError
 
 __all__ = [
     "Article",
@@ -280,9 +283,52 @@ def _sha(*parts: str) -> str:
 
 # -------------------------------------------------------------------------------------------- chroma
 
+_KB, _SHARED, _CASES, _PREFS = "kb", "shared_cases", "cases", "prefs"
+# Short codes keep names within Chroma's 63 characters: `{prefix}_{code}_{32 hex digits}`.
+_CODES = {_KB: "kb", _SHARED: "sc", _CASES: "uc", _PREFS: "up"}
+_COUNT_KEY = {_KB: "kb", _SHARED: "cases", _CASES: "cases", _PREFS: "prefs"}
+_PREFIX = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9_-]|\.(?!\.)){0,26}")
+# Chroma's local engine keeps writes in one write-ahead log (a SQLite table shared by every collection and
+# not indexed by collection) until a collection's HNSW index is persisted, and it scans that log whenever
+# it loads a collection. With the default sync threshold (1,000) a collection of a hundred records never
+# persists, the log is never purged, and loading one user's collection scans every record of every user
+# (~140 ms at 100k records). Persisting every two writes keeps the log at a few rows per collection.
+_HNSW: dict[str, Any] = {"space": "cosine", "batch_size": 2, "sync_threshold": 2}
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def _legacy_namespace(legacy: str, meta: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """Where a record of the old single-collection layout goes: (kind, tenant, user) or None."""
+    tenant_id, user_id = meta.get("tenant_id"), meta.get("user_id")
+    if not isinstance(tenant_id, str) or not tenant_id:
+        return None
+    if legacy == "kb":
+        return (_KB, tenant_id, None)
+    if legacy == "cases" and meta.get("shared") is True:
+        return (_SHARED, tenant_id, None)
+    if not isinstance(user_id, str) or not user_id or user_id == SHARED_USER:
+        return None
+    return (_CASES if legacy == "cases" else _PREFS, tenant_id, user_id)
+
 
 class ChromaMemory:
-    """`LongTermMemory` on Chroma with tenant/user namespacing and relevance + recency ranking."""
+    """`LongTermMemory` on Chroma with one collection per namespace and relevance + recency ranking.
+
+    Layout (each name is ``{prefix}_{code}_{hash}``, the hash a 128-bit BLAKE2b of the tenant id, or of
+    the tenant and user ids):
+
+    - ``kb``: one per tenant, its knowledge-base chunks;
+    - ``sc``: one per tenant, the cases it shares tenant-wide (``add_case(..., shared=True)``);
+    - ``uc``: one per (tenant, user), the user's own cases;
+    - ``up``: one per (tenant, user), the user's preferences.
+
+    A retrieval for (tenant, user) opens only that user's collections and the tenant's, so no metadata
+    filter separates namespaces (Chroma's local engine filters metadata slowly at scale) and isolation is
+    structural; every result is still checked against its ``tenant_id`` / ``user_id`` on the way out.
+    Collection handles are cached per instance (thread-safe); reads never create a collection.
+    """
 
     def __init__(
         self,
@@ -297,6 +343,8 @@ class ChromaMemory:
         clock: Callable[[], float] = time.time,
         prefix: str = "switchboard",
     ) -> None:
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError(f"prefix must be 1-27 chars of [a-zA-Z0-9._-], alphanumeric first: {prefix!r}")
         self.client = client
         self.embedder = embedder
         self.top_k = top_k
@@ -306,27 +354,21 @@ class ChromaMemory:
         self.min_relevance = min_relevance
         self.clock = clock
         self.prefix = prefix
-
-        def collection(name: str) -> Any:
-            # embedding_function=None: Chroma's default function downloads a model and must never run.
-            return client.get_or_create_collection(
-                f"{prefix}_{name}", embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-            )
-
-        self.kb = collection("kb")
-        self.cases = collection("cases")
-        self.prefs = collection("prefs")
+        self._handles: dict[str, Any] = {}
+        self._lock = threading.Lock()
         self._batch = int(getattr(client, "get_max_batch_size", lambda: 5000)())
 
     @classmethod
     def persistent(cls, path: Path | str, embedder: Embedder, **kwargs: Any) -> ChromaMemory:
-        """Open (or create) a Chroma store on disk at `path`."""
+        """Open (or create) a Chroma store on disk at `path`, moving a store of the old layout over."""
         import chromadb
         from chromadb.config import Settings
 
         Path(path).mkdir(parents=True, exist_ok=True)
         client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
-        return cls(client, embedder, **kwargs)
+        memory = cls(client, embedder, **kwargs)
+        memory.migrate_legacy()
+        return memory
 
     @classmethod
     def ephemeral(cls, embedder: Embedder, **kwargs: Any) -> ChromaMemory:
@@ -338,6 +380,123 @@ class ChromaMemory:
         kwargs.setdefault("prefix", f"eph{uuid.uuid4().hex[:12]}")
         return cls(client, embedder, **kwargs)
 
+    # ------------------------------------------------------------------------------- collections
+    def collection_name(self, kind: str, tenant_id: str, user_id: str | None = None) -> str:
+        """Chroma name of a namespace's collection; `kind` is kb, shared_cases, cases or prefs."""
+        key = json.dumps([tenant_id] if user_id is None else [tenant_id, user_id])  # unambiguous
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
+        return f"{self.prefix}_{_CODES[kind]}_{digest}"
+
+    def collection(
+        self, kind: str, tenant_id: str, user_id: str | None = None, *, create: bool = False
+    ) -> Any:
+        """The cached handle of a namespace's collection; None if it does not exist and `create` is false."""
+        name = self.collection_name(kind, tenant_id, user_id)
+        handle = self._handles.get(name)
+        if handle is not None:
+            return handle
+        with self._lock:
+            handle = self._handles.get(name)
+            if handle is not None:
+                return handle
+            if create:
+                # embedding_function=None: Chroma's default function downloads a model and must never run.
+                handle = self.client.get_or_create_collection(
+                    name,
+                    embedding_function=None,
+                    configuration={"hnsw": dict(_HNSW)},
+                    metadata={"kind": kind, "tenant_id": tenant_id, "user_id": user_id or SHARED_USER},
+                )
+            else:
+                try:
+                    handle = self.client.get_collection(name, embedding_function=None)
+                except NotFoundError:
+                    return None  # not cached: another writer may create it later
+            self._handles[name] = handle
+            return handle
+
+    def _drop_handle(self, name: str) -> None:
+        with self._lock:
+            self._handles.pop(name, None)
+
+    def _on(
+        self,
+        kind: str,
+        tenant_id: str,
+        user_id: str | None,
+        action: Callable[[Any], T],
+        default: T,
+        *,
+        create: bool = False,
+    ) -> T:
+        """Run `action` on a namespace's collection (`default` if it is absent), re-resolving the handle once
+        if the collection was deleted behind the cache (e.g. `forget_user` in another process)."""
+        for attempt in range(2):
+            handle = self.collection(kind, tenant_id, user_id, create=create)
+            if handle is None:
+                return default
+            try:
+                return action(handle)
+            except NotFoundError:
+                self._drop_handle(handle.name)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def collection_names(self) -> list[str]:
+        """Names of every collection of this store (this prefix), sorted."""
+        return sorted(c.name for c in self.client.list_collections() if c.name.startswith(f"{self.prefix}_"))
+
+    def migrate_legacy(self) -> int:
+        """Move the old single-collection layout (``{prefix}_kb``, ``_cases``, ``_prefs``, namespaced by
+        metadata) into the per-namespace collections, embeddings as stored, and drop the old collections.
+
+        Idempotent and cheap when there is nothing to move; a record without a usable ``tenant_id`` /
+        ``user_id`` is left behind (its old collection is then kept and a warning logged). Returns the
+        number of records moved.
+        """
+        moved = 0
+        for legacy in ("kb", "cases", "prefs"):
+            name = f"{self.prefix}_{legacy}"
+            try:
+                old = self.client.get_collection(name, embedding_function=None)
+            except NotFoundError:
+                continue
+            stranded = 0
+            for offset in range(0, int(old.count()), self._batch):
+                got = old.get(
+                    include=["embeddings", "documents", "metadatas"], limit=self._batch, offset=offset
+                )
+                groups: dict[tuple[str, str, str | None], list[int]] = {}
+                for row, meta in enumerate(got["metadatas"] or []):
+                    key = _legacy_namespace(legacy, dict(meta or {}))
+                    if key is None:
+                        stranded += 1
+                    else:
+                        groups.setdefault(key, []).append(row)
+                vectors = np.asarray(got["embeddings"], dtype=np.float32)
+                for (kind, tenant_id, user_id), rows in groups.items():
+                    self._write(
+                        kind,
+                        tenant_id,
+                        user_id,
+                        [got["ids"][r] for r in rows],
+                        [(got["documents"] or [])[r] or "" for r in rows],
+                        [dict(got["metadatas"][r] or {}) for r in rows],
+                        vectors[rows],
+                    )
+                    moved += len(rows)
+            if stranded:
+                log.warning("kept %s: %d records without tenant_id/user_id", name, stranded)
+                continue
+            try:
+                self.client.delete_collection(name)
+            except NotFoundError:  # another process migrated it at the same time
+                pass
+        if moved:
+            log.info("moved %d records from the single-collection layout", moved)
+        return moved
+
     # ---------------------------------------------------------------------------------- helpers
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
@@ -347,20 +506,25 @@ class ChromaMemory:
 
     def _write(
         self,
-        collection: Any,
+        kind: str,
+        tenant_id: str,
+        user_id: str | None,
         ids: list[str],
         docs: list[str],
         metas: list[dict[str, Any]],
         vectors: np.ndarray,
     ) -> None:
-        for start in range(0, len(ids), self._batch):
-            end = start + self._batch
-            collection.upsert(
-                ids=ids[start:end],
-                documents=docs[start:end],
-                metadatas=metas[start:end],
-                embeddings=vectors[start:end],
-            )
+        def write(collection: Any) -> None:
+            for start in range(0, len(ids), self._batch):
+                end = start + self._batch
+                collection.upsert(
+                    ids=ids[start:end],
+                    documents=docs[start:end],
+                    metadatas=metas[start:end],
+                    embeddings=vectors[start:end],
+                )
+
+        self._on(kind, tenant_id, user_id, write, None, create=True)
 
     def recency(self, ts: float | None) -> float:
         """exp(-ln 2 * age_days / half_life): 1.0 for now, 0.5 one half-life ago."""
@@ -371,19 +535,28 @@ class ChromaMemory:
 
     def _query(
         self,
-        collection: Any,
-        query: str,
-        where: dict[str, Any],
+        kind: str,
+        tenant_id: str,
+        user_id: str | None,
+        vector: np.ndarray,
         n: int,
         allowed: Callable[[dict[str, Any]], bool],
+        where: dict[str, Any] | None = None,
     ) -> list[Hit]:
-        vector = self._embed([query])
-        result = collection.query(
-            query_embeddings=vector,
-            n_results=max(1, n),
-            where=where,
-            include=["documents", "metadatas", "distances"],
+        result = self._on(
+            kind,
+            tenant_id,
+            user_id,
+            lambda c: c.query(
+                query_embeddings=vector,
+                n_results=max(1, n),
+                where=where,
+                include=["documents", "metadatas", "distances"],
+            ),
+            None,
         )
+        if result is None:
+            return []
         hits: list[Hit] = []
         for rid, doc, meta, dist in zip(
             result["ids"][0],
@@ -393,7 +566,7 @@ class ChromaMemory:
             strict=True,
         ):
             meta = dict(meta or {})
-            if not allowed(meta):  # defence in depth: never trust the filter alone
+            if not allowed(meta):  # defence in depth: never trust the layout alone
                 continue
             relevance = 1.0 - float(dist)
             if relevance < self.min_relevance:
@@ -419,72 +592,84 @@ class ChromaMemory:
     def upsert_articles(self, articles: list[Article]) -> UpsertReport:
         """Chunk and store articles; unchanged chunks are kept, changed or vanished ones replaced."""
         report = UpsertReport(articles=len(articles))
-        ids: list[str] = []
-        docs: list[str] = []
-        metas: list[dict[str, Any]] = []
-        embed_texts: list[str] = []
-        stale: list[str] = []
+        by_tenant: dict[str, list[Article]] = {}
         for article in articles:
-            existing = set(
-                self.kb.get(
-                    where={"$and": [{"tenant_id": article.tenant_id}, {"article_id": article.id}]}, include=[]
-                )["ids"]
-            )
-            fingerprint = json.dumps(
-                [
-                    article.title,
-                    article.intents,
-                    article.kind,
-                    article.error_codes,
-                    article.exceptions,
-                    article.http_status,
-                    article.updated,
-                ],
-                sort_keys=True,
-            )
-            wanted: dict[str, tuple[int, str]] = {}
-            for index, chunk in enumerate(chunk_markdown(article.text) or [article.title]):
-                cid = f"{article.tenant_id}/{article.id}#{_sha(fingerprint, chunk)[:16]}"
-                wanted.setdefault(cid, (index, chunk))
-            stale += sorted(existing - wanted.keys())
-            report.chunks_removed += len(existing - wanted.keys())
-            report.chunks_unchanged += len(existing & wanted.keys())
-            for cid, (index, chunk) in wanted.items():
-                if cid in existing:
-                    continue
-                meta: dict[str, Any] = {
-                    "tenant_id": article.tenant_id,
-                    "user_id": SHARED_USER,
-                    "article_id": article.id,
-                    "title": article.title,
-                    "kind": article.kind,
-                    "chunk": index,
-                    "ts": article.updated if article.updated is not None else self.clock(),
-                }
-                if article.source:
-                    meta["source"] = article.source
-                for key in ("intents", "error_codes", "exceptions", "http_status"):
-                    if getattr(article, key):
-                        meta[key] = list(getattr(article, key))
-                ids.append(cid)
-                docs.append(chunk)
-                metas.append(meta)
-                embed_texts.append(f"{article.title}\n{chunk}")
-        if ids:
-            self._write(self.kb, ids, docs, metas, self._embed(embed_texts))
-        if stale:
-            self.kb.delete(ids=stale)
-        report.chunks_added = len(ids)
+            by_tenant.setdefault(article.tenant_id, []).append(article)
+        for tenant_id, group in by_tenant.items():
+            kb = self.collection(_KB, tenant_id, create=True)
+            ids: list[str] = []
+            docs: list[str] = []
+            metas: list[dict[str, Any]] = []
+            embed_texts: list[str] = []
+            stale: list[str] = []
+            for article in group:
+                existing = set(kb.get(where={"article_id": article.id}, include=[])["ids"])
+                wanted = self._chunks(article)
+                stale += sorted(existing - wanted.keys())
+                report.chunks_removed += len(existing - wanted.keys())
+                report.chunks_unchanged += len(existing & wanted.keys())
+                for cid, (index, chunk) in wanted.items():
+                    if cid in existing:
+                        continue
+                    ids.append(cid)
+                    docs.append(chunk)
+                    metas.append(self._chunk_meta(article, index))
+                    embed_texts.append(f"{article.title}\n{chunk}")
+            if ids:
+                self._write(_KB, tenant_id, None, ids, docs, metas, self._embed(embed_texts))
+            if stale:
+                kb.delete(ids=stale)
+            report.chunks_added += len(ids)
         return report
+
+    @staticmethod
+    def _chunks(article: Article) -> dict[str, tuple[int, str]]:
+        """Chunk id -> (index, text); ids hash the chunk and the article's metadata, so edits re-embed."""
+        fingerprint = json.dumps(
+            [
+                article.title,
+                article.intents,
+                article.kind,
+                article.error_codes,
+                article.exceptions,
+                article.http_status,
+                article.updated,
+            ],
+            sort_keys=True,
+        )
+        wanted: dict[str, tuple[int, str]] = {}
+        for index, chunk in enumerate(chunk_markdown(article.text) or [article.title]):
+            cid = f"{article.tenant_id}/{article.id}#{_sha(fingerprint, chunk)[:16]}"
+            wanted.setdefault(cid, (index, chunk))
+        return wanted
+
+    def _chunk_meta(self, article: Article, index: int) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "tenant_id": article.tenant_id,
+            "user_id": SHARED_USER,
+            "article_id": article.id,
+            "title": article.title,
+            "kind": article.kind,
+            "chunk": index,
+            "ts": article.updated if article.updated is not None else self.clock(),
+        }
+        if article.source:
+            meta["source"] = article.source
+        for key in ("intents", "error_codes", "exceptions", "http_status"):
+            if getattr(article, key):
+                meta[key] = list(getattr(article, key))
+        return meta
 
     def delete_article(self, article_id: str, *, tenant_id: str = "default") -> int:
         """Remove every chunk of one article; returns how many chunks went."""
-        ids = self.kb.get(where={"$and": [{"tenant_id": tenant_id}, {"article_id": article_id}]}, include=[])[
-            "ids"
-        ]
-        if ids:
-            self.kb.delete(ids=ids)
-        return len(ids)
+
+        def delete(kb: Any) -> int:
+            ids = kb.get(where={"article_id": article_id}, include=[])["ids"]
+            if ids:
+                kb.delete(ids=ids)
+            return len(ids)
+
+        return self._on(_KB, tenant_id, None, delete, 0)
 
     def search_knowledge(
         self,
@@ -496,12 +681,21 @@ class ChromaMemory:
     ) -> list[Hit]:
         """Best chunk per article for `query` in the tenant's knowledge base, optionally by intents."""
         k = k or self.top_k
-        clauses: list[dict[str, Any]] = [{"tenant_id": tenant_id}]
+        if self.collection(_KB, tenant_id) is None:
+            return []
+        where: dict[str, Any] | None = None
         if intents:
             ors = [{"intents": {"$contains": i}} for i in intents]
-            clauses.append(ors[0] if len(ors) == 1 else {"$or": ors})
-        where = clauses[0] if len(clauses) == 1 else {"$and": clauses}
-        hits = self._query(self.kb, query, where, max(k * 5, 25), lambda m: m.get("tenant_id") == tenant_id)
+            where = ors[0] if len(ors) == 1 else {"$or": ors}
+        hits = self._query(
+            _KB,
+            tenant_id,
+            None,
+            self._embed([query]),
+            max(k * 5, 25),
+            lambda m: m.get("tenant_id") == tenant_id,
+            where,
+        )
         best: dict[str, Hit] = {}
         for hit in hits:
             key = hit.article_id or hit.id
@@ -512,33 +706,69 @@ class ChromaMemory:
     # -------------------------------------------------------------------------------------- cases
     def add_case(self, case: ResolvedCase, *, tenant_id: str, user_id: str, shared: bool) -> str:
         """Store a resolved case of (tenant, user); `shared` makes it visible tenant-wide. Returns its id."""
+        return self.add_cases([case], tenant_id=tenant_id, user_id=user_id, shared=shared)[0]
+
+    def add_cases(
+        self, cases: list[ResolvedCase], *, tenant_id: str, user_id: str, shared: bool
+    ) -> list[str]:
+        """Store several resolved cases of (tenant, user) with one embedding batch; returns their ids.
+
+        Private cases go to the user's collection, shared ones to the tenant's shared collection; a case
+        stored again with the other `shared` value moves (same id, as before the split layout).
+        """
         if not tenant_id or not user_id or user_id == SHARED_USER:
             raise ValueError("a case needs a tenant_id and a real user_id")
-        cid = case.id or "case-" + _sha(tenant_id, user_id, case.problem, case.cause, case.fix)[:20]
-        doc = f"Problem: {case.problem}\nCause: {case.cause}\nFix: {case.fix}\nOutcome: {case.outcome}"
-        meta: dict[str, Any] = {
-            "tenant_id": tenant_id,
-            "user_id": user_id,
-            "shared": bool(shared),
-            "ts": self.clock(),
-            "title": case.problem[:120],
-            **{k: v for k, v in asdict(case).items() if v is not None and k != "id"},
-        }
-        self._write(
-            self.cases, [cid], [doc], [meta], self._embed([f"{case.problem}\n{case.cause}\n{case.fix}"])
-        )
-        return cid
+        if not cases:
+            return []
+        now = self.clock()
+        ids: list[str] = []
+        docs: list[str] = []
+        metas: list[dict[str, Any]] = []
+        for case in cases:
+            ids.append(case.id or "case-" + _sha(tenant_id, user_id, case.problem, case.cause, case.fix)[:20])
+            docs.append(
+                f"Problem: {case.problem}\nCause: {case.cause}\nFix: {case.fix}\nOutcome: {case.outcome}"
+            )
+            metas.append(
+                {
+                    "tenant_id": tenant_id,
+                    "user_id": user_id,
+                    "shared": bool(shared),
+                    "ts": now,
+                    "title": case.problem[:120],
+                    **{k: v for k, v in asdict(case).items() if v is not None and k != "id"},
+                }
+            )
+        vectors = self._embed([f"{c.problem}\n{c.cause}\n{c.fix}" for c in cases])
+        kind, other, owner = (_SHARED, _CASES, None) if shared else (_CASES, _SHARED, user_id)
+        self._write(kind, tenant_id, owner, ids, docs, metas, vectors)
+
+        def unlink(collection: Any) -> None:  # the same case stored before with the other `shared` value
+            got = collection.get(ids=ids, include=["metadatas"])
+            metas = got["metadatas"] or []
+            mine = [i for i, m in zip(got["ids"], metas, strict=True) if m and m.get("user_id") == user_id]
+            if mine:
+                collection.delete(ids=mine)
+
+        self._on(other, tenant_id, user_id if other == _CASES else None, unlink, None)
+        return ids
 
     def search_cases(self, query: str, *, tenant_id: str, user_id: str, k: int = 3) -> list[Hit]:
-        """The user's own cases plus cases their tenant marked shared, best first; never another tenant's."""
-        where = {"$and": [{"tenant_id": tenant_id}, {"$or": [{"user_id": user_id}, {"shared": True}]}]}
-
-        def allowed(meta: dict[str, Any]) -> bool:
-            return meta.get("tenant_id") == tenant_id and (
-                meta.get("user_id") == user_id or meta.get("shared") is True
-            )
-
-        return self._query(self.cases, query, where, max(k * 4, 12), allowed)[:k]
+        """The user's own cases plus cases their tenant shared, best first; never another tenant's."""
+        namespaces: list[tuple[str, str | None, Callable[[dict[str, Any]], bool]]] = [
+            (_CASES, user_id, lambda m: m.get("tenant_id") == tenant_id and m.get("user_id") == user_id),
+            (_SHARED, None, lambda m: m.get("tenant_id") == tenant_id and m.get("shared") is True),
+        ]
+        present = [ns for ns in namespaces if self.collection(ns[0], tenant_id, ns[1]) is not None]
+        if not present:
+            return []
+        vector = self._embed([query])
+        n = max(k * 4, 12)
+        hits = [hit for kind, owner, ok in present for hit in self._query(kind, tenant_id, owner, vector, n, ok)]
+        best: dict[str, Hit] = {}
+        for hit in sorted(hits, key=lambda h: (-h.score, h.id)):
+            best.setdefault(hit.id, hit)
+        return list(best.values())[:k]
 
     # -------------------------------------------------------------------------------- preferences
     def set_preference(self, tenant_id: str, user_id: str, key: str, value: Any) -> None:
@@ -549,33 +779,51 @@ class ChromaMemory:
         encoded = json.dumps(value, sort_keys=True)
         meta = {"tenant_id": tenant_id, "user_id": user_id, "key": key, "value": encoded, "ts": self.clock()}
         doc = f"{key}: {value}"
-        self._write(self.prefs, [pid], [doc], [meta], self._embed([doc]))
+        self._write(_PREFS, tenant_id, user_id, [pid], [doc], [meta], self._embed([doc]))
 
     def get_preferences(self, tenant_id: str, user_id: str) -> dict[str, Any]:
         """All preferences of (tenant, user) as a dict."""
-        got = self.prefs.get(
-            where={"$and": [{"tenant_id": tenant_id}, {"user_id": user_id}]}, include=["metadatas"]
-        )
+        got = self._on(_PREFS, tenant_id, user_id, lambda c: c.get(include=["metadatas"]), None)
         prefs: dict[str, Any] = {}
-        for meta in got["metadatas"] or []:
+        for meta in (got or {}).get("metadatas") or []:
             if meta and meta.get("tenant_id") == tenant_id and meta.get("user_id") == user_id:
                 prefs[str(meta["key"])] = json.loads(str(meta["value"]))
         return prefs
 
     def forget_user(self, tenant_id: str, user_id: str) -> int:
-        """Delete every case and preference of (tenant, user) (right to be forgotten); returns the count."""
-        where = {"$and": [{"tenant_id": tenant_id}, {"user_id": user_id}]}
+        """Delete every case and preference of (tenant, user), shared cases they authored included
+        (right to be forgotten): their own collections are dropped. Returns how many records went."""
         removed = 0
-        for collection in (self.cases, self.prefs):
-            ids = collection.get(where=where, include=[])["ids"]
+        for kind in (_CASES, _PREFS):
+            name = self.collection_name(kind, tenant_id, user_id)
+            removed += self._on(kind, tenant_id, user_id, lambda c: int(c.count()), 0)
+            with self._lock:
+                self._handles.pop(name, None)
+                try:
+                    self.client.delete_collection(name)
+                except NotFoundError:
+                    pass
+
+        def drop_authored(collection: Any) -> int:
+            ids = collection.get(where={"user_id": user_id}, include=[])["ids"]
             if ids:
                 collection.delete(ids=ids)
-            removed += len(ids)
-        return removed
+            return len(ids)
+
+        return removed + self._on(_SHARED, tenant_id, None, drop_authored, 0)
 
     def count(self) -> dict[str, int]:
-        """Records per collection."""
-        return {"kb": self.kb.count(), "cases": self.cases.count(), "prefs": self.prefs.count()}
+        """Records per kind (``kb``, ``cases`` private and shared, ``prefs``), summed over collections."""
+        totals = {"kb": 0, "cases": 0, "prefs": 0}
+        by_code = {code: _COUNT_KEY[kind] for kind, code in _CODES.items()}
+        # list_collections() attaches Chroma's default embedding function: only count() is called on these.
+        for collection in self.client.list_collections():
+            if not collection.name.startswith(f"{self.prefix}_"):
+                continue
+            code = collection.name[len(self.prefix) + 1 :].split("_", 1)[0]
+            if code in by_code:
+                totals[by_code[code]] += int(collection.count())
+        return totals
 
 
 class HashingEmbedder:

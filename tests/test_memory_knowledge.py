@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +72,28 @@ def mem(clock: FakeClock) -> ChromaMemory:
     return ChromaMemory.ephemeral(HashingEmbedder(128), clock=clock, min_relevance=0.0)
 
 
+@pytest.mark.filterwarnings("ignore:legacy embedding function config:DeprecationWarning")
 def test_chroma_memory_satisfies_protocol_and_never_uses_a_chroma_embedding_function(
     mem: ChromaMemory,
 ) -> None:
     assert isinstance(mem, LongTermMemory)
-    for collection in (mem.kb, mem.cases, mem.prefs):
+    mem.upsert_articles(ARTICLES)
+    mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
+    mem.add_case(CASE, tenant_id="t1", user_id="bob", shared=True)
+    mem.set_preference("t1", "alice", "contact", "email")
+    handles = [
+        mem.collection("kb", "default"),
+        mem.collection("cases", "t1", "alice"),
+        mem.collection("shared_cases", "t1"),
+        mem.collection("prefs", "t1", "alice"),
+    ]
+    assert sorted(h.name for h in handles) == mem.collection_names()  # nothing else was created
+    for collection in handles:
         assert collection._embedding_function is None
+        assert collection.configuration["embedding_function"] is None  # persisted config too
+        assert collection.configuration["hnsw"]["space"] == "cosine"
     with pytest.raises(ValueError):  # Chroma cannot embed on its own: no default model download possible
-        mem.kb.query(query_texts=["refund"], n_results=1)
+        mem.collection("kb", "default").query(query_texts=["refund"], n_results=1)
 
 
 def test_chunk_markdown_respects_size_and_headings() -> None:
@@ -128,7 +144,8 @@ def test_upsert_is_idempotent_and_replaces_changed_content(mem: ChromaMemory) ->
     assert total == first.chunks_added
     again = mem.upsert_articles(ARTICLES)
     assert (again.chunks_added, again.chunks_unchanged, again.chunks_removed) == (0, total, 0)
-    old_delivery = len(mem.kb.get(where={"article_id": "kb-delivery"}, include=[])["ids"])
+    kb = mem.collection("kb", "default")
+    old_delivery = len(kb.get(where={"article_id": "kb-delivery"}, include=[])["ids"])
     changed = Article(
         "kb-delivery",
         "Delivery options",
@@ -204,28 +221,89 @@ def test_preferences_are_per_user_and_tenant(mem: ChromaMemory) -> None:
         mem.set_preference("t1", "*", "contact", "email")
 
 
-class LeakyCollection:
-    """Wraps a Chroma collection and ignores `where`, as a buggy backend or filter would."""
+def test_results_are_rechecked_even_if_a_record_lands_in_the_wrong_collection(mem: ChromaMemory) -> None:
+    """Isolation is structural, but a misrouted write (a bug, a manual import) must still not leak."""
+    mem.add_case(CASE, tenant_id="t1", user_id="bob", shared=False)
+    mem.upsert_articles(ARTICLES[:1])
+    vector = mem.embedder.embed(["card declined 402 internal"])
+    foreign = {"tenant_id": "t2", "user_id": "mallory", "shared": True, "ts": 0.0, "title": "x"}
+    for collection in (
+        mem.collection("cases", "t1", "bob"),
+        mem.collection("shared_cases", "t1", create=True),
+        mem.collection("kb", "default"),
+    ):
+        collection.add(
+            ids=["planted"], embeddings=vector, documents=["card declined 402 internal"], metadatas=[foreign]
+        )
+    bob = mem.search_cases("card declined 402 internal", tenant_id="t1", user_id="bob", k=10)
+    assert bob and "planted" not in {h.id for h in bob}
+    assert "planted" not in {h.id for h in mem.search_knowledge("card declined 402 internal", k=10)}
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
 
-    def query(self, **kwargs: Any) -> Any:
-        kwargs.pop("where", None)
-        return self.inner.query(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-def test_results_are_rechecked_even_if_the_filter_leaks(mem: ChromaMemory) -> None:
+def test_each_namespace_has_its_own_collection(mem: ChromaMemory) -> None:
+    names = {
+        mem.collection_name("cases", "t1", "alice"),
+        mem.collection_name("cases", "t1", "bob"),
+        mem.collection_name("cases", "t2", "alice"),
+        mem.collection_name("prefs", "t1", "alice"),
+        mem.collection_name("shared_cases", "t1"),
+        mem.collection_name("kb", "t1"),
+        mem.collection_name("cases", "t1\x1fx", "y"),
+        mem.collection_name("cases", "t1", "x\x1fy"),
+    }
+    assert len(names) == 8
+    long_name = mem.collection_name("cases", "tenant " * 40, "ünïcode user/" * 30)
+    for name in names | {long_name}:
+        assert re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]", name), name
     mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
-    mem.add_case(CASE, tenant_id="t2", user_id="bob", shared=True)
-    mem.upsert_articles([Article("kb-acme", "Acme", "card declined 402 internal", tenant_id="acme")])
-    mem.cases = LeakyCollection(mem.cases)
-    mem.kb = LeakyCollection(mem.kb)
-    assert mem.search_cases("card declined 402", tenant_id="t1", user_id="bob") == []
-    assert mem.search_knowledge("card declined 402", tenant_id="default") == []
+    own = mem.collection("cases", "t1", "alice")
+    assert own is mem.collection("cases", "t1", "alice")  # cached handle
+    assert own.name == mem.collection_name("cases", "t1", "alice") and own.count() == 1
+    assert mem.collection("cases", "t1", "bob") is None
+    with pytest.raises(ValueError):
+        ChromaMemory(mem.client, mem.embedder, prefix="bad prefix!")
+
+
+def test_handle_cache_is_thread_safe(mem: ChromaMemory) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        handles = list(pool.map(lambda _: mem.collection("cases", "t1", "alice", create=True), range(32)))
+    assert len({id(h) for h in handles}) == 1
+    assert len(mem.collection_names()) == 1
+
+
+def test_queries_for_a_never_seen_user_or_tenant_create_no_collection(mem: ChromaMemory) -> None:
+    mem.upsert_articles(ARTICLES)
+    mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=True)
+    before = mem.collection_names()
+    assert mem.search_cases("card declined 402", tenant_id="t1", user_id="ghost") != []  # shared one
+    assert mem.search_cases("card declined 402", tenant_id="t9", user_id="ghost") == []
+    assert mem.get_preferences("t9", "ghost") == {}
+    assert mem.search_knowledge("refund", tenant_id="t9") == []
+    assert mem.forget_user("t9", "ghost") == 0
+    assert mem.delete_article("kb-refunds", tenant_id="t9") == 0
+    assert mem.collection_names() == before
+
+
+def test_sharing_moves_a_case_and_forget_user_removes_what_they_authored(mem: ChromaMemory) -> None:
+    cid = mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
+    assert mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=True) == cid  # promoted, not copied
+    assert mem.count()["cases"] == 1
+    assert [h.id for h in mem.search_cases("card declined 402", tenant_id="t1", user_id="bob")] == [cid]
+    mem.add_case(CASE, tenant_id="t1", user_id="bob", shared=False)
+    mem.set_preference("t1", "alice", "contact", "email")
+    assert mem.forget_user("t1", "alice") == 2  # the shared case she authored and her preference
+    assert mem.collection("cases", "t1", "alice") is None and mem.collection("prefs", "t1", "alice") is None
+    assert [h.metadata["user_id"] for h in mem.search_cases("card", tenant_id="t1", user_id="bob")] == ["bob"]
+
+
+def test_a_collection_deleted_by_another_instance_is_re_resolved(mem: ChromaMemory) -> None:
+    mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
+    assert mem.search_cases("card declined 402", tenant_id="t1", user_id="alice")  # handle now cached
+    other = ChromaMemory(mem.client, mem.embedder, prefix=mem.prefix, min_relevance=0.0)
+    assert other.forget_user("t1", "alice") == 1
+    assert mem.search_cases("card declined 402", tenant_id="t1", user_id="alice") == []
+    again = mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
+    assert [h.id for h in other.search_cases("card declined 402", tenant_id="t1", user_id="alice")] == [again]
 
 
 def test_recency_blending_changes_order(clock: FakeClock) -> None:
@@ -266,6 +344,49 @@ def test_min_relevance_drops_unrelated_hits(clock: FakeClock) -> None:
     strict.upsert_articles(ARTICLES)
     assert strict.search_knowledge("zebra quantum violin") == []
     assert strict.search_knowledge("password reset email link")[0].article_id == "kb-password"
+
+
+def test_a_store_of_the_single_collection_layout_is_moved_over(tmp_path: Path) -> None:
+    import chromadb
+    from chromadb.config import Settings
+
+    embedder = HashingEmbedder(128)
+    client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
+
+    def legacy(name: str, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        collection = client.get_or_create_collection(
+            f"switchboard_{name}", embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+        )
+        collection.add(
+            ids=[r[0] for r in rows],
+            documents=[r[1] for r in rows],
+            metadatas=[r[2] for r in rows],
+            embeddings=embedder.embed([r[1] for r in rows]),
+        )
+
+    kb_meta = {"tenant_id": "acme", "user_id": "*", "article_id": "kb-x"}
+    legacy("kb", [("acme/kb-x#1", "parcel lockers guide", kb_meta)])
+    legacy(
+        "cases",
+        [
+            ("c-own", "card declined 402", {"tenant_id": "t1", "user_id": "alice", "shared": False}),
+            ("c-shared", "card declined 402 bank", {"tenant_id": "t1", "user_id": "carol", "shared": True}),
+        ],
+    )
+    pref_meta = {"tenant_id": "t1", "user_id": "alice", "key": "contact", "value": '"sms"'}
+    legacy("prefs", [("p-1", "contact: sms", pref_meta)])
+    mem = ChromaMemory.persistent(tmp_path, embedder, min_relevance=0.0)
+    assert mem.count() == {"kb": 1, "cases": 2, "prefs": 1}
+    assert not {"switchboard_kb", "switchboard_cases", "switchboard_prefs"} & set(mem.collection_names())
+    assert [h.article_id for h in mem.search_knowledge("parcel lockers", tenant_id="acme")] == ["kb-x"]
+    assert {h.id for h in mem.search_cases("card declined 402", tenant_id="t1", user_id="alice")} == {
+        "c-own",
+        "c-shared",
+    }
+    bob = mem.search_cases("card declined 402", tenant_id="t1", user_id="bob")
+    assert [h.id for h in bob] == ["c-shared"]
+    assert mem.get_preferences("t1", "alice") == {"contact": "sms"}
+    assert mem.migrate_legacy() == 0
 
 
 def test_persistent_store_survives_a_new_process(tmp_path: Path) -> None:
