@@ -46,52 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "bench" / "reports"
 BITEXT_CSV = "bitext-customer-support/Bitext_Sample_Customer_Support_Training_Dataset.csv"
 
-_SUBJECTS = [
-    "my order",
-    "the parcel",
-    "my refund",
-    "this invoice",
-    "my account",
-    "the subscription",
-    "my password",
-    "the delivery",
-    "my card payment",
-    "the voucher",
-    "my address",
-    "the return label",
-    "the kettle",
-    "my headphones",
-    "the gift card",
-    "my newsletter settings",
-]
-_VERBS = [
-    "has not arrived",
-    "was charged twice",
-    "is missing an item",
-    "shows the wrong amount",
-    "cannot be found",
-    "was cancelled without notice",
-    "needs to be changed",
-    "is still pending",
-    "arrived damaged",
-    "keeps failing",
-    "was sent to the wrong place",
-    "expired too early",
-]
-_TAILS = [
-    "since last week",
-    "after the update",
-    "and I need help",
-    "please check",
-    "what should I do",
-    "can you fix it",
-    "for the second time",
-    "before Friday",
-    "on the mobile app",
-    "today",
-    "even though support said it was fixed",
-    "and the tracking page is blank",
-]
+from bench.embeddings import _SUBJECTS, _TAILS, _VERBS  # noqa: E402 - one vocabulary for both benchmarks
 
 
 def synthetic_sentences(n: int, seed: int) -> list[str]:
@@ -455,9 +410,7 @@ class _CachedEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         missing = [t for t in texts if t not in self.cache]
         if missing:
-            self.cache.update(
-                zip(missing, np.asarray(self.inner.embed(missing), dtype=np.float32), strict=True)
-            )
+            self.cache.update(zip(missing, np.asarray(self.inner.embed(missing), dtype=np.float32), strict=True))
         return np.stack([self.cache[t] for t in texts])
 
 
@@ -496,9 +449,7 @@ def bench_retrieval(
         r1 = r5 = rr = 0.0
         for question, intent in scored:
             ranked = [h.article_id for h in ranker.search_knowledge(question, k=5)]
-            ranks = [
-                n for n, aid in enumerate(ranked, start=1) if aid and intent in intents_of.get(aid, set())
-            ]
+            ranks = [n for n, aid in enumerate(ranked, start=1) if aid and intent in intents_of.get(aid, set())]
             if ranks:
                 r1 += ranks[0] == 1
                 r5 += 1
