@@ -482,7 +482,17 @@ def run(data_dir: Path | None, quick: bool, embedder: Embedder | None = None) ->
         embedder = get_embedder(REPO / ".switchboard" / "test-cache")
     REPORTS.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"quick": quick, "embedder": type(embedder).__name__}
-    report.update(bench_tokens(plot=REPORTS / "memory_tokens.png"))
+    from config.settings import Settings
+
+    session = Settings().policy().session  # the same window and budgets the graph uses
+    report.update(
+        bench_tokens(
+            window_turns=session.window_turns,
+            summary_max_tokens=session.summary_max_tokens,
+            budget_tokens=session.context_token_budget,
+            plot=REPORTS / "memory_tokens.png",
+        )
+    )
     report["tokens_plot"] = str((REPORTS / "memory_tokens.png").relative_to(REPO))
     report.update(bench_embed(embedder))
     report.update(
