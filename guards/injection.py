@@ -1,12 +1,21 @@
-"""Deterministic prompt-injection screening (English and German, with a few other languages).
+"""Prompt-injection screening in two stages (English and German, with a few other languages).
 
-The text is normalised (Unicode NFKC, lower case, zero-width characters dropped, light de-leetspeak,
-spaced-out letters joined) and matched against weighted patterns. The verdict's score is the sum of the
-weights of the distinct rules that fired, capped at 1.0; ``is_injection`` is ``score >= THRESHOLD``.
+Stage 1 (rules): the text is normalised (Unicode NFKC, lower case, zero-width characters dropped, light
+de-leetspeak, spaced-out letters joined) and matched against weighted patterns. The rule score is the sum of
+the weights of the distinct rules that fired, capped at 1.0; it flags at ``score >= THRESHOLD``.
 
-Patterns aim at instructions *to the assistant* ("ignore all previous instructions", "reveal your system
-prompt", role markers, tool-call JSON), not at ordinary support language: "please ignore my previous email"
-refers to the customer's own message and is not flagged.
+Stage 2 (model): a small scikit-learn model (TF-IDF character 2-5-grams + word 1-2-grams, logistic
+regression) trained at first use from the project's own examples only: ``guards/injection_examples.yaml``
+(injection attempts and off-topic benign chatter) plus the shop's support utterances in
+``demo/intent_examples.yaml`` as more benign text. It is fitted once per process (about a second) and
+catches what the rules miss, mostly role-play and persona prompts ("you are now ...", "act as ...").
+It flags at ``probability >= MODEL_THRESHOLD``, a value chosen on the deepset train split (see
+``evals/injection.py``).
+
+:func:`screen` flags a text when either stage does. Patterns aim at instructions *to the assistant*
+("ignore all previous instructions", "reveal your system prompt", role markers, tool-call JSON), not at
+ordinary support language: "please ignore my previous email" refers to the customer's own message and is
+not flagged.
 """
 
 from __future__ import annotations
@@ -14,11 +23,34 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 THRESHOLD = 0.5
 """Score at or above which a text is treated as an injection attempt."""
+
+MODEL_THRESHOLD = 0.5
+"""Model probability at or above which the learned stage flags a text (chosen on the deepset train split)."""
+
+EXAMPLES_FILE = Path(__file__).with_name("injection_examples.yaml")
+"""The project's own labelled examples (``injection`` and ``benign`` groups) for the learned stage."""
+
+SUPPORT_WEIGHT_SHARE = 0.6
+"""Share of the benign class's training weight carried by the support utterances (the rest: off-topic)."""
+
+SUPPORT_FILE = Path(__file__).resolve().parents[1] / "demo" / "intent_examples.yaml"
+"""The demo shop's intent examples; their ``examples`` utterances are benign training text."""
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
@@ -33,6 +65,8 @@ class InjectionVerdict:
     is_injection: bool
     score: float
     reasons: list[str] = field(default_factory=list)
+    model_probability: float | None = None
+    """The learned stage's probability, or ``None`` when only the rules ran."""
 
 
 def normalise(text: str) -> str:
@@ -211,13 +245,13 @@ def _base64_reasons(text: str) -> list[tuple[str, float]]:
             continue
         if not decoded.isprintable() and not all(c.isprintable() or c.isspace() for c in decoded):
             continue
-        inner = screen(decoded, _depth=1) if len(decoded) < 4000 else None
+        inner = screen_rules(decoded, _depth=1) if len(decoded) < 4000 else None
         found.append(("base64_instruction", 0.8) if inner and inner.is_injection else ("base64_blob", 0.3))
     return found
 
 
-def screen(text: str, *, _depth: int = 0) -> InjectionVerdict:
-    """Screen ``text`` for prompt-injection attempts.
+def screen_rules(text: str, *, _depth: int = 0) -> InjectionVerdict:
+    """Screen ``text`` with the weighted rules only (stage 1).
 
     Returns an :class:`InjectionVerdict` whose ``reasons`` name the rules that fired (each counted once)
     and whose ``score`` is the capped sum of their weights. Deterministic and side-effect free.
@@ -232,3 +266,150 @@ def screen(text: str, *, _depth: int = 0) -> InjectionVerdict:
             hits[name] = max(hits.get(name, 0.0), weight)
     score = round(min(1.0, float(sum(hits.values()))), 3)
     return InjectionVerdict(is_injection=score >= THRESHOLD, score=score, reasons=sorted(hits))
+
+
+# --- stage 2: learned model ------------------------------------------------------------------------------
+
+
+def support_utterances(path: Path = SUPPORT_FILE, keys: Sequence[str] = ("examples",)) -> list[str]:
+    """Utterances listed under ``keys`` (``examples``, ``smoke``) in an intent file, in file order.
+
+    Returns an empty list when the file does not exist.
+    """
+    if not Path(path).is_file():
+        return []
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
+    wanted = set(keys)
+    found: list[str] = []
+
+    def walk(node: Any, key: str | None = None) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list) and key in wanted:
+            found.extend(str(x) if not isinstance(x, dict) else str(x.get("text", "")) for x in node)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, key)
+
+    walk(data)
+    return [u for u in found if u.strip()]
+
+
+def load_examples(path: Path = EXAMPLES_FILE) -> tuple[list[str], list[str]]:
+    """Read the project's labelled examples: ``(injections, benign)``, each flattened over its groups."""
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
+
+    def flat(group: Any) -> list[str]:
+        if isinstance(group, dict):
+            return [str(x) for items in group.values() for x in (items or [])]
+        return [str(x) for x in (group or [])]
+
+    return flat(data.get("injection")), flat(data.get("benign"))
+
+
+def training_data(
+    examples_file: Path = EXAMPLES_FILE, support_file: Path = SUPPORT_FILE
+) -> tuple[list[str], list[int], list[float]]:
+    """Texts, labels (1 = injection) and sample weights for the learned stage.
+
+    The texts are the examples file plus the support utterances. The injection examples carry half of the
+    total weight; of the benign half, the support utterances (far more numerous) carry 60 % and the off-topic
+    examples 40 %, so the model learns "instruction to the assistant" rather than "not about shopping".
+    """
+    injections, benign = load_examples(examples_file)
+    support = support_utterances(support_file)
+    return weighted_examples(injections, benign, support)
+
+
+def weighted_examples(
+    injections: Sequence[str], benign: Sequence[str], support: Sequence[str] = ()
+) -> tuple[list[str], list[int], list[float]]:
+    """Texts, labels and group weights (see :func:`training_data`) for the given example groups."""
+    texts = [*injections, *benign, *support]
+    labels = [1] * len(injections) + [0] * (len(benign) + len(support))
+    n = len(texts)
+    support_share = SUPPORT_WEIGHT_SHARE if support and benign else (1.0 if support else 0.0)
+    weights = (
+        [n / 2 / max(1, len(injections))] * len(injections)
+        + [n / 2 * (1.0 - support_share) / max(1, len(benign))] * len(benign)
+        + [n / 2 * support_share / max(1, len(support))] * len(support)
+    )
+    return texts, labels, weights
+
+
+def fit_model(
+    texts: Sequence[str], labels: Sequence[int], weights: Sequence[float] | None = None
+) -> Pipeline:
+    """Fit the learned stage: TF-IDF char 2-5-grams + word 1-2-grams on normalised text, logistic regression.
+
+    ``weights`` are per-sample weights (see :func:`training_data`); without them classes are balanced.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    features = FeatureUnion([
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True)),
+    ])
+    model = Pipeline([
+        ("features", features),
+        ("clf", LogisticRegression(C=100.0, class_weight=None if weights else "balanced", solver="liblinear")),
+    ])
+    model.fit([normalise(t) for t in texts], list(labels), clf__sample_weight=list(weights) if weights else None)
+    return model
+
+
+_MODEL: Pipeline | None = None
+_MODEL_LOCK = threading.Lock()
+
+
+def get_model() -> Pipeline:
+    """The process-wide learned stage, fitted from :data:`EXAMPLES_FILE` and :data:`SUPPORT_FILE` on first use."""
+    global _MODEL
+    if _MODEL is None:
+        with _MODEL_LOCK:
+            if _MODEL is None:
+                _MODEL = fit_model(*training_data())
+    return _MODEL
+
+
+def model_probabilities(texts: Sequence[str], model: Pipeline | None = None) -> list[float]:
+    """Probability that each text is an injection attempt, according to the learned stage."""
+    if not texts:
+        return []
+    fitted = model if model is not None else get_model()
+    return [float(p) for p in fitted.predict_proba([normalise(t) for t in texts])[:, 1]]
+
+
+def _model_score(p: float, model_threshold: float) -> float:
+    """Map a probability onto the rule-score scale so that ``model_threshold`` lands on ``THRESHOLD``."""
+    if p >= model_threshold:
+        return THRESHOLD + (p - model_threshold) * (1.0 - THRESHOLD) / max(1e-9, 1.0 - model_threshold)
+    return p * THRESHOLD / model_threshold
+
+
+def combine(rules: InjectionVerdict, p: float, model_threshold: float = MODEL_THRESHOLD) -> InjectionVerdict:
+    """Combine a rules verdict with a model probability: flagged when either stage flags.
+
+    The score is the larger of the rule score and the mapped probability, so ``score >= THRESHOLD`` exactly
+    when the verdict is an injection; a firing model adds the reason ``model:p=0.93``.
+    """
+    model_flags = p >= model_threshold
+    is_injection = rules.is_injection or model_flags
+    score = round(max(rules.score, _model_score(p, model_threshold)), 3)
+    if not is_injection:
+        score = min(score, round(THRESHOLD - 0.001, 3))
+    reasons = [*rules.reasons, f"model:p={p:.2f}"] if model_flags else list(rules.reasons)
+    return InjectionVerdict(is_injection, score, reasons, model_probability=round(p, 4))
+
+
+def screen(text: str) -> InjectionVerdict:
+    """Screen ``text`` for prompt-injection attempts with the rules and the learned model.
+
+    Returns an :class:`InjectionVerdict` whose ``reasons`` name the rules that fired plus ``model:p=...``
+    when the model flags, and whose ``score`` is at or above ``THRESHOLD`` exactly when it is an injection.
+    Deterministic; the first call fits the model (about a second), later calls take about a millisecond.
+    """
+    return combine(screen_rules(text), model_probabilities([text])[0])
