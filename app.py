@@ -88,7 +88,7 @@ def result_of(rt: Runtime, thread_id: str, started: float) -> dict[str, Any]:
     usage = {k: values.get("usage", {}).get(k, 0) for k in USAGE_KEYS}
     for k in ("prompt_tokens", "completion_tokens", "llm_calls"):
         usage[k] = int(usage[k])
-    return {
+    result = {
         "thread_id": thread_id,
         "trace_id": values.get("trace_id"),
         "status": status,
@@ -102,6 +102,10 @@ def result_of(rt: Runtime, thread_id: str, started: float) -> dict[str, Any]:
         "usage": usage,
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),
     }
+    from observability.metrics import record_ticket
+
+    record_ticket(result)
+    return result
 
 
 def validate_text(text: str, settings: Settings) -> str:

@@ -36,6 +36,7 @@ from nodes import (
     review_gate,
     supervisor,
 )
+from observability.metrics import instrument
 
 NODE_NAMES = (
     "guard_input",
@@ -70,20 +71,24 @@ def build_supervisor(services: Services | ServicesProvider | None = None) -> Sta
         provider = services
 
     g = StateGraph(SupportState, context_schema=Context, input_schema=InputState, output_schema=OutputState)
-    g.add_node("guard_input", guard_input.make(provider))
-    g.add_node("compress_context", compress_context.make(provider))
-    g.add_node("classify_intent", classify_intent.make(provider))
-    g.add_node("supervisor", supervisor.make(provider))
-    g.add_node("retrieve_knowledge", retrieve_knowledge.make(provider), retry_policy=IO_RETRY)
-    g.add_node("analyze_technical", analyze_technical.make(provider))
-    g.add_node("plan_action", plan_action.make(provider), retry_policy=IO_RETRY)
-    g.add_node("request_approval", request_approval.make(provider))
-    g.add_node("execute_action", execute_action.make(provider), retry_policy=execute_action.RETRY)
-    g.add_node("generate_response", generate_response.make(provider))
-    g.add_node("review_gate", review_gate.make(provider))
-    g.add_node("escalate", escalate.make(provider))
-    g.add_node("guard_output", guard_output.make(provider))
-    g.add_node("remember", remember.make(provider), retry_policy=IO_RETRY)
+
+    def node(name: str, fn, **kwargs) -> None:  # noqa: ANN001 - a node function
+        g.add_node(name, instrument(name, fn, ticket=name == "remember"), **kwargs)
+
+    node("guard_input", guard_input.make(provider))
+    node("compress_context", compress_context.make(provider))
+    node("classify_intent", classify_intent.make(provider))
+    node("supervisor", supervisor.make(provider))
+    node("retrieve_knowledge", retrieve_knowledge.make(provider), retry_policy=IO_RETRY)
+    node("analyze_technical", analyze_technical.make(provider))
+    node("plan_action", plan_action.make(provider), retry_policy=IO_RETRY)
+    node("request_approval", request_approval.make(provider))
+    node("execute_action", execute_action.make(provider), retry_policy=execute_action.RETRY)
+    node("generate_response", generate_response.make(provider))
+    node("review_gate", review_gate.make(provider))
+    node("escalate", escalate.make(provider))
+    node("guard_output", guard_output.make(provider))
+    node("remember", remember.make(provider), retry_policy=IO_RETRY)
 
     g.add_edge(START, "guard_input")
     g.add_edge("compress_context", "classify_intent")

@@ -121,3 +121,24 @@ def test_refund_ticket_interrupts_resumes_and_keeps_history(server: str) -> None
     steps = [h["metadata"].get("step") for h in history]
     assert len(history) >= 10 and min(steps) <= 0
     assert any(h["next"] == ["request_approval"] for h in history)
+
+
+def test_health_and_metrics_routes_are_served(server: str) -> None:
+    import httpx
+    from langgraph_sdk import get_sync_client
+
+    client = get_sync_client(url=server)
+    thread = client.threads.create()
+    client.runs.wait(
+        thread["thread_id"],
+        "supervisor",
+        input={"messages": [{"role": "user", "content": "Where is my order 1006?"}]},
+        context={"user_id": "demo"},
+    )
+    health = httpx.get(f"{server}/switchboard/health", timeout=10)
+    assert health.status_code == 200, health.text
+    body = health.json()
+    assert body["status"] == "ok" and body["checks"]["shop_db"]["status"] == "ok"
+    metrics = httpx.get(f"{server}/switchboard/metrics", timeout=10).text
+    assert 'switchboard_node_seconds_count{node="retrieve_knowledge"}' in metrics
+    assert "switchboard_tickets_total{" in metrics

@@ -1,0 +1,126 @@
+"""Metrics and health over HTTP: a small Starlette app the LangGraph API mounts beside its own routes.
+
+    langgraph.json: "http": {"app": "./observability/http.py:app"}
+
+Routes live under `/switchboard/`: the LangGraph API already serves `/metrics` (its own registry) as an
+unshadowable route, placed before custom routes, so a custom `/metrics` would never be reached.
+
+- `GET /switchboard/metrics`: `observability.metrics.REGISTRY` in Prometheus text format.
+- `GET /switchboard/health`: `{"status": "ok" | "degraded", "checks": {...}}`, 200 or 503. Checks are
+  cheap and never build anything: data dir writable, shop DB opens, knowledge base non-empty (only
+  when services were already built, else "not_loaded"), LLM configured or offline, circuit breakers.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from config.settings import Settings
+from observability.metrics import render
+
+PREFIX = "/switchboard"
+FAILING = {"fail", "open"}
+
+
+def check_data_dir(data_dir: Path) -> dict[str, Any]:
+    """Writable data directory (a missing one is fine if it can be created on first run)."""
+    target = data_dir if data_dir.exists() else next((p for p in data_dir.parents if p.exists()), Path("/"))
+    try:
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".health-"):
+            pass
+    except OSError as exc:
+        return {"status": "fail", "path": str(data_dir), "detail": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok" if target == data_dir else "not_created", "path": str(data_dir)}
+
+
+def check_shop_db(path: Path) -> dict[str, Any]:
+    """The shop database opens read-only and its schema page reads; a missing one is seeded on first run."""
+    if not path.exists():
+        return {"status": "not_seeded", "path": str(path)}
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            conn.execute("select 1").fetchone()
+            conn.execute("select count(*) from sqlite_master").fetchone()  # reads the header: catches a non-DB
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return {"status": "fail", "path": str(path), "detail": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok", "path": str(path)}
+
+
+def check_knowledge(services: Any | None) -> dict[str, Any]:
+    """Knowledge-base record count from already-built services; never builds them."""
+    if services is None:
+        return {"status": "not_loaded"}
+    try:
+        kb = int(services.knowledge.count().get("kb", 0))
+    except Exception as exc:  # noqa: BLE001 - any store failure is a failed check, reported, not raised
+        return {"status": "fail", "detail": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok" if kb > 0 else "fail", "kb": kb}
+
+
+def check_llm(settings: Settings, services: Any | None) -> dict[str, Any]:
+    """Which model chain is configured (none: the offline tier) and each circuit breaker's state."""
+    if not settings.llm_enabled:
+        return {"status": "offline"}
+    llm = getattr(services, "llm", None) if services is not None else None
+    if llm is None:
+        return {"status": "configured", "model": settings.llm_model, "breakers": "not_loaded"}
+    breakers = {name: b.state for name, b in llm.breakers.items()}
+    # Degraded only when every model's circuit is open: the chain still answers while one is closed.
+    status = "open" if breakers and all(s == "open" for s in breakers.values()) else "configured"
+    return {"status": status, "model": llm.name, "breakers": breakers}
+
+
+def loaded_services(settings: Settings, instances: Mapping[Path, Any] | None = None) -> Any | None:
+    """The process's Services for this data dir if `get_services()` already built them, else None."""
+    if instances is None:
+        from graphs import services as services_module  # importing builds nothing
+
+        instances = services_module._instances
+    return instances.get(settings.data_dir.resolve())
+
+
+def health(settings: Settings | None = None, instances: Mapping[Path, Any] | None = None) -> dict[str, Any]:
+    """Run every check; status is "degraded" when any check failed or every LLM circuit is open."""
+    settings = settings or Settings.from_env()
+    services = loaded_services(settings, instances)
+    checks = {
+        "data_dir": check_data_dir(settings.data_dir),
+        "shop_db": check_shop_db(settings.data_dir / "shop.sqlite"),
+        "knowledge": check_knowledge(services),
+        "llm": check_llm(settings, services),
+    }
+    degraded = any(c["status"] in FAILING for c in checks.values())
+    return {"status": "degraded" if degraded else "ok", "checks": checks, "pid": os.getpid()}
+
+
+def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text exposition of the Switchboard registry."""
+    return Response(render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def health_endpoint(request: Request) -> JSONResponse:
+    """Health JSON; 503 when degraded so load balancers take the instance out. Sync: runs in a thread."""
+    body = health()
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+
+app = Starlette(
+    routes=[
+        Route(f"{PREFIX}/metrics", metrics_endpoint, methods=["GET"]),
+        Route(f"{PREFIX}/health", health_endpoint, methods=["GET"]),
+    ]
+)
