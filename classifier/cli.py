@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=Path, default=None, help="validation file (default: hold out 20%% of --data)")
     p.add_argument("--out", type=Path, default=None, help="output dir (default: $SWITCHBOARD_DATA_DIR/models/...)")
     p.add_argument("--oos-label", default=OOS_LABEL, help="label of out-of-scope examples (default out_of_scope)")
+    p.add_argument("--finetune", action="store_true",
+                   help="fine-tune the encoder on --data first (needs the torch venv: make train-venv)")
+    p.add_argument("--finetune-dir", type=Path, default=None,
+                   help="fine-tuned weights folder (default $SWITCHBOARD_DATA_DIR/models/finetuned-<data stem>)")
+    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-lr", type=float, default=4e-5)
     return p
 
 
@@ -67,6 +73,13 @@ def train_main(argv: list[str], embedder: Embedder | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = args.out or default_model_dir()
+    extra: dict[str, object] = {}
+    if args.finetune:
+        try:
+            embedder, extra = _finetuned_embedder(args, texts, labels)
+        except (RuntimeError, ValueError) as exc:  # FinetuneUnavailable is a RuntimeError
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         clf = IntentClassifier.fit(texts, labels, embedder=embedder or _default_embedder(), val_texts=val_texts,
                                    val_labels=val_labels, oos_label=args.oos_label)
@@ -74,5 +87,20 @@ def train_main(argv: list[str], embedder: Embedder | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     clf.save(out)
-    print(json.dumps({"saved": str(out), "labels": len(clf.labels), **clf.metrics}, indent=2, default=float))
+    if extra:  # serving must embed with the same encoder: record where it is
+        (Path(out) / "encoder.json").write_text(json.dumps({"model_dir": extra["encoder"]}) + "\n", encoding="utf-8")
+    print(json.dumps({"saved": str(out), "labels": len(clf.labels), **extra, **clf.metrics}, indent=2,
+                     default=float))
     return 0
+
+
+def _finetuned_embedder(args: argparse.Namespace, texts: list[str], labels: list[str]) -> tuple[Embedder, dict]:
+    """Fine-tune MiniLM on the training file (never --val) and return its ONNX embedder and a summary."""
+    from classifier.finetune import FinetuneOptions, default_finetuned_dir, finetune_encoder
+    from memory.embeddings import MiniLMEmbedder
+
+    folder = args.finetune_dir or default_finetuned_dir(Path(args.data).stem)
+    options = FinetuneOptions(epochs=args.finetune_epochs, lr=args.finetune_lr)
+    meta = finetune_encoder(texts, labels, folder, options=options, exclude_labels={args.oos_label})
+    summary = {"encoder": str(folder), "finetune_history": meta.get("history"), "finetune_reused": meta["reused"]}
+    return MiniLMEmbedder(model_dir=folder), summary

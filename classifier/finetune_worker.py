@@ -1,15 +1,15 @@
-"""Fine-tune all-MiniLM-L6-v2 with a CosFace head, in plain torch. Runs ONLY in the optional `.venv-train`.
+"""Fine-tune all-MiniLM-L6-v2 with a CosFace head in plain torch. Runs ONLY in the optional `.venv-train`.
 
 This module is the torch side of :mod:`classifier.finetune`; the main venv starts it as a subprocess
 (``.venv-train/bin/python -m classifier.finetune_worker train ...``) and never imports it. It imports nothing
 from the project, so it runs on Python 3.11 with just torch, safetensors, tokenizers and numpy.
 
-The encoder is the BERT forward pass of ``memory.embeddings.build_onnx_model`` (6 layers, hidden 384, 12 heads,
-exact GELU, LayerNorm eps 1e-12, masked mean pooling, L2 norm). Training: a CosFace head (normalised class
-weights initialised at the class centroids of the frozen embeddings, logits ``s * (cos - m * onehot)``) on the
-pooled embedding, AdamW with linear warm-up/decay, length-bucketed batches. The tuned weights are written back
-under their original safetensors names next to copies of the tokenizer/config files, so the ONNX builder of the
-main venv reads the folder exactly like the bundled one.
+The encoder is the BERT forward pass of ``memory.embeddings.build_onnx_model`` (6 layers, hidden 384,
+12 heads, exact GELU, LayerNorm eps 1e-12, masked mean pooling, L2 norm). Training: a CosFace head
+(normalised class weights initialised at the class centroids of the frozen embeddings, logits
+``s * (cos - m * onehot)``) on the pooled embedding, AdamW with linear warm-up/decay, length-bucketed batches.
+The tuned weights are written back under their original safetensors names next to copies of the
+tokenizer/config files, so the ONNX builder of the main venv reads the folder exactly like the bundled one.
 
 Sub-commands:
   train  --data train.jsonl --out DIR [--base DIR] [--epochs 1] [--batch-size 32] [--lr 3e-5] ...
@@ -61,7 +61,8 @@ class MiniLM(nn.Module):
         self.dropout = float(config.get("hidden_dropout_prob", 0.1))
         # ParameterDict keys may not contain dots; keep a mapping back to the original names.
         self.names = {k: k.replace(".", "__") for k in weights if k != "embeddings.position_ids"}
-        self.params = nn.ParameterDict({v: nn.Parameter(weights[k].float().clone()) for k, v in self.names.items()})
+        self.params = nn.ParameterDict(
+            {v: nn.Parameter(weights[k].float().clone()) for k, v in self.names.items()})
 
     def p(self, key: str) -> torch.Tensor:
         """The parameter stored under safetensors key ``key``."""
@@ -81,7 +82,8 @@ class MiniLM(nn.Module):
         b, s = ids.shape
         d = self.hidden // self.heads
         x = F.embedding(ids, self.p("embeddings.word_embeddings.weight"))
-        x = x + self.p("embeddings.position_embeddings.weight")[:s] + self.p("embeddings.token_type_embeddings.weight")[0]
+        x = x + self.p("embeddings.position_embeddings.weight")[:s]
+        x = x + self.p("embeddings.token_type_embeddings.weight")[0]
         x = self._drop(self._ln(x, "embeddings.LayerNorm"))
         maskf = mask.to(x.dtype)
         bias = (1.0 - maskf)[:, None, None, :] * -1e4
@@ -152,8 +154,9 @@ def embed_all(model: MiniLM, ids: list[list[int]], batch_size: int = 128) -> tor
     return out
 
 
-def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
-    """Shuffled batches of similar-length rows: shuffle, sort within pools of ``pool`` batches, shuffle batches."""
+def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random,
+                     pool: int = 50) -> list[list[int]]:
+    """Shuffled batches of similar-length rows: shuffle, sort within pools of ``pool`` batches, shuffle."""
     order = list(range(len(lengths)))
     rng.shuffle(order)
     batches: list[list[int]] = []
@@ -177,7 +180,8 @@ def read_jsonl(path: Path) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def save_encoder(model: MiniLM, original: dict[str, torch.Tensor], base: Path, out: Path, meta: dict[str, Any]) -> None:
+def save_encoder(model: MiniLM, original: dict[str, torch.Tensor], base: Path, out: Path,
+                 meta: dict[str, Any]) -> None:
     """Write ``model.safetensors`` + copied tokenizer/config files + ``finetune.json`` to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     for name in COPY_FILES:
@@ -237,7 +241,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             optimizer.step()
             scheduler.step()
             step += 1
-            total += float(loss) * len(batch)
+            total += float(loss.detach()) * len(batch)
             correct += int((cos.argmax(-1) == target).sum())
             seen += len(batch)
             if args.log_every and step % args.log_every == 0:
