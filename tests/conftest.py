@@ -142,7 +142,9 @@ class StubClassifier:
     def predict(self, texts: list[str]) -> list[FakePrediction]:
         oos = self.intent == "out_of_scope"
         return [
-            FakePrediction(self.intent, self.confidence, self.candidates or [(self.intent, self.confidence)], is_oos=oos)
+            FakePrediction(
+                self.intent, self.confidence, self.candidates or [(self.intent, self.confidence)], is_oos=oos
+            )
             for _ in texts
         ]
 
