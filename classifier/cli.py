@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune", action="store_true",
                    help="fine-tune the encoder on --data first (needs the torch venv: make train-venv)")
     p.add_argument("--finetune-dir", type=Path, default=None,
-                   help="fine-tuned weights folder (default $SWITCHBOARD_DATA_DIR/models/finetuned-<data stem>)")
+                   help="weights folder (default $SWITCHBOARD_DATA_DIR/models/finetuned-<data stem>)")
     p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--finetune-lr", type=float, default=4e-5)
     return p
@@ -88,13 +88,15 @@ def train_main(argv: list[str], embedder: Embedder | None = None) -> int:
         return 2
     clf.save(out)
     if extra:  # serving must embed with the same encoder: record where it is
-        (Path(out) / "encoder.json").write_text(json.dumps({"model_dir": extra["encoder"]}) + "\n", encoding="utf-8")
+        pointer = json.dumps({"model_dir": extra["encoder"]}) + "\n"
+        (Path(out) / "encoder.json").write_text(pointer, encoding="utf-8")
     print(json.dumps({"saved": str(out), "labels": len(clf.labels), **extra, **clf.metrics}, indent=2,
                      default=float))
     return 0
 
 
-def _finetuned_embedder(args: argparse.Namespace, texts: list[str], labels: list[str]) -> tuple[Embedder, dict]:
+def _finetuned_embedder(args: argparse.Namespace, texts: list[str],
+                        labels: list[str]) -> tuple[Embedder, dict[str, object]]:
     """Fine-tune MiniLM on the training file (never --val) and return its ONNX embedder and a summary."""
     from classifier.finetune import FinetuneOptions, default_finetuned_dir, finetune_encoder
     from memory.embeddings import MiniLMEmbedder
@@ -102,5 +104,6 @@ def _finetuned_embedder(args: argparse.Namespace, texts: list[str], labels: list
     folder = args.finetune_dir or default_finetuned_dir(Path(args.data).stem)
     options = FinetuneOptions(epochs=args.finetune_epochs, lr=args.finetune_lr)
     meta = finetune_encoder(texts, labels, folder, options=options, exclude_labels={args.oos_label})
-    summary = {"encoder": str(folder), "finetune_history": meta.get("history"), "finetune_reused": meta["reused"]}
+    summary = {"encoder": str(folder), "finetune_history": meta.get("history"),
+               "finetune_reused": meta["reused"]}
     return MiniLMEmbedder(model_dir=folder), summary

@@ -192,6 +192,7 @@ def save_encoder(model: MiniLM, original: dict[str, torch.Tensor], base: Path, o
             shutil.copytree(base / name, out / name, dirs_exist_ok=True)
     tmp = out / "model.safetensors.tmp"
     save_file(model.state_for_save(original), str(tmp), metadata={"format": "pt"})
+    tmp.chmod(0o644)
     tmp.replace(out / "model.safetensors")
     (out / "finetune.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 

@@ -1,7 +1,7 @@
 """Intent-classification evals: Banking77, CLINC150 (with out-of-scope) and Bitext (shop model, OOD check).
 
-`python app.py eval intents --dataset banking77|clinc150|bitext [--data-dir ../shared/data] [--json] [--out DIR]
-[--finetune]`
+`python app.py eval intents --dataset banking77|clinc150|bitext [--data-dir ../shared/data] [--json]
+[--out DIR] [--finetune]`
 
 With `--finetune` the MiniLM encoder is first fine-tuned on the train split (in the optional torch venv, see
 `classifier.finetune`), then served from ONNX as usual; the report is `intents-<dataset>-finetuned.json`.
@@ -83,7 +83,8 @@ def finetune_for_dataset(dataset: str, data_dir: Path, out_dir: Path | None = No
     """
     dev = datasets.load(dataset, data_dir)
     train = _subsample(dev.train, QUICK_PER_CLASS[0], QUICK_OOS[0]) if quick else dev.train
-    folder = Path(out_dir) if out_dir is not None else default_finetuned_dir(dataset + ("-quick" if quick else ""))
+    name = dataset + ("-quick" if quick else "")
+    folder = Path(out_dir) if out_dir is not None else default_finetuned_dir(name)
     exclude = {dev.oos_label} if dev.oos_label else set()
     meta = finetune_encoder(train.texts, train.labels, folder, options=options, exclude_labels=exclude)
     return folder, meta
@@ -211,9 +212,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--quick", action="store_true", help="small per-class subsample (CI-sized)")
     p.add_argument("--finetune", action="store_true",
-                   help="fine-tune the encoder on the train split first (needs the torch venv: make train-venv)")
+                   help="fine-tune the encoder on train first (needs the torch venv: make train-venv)")
     p.add_argument("--finetune-dir", type=Path, default=None,
-                   help="fine-tuned weights folder (default $SWITCHBOARD_DATA_DIR/models/finetuned-<dataset>)")
+                   help="weights folder (default $SWITCHBOARD_DATA_DIR/models/finetuned-<dataset>)")
     p.add_argument("--finetune-epochs", type=int, default=FinetuneOptions.epochs)
     p.add_argument("--finetune-lr", type=float, default=FinetuneOptions.lr)
     return p
@@ -239,7 +240,8 @@ def eval_main(argv: list[str], embedder: Embedder | None = None) -> int:
 
         options = FinetuneOptions(epochs=args.finetune_epochs, lr=args.finetune_lr)
         try:
-            folder, meta = finetune_for_dataset(args.dataset, args.data_dir, args.finetune_dir, args.quick, options)
+            folder, meta = finetune_for_dataset(args.dataset, args.data_dir, args.finetune_dir, args.quick,
+                                                options)
         except (FinetuneUnavailable, RuntimeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
