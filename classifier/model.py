@@ -245,9 +245,13 @@ class IntentClassifier:
             grid = _weight_grid(config.weight_step) if mode == "average" else [
                 {"concat": a, "knn": 1 - a} for a in np.arange(1.0, -1e-9, -config.weight_step)]
             mode_best = 0.0
+            # Blend weights serve the choice among in-scope intents; out-of-scope is the detector's job
+            # (its threshold is chosen below), so they are chosen on in-scope validation rows.
+            oos_i = index.get(oos_label) if oos_label is not None else None
+            inscope = y_va != oos_i if oos_i is not None and (y_va != oos_i).any() else np.ones(len(y_va), bool)
             for w in grid:
                 p = np.exp(cls._blend(core, comps, w))
-                acc, nll = float((p.argmax(1) == y_va).mean()), _nll(p, y_va)
+                acc, nll = float((p.argmax(1) == y_va)[inscope].mean()), _nll(p, y_va)
                 mode_best = max(mode_best, acc)
                 if best is None or (acc, -nll) > (best[0], -best[1]):
                     core.weights = w
@@ -268,7 +272,8 @@ class IntentClassifier:
         metrics: dict[str, Any] = {
             "n_train": len(tr_x), "n_val": len(va_x), "n_classes": len(class_names), "validation": val_source,
             "combine": core.combine, "weights": {k: round(v, 3) for k, v in core.weights.items()},
-            "val_accuracy": val_acc, "val_accuracy_by_combine": choice_log,
+            "val_accuracy": val_acc, "val_accuracy_rows": "in-scope" if oos_i is not None else "all",
+            "val_accuracy_by_combine": choice_log,
             "temperature": temperature, "val_nll": _nll(probs, y_va),
             "val_ece": expected_calibration_error(conf, probs.argmax(1) == y_va),
             "oos_mode": detector.mode, "oos_threshold": detector.threshold, **oos_stats,

@@ -285,6 +285,7 @@ class MiniLMEmbedder:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
+        self._wide: ort.InferenceSession | None = None
         self.rebuilt = False
         weights_hash = _sha256(src / "model.safetensors")
         self.weights_hash = weights_hash
@@ -335,7 +336,7 @@ class MiniLMEmbedder:
             size = -(-len(order) // self.threads)  # too few batches: split so every core gets one
         chunks = [order[i : i + size] for i in range(0, len(order), size)]
 
-        def run(idx: np.ndarray) -> None:
+        def run(idx: np.ndarray, session: ort.InferenceSession | None = None) -> None:
             width = int(lengths[idx].max())
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -343,15 +344,30 @@ class MiniLMEmbedder:
                 n = int(lengths[j])
                 ids[row, :n] = encodings[j].ids
                 mask[row, :n] = 1
-            (vectors,) = self._session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
+            inputs = {"input_ids": ids, "attention_mask": mask}
+            (vectors,) = (session or self._session).run(["sentence_embedding"], inputs)
             out[idx] = vectors
 
         if self.parallel_batches and len(chunks) > 1:
             list(self._executor().map(run, chunks))
+        elif self.parallel_batches:
+            # One small batch (a single query): split its operators across the cores instead.
+            run(chunks[0], self._wide_session())
         else:
             for idx in chunks:
                 run(idx)
         return out
+
+    def _wide_session(self) -> ort.InferenceSession:
+        """A second session whose operators use every core, for latency-bound single-batch calls."""
+        with self._pool_lock:
+            if self._wide is None:
+                options = ort.SessionOptions()
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                options.intra_op_num_threads = self.threads
+                options.inter_op_num_threads = 1
+                self._wide = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+            return self._wide
 
     def _executor(self) -> ThreadPoolExecutor:
         """Worker threads for batch parallelism (onnxruntime releases the GIL while it runs)."""

@@ -29,8 +29,12 @@ def make(services: ServicesProvider):
         intent = state.get("intent")
         flow = svc.workflows.get(intent or "out_of_scope")
         items: list[dict] = []
-        for hit in svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id, intents=[intent] if intent else None):
-            items.append(_item(hit, "article"))
+        # Only a confident intent narrows the search; an unsure one must not hide the right article.
+        confident = intent and intent != "out_of_scope" and state.get("decision") == "auto"
+        hits = svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id, intents=[intent] if confident else None)
+        if confident and not hits:
+            hits = svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id)
+        items.extend(_item(hit, "article") for hit in hits)
         for hit in svc.knowledge.search_cases(text, tenant_id=ctx.tenant_id, user_id=ctx.user_id, k=2):
             items.append(_item(hit, "case"))
         items = [i for i in items if i["relevance"] >= svc.policy.retrieval.min_relevance] or items[:1]
