@@ -41,6 +41,7 @@ class RetrievalPolicy(BaseModel):
     recency_weight: float = 0.3
     recency_half_life_days: float = 30
     min_relevance: float = 0.25
+    lexical_weight: float = 0.4
 
 
 class SessionPolicy(BaseModel):

@@ -89,6 +89,8 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         relevance_weight=policy.retrieval.relevance_weight,
         recency_weight=policy.retrieval.recency_weight,
         half_life_days=policy.retrieval.recency_half_life_days,
+        min_relevance=policy.retrieval.min_relevance,
+        lexical_weight=policy.retrieval.lexical_weight,
     )
     known = [{**asdict(a), "body": a.text} for a in load_articles(settings.demo_dir / "kb") if a.kind == "known_issue"]
     return Services(

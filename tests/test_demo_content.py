@@ -258,6 +258,7 @@ def test_policy_has_the_expected_keys_and_sane_values() -> None:
             "recency_weight",
             "recency_half_life_days",
             "min_relevance",
+            "lexical_weight",
         },
         "session": {"window_turns", "summary_max_tokens", "context_token_budget"},
         "working_memory": {"ttl_seconds"},
