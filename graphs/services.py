@@ -54,8 +54,8 @@ def seed(settings: Settings, *, reset: bool = False, embedder: Any = None, progr
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = embedder or get_embedder(settings.embedder_cache)
     counts: dict[str, Any] = {}
-    shop = ShopDB(settings.data_dir / "shop.sqlite")
-    counts["shop"] = shop.seed(reset=reset)
+    with ShopDB(settings.data_dir / "shop.sqlite") as shop:
+        counts["shop"] = shop.seed(reset=reset)
     memory = ChromaMemory.persistent(settings.data_dir / "chroma", embedder)
     report = memory.upsert_articles(load_articles(settings.demo_dir / "kb"))
     counts["kb"] = getattr(report, "__dict__", report)
