@@ -463,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 141
     except Exception as exc:  # noqa: BLE001 - one clear line for users; the trace at debug level
         logging.getLogger("switchboard").debug("unhandled error", exc_info=True)
         print(
