@@ -42,6 +42,16 @@ def last_human(messages: list[AnyMessage]) -> HumanMessage | None:
     return None
 
 
+def thread_id() -> str:
+    """The running thread's id ("" outside a run or without a checkpointer)."""
+    from langgraph.config import get_config
+
+    try:
+        return str(get_config().get("configurable", {}).get("thread_id") or "")
+    except RuntimeError:  # called outside a runnable context
+        return ""
+
+
 def visited(name: str) -> dict[str, list[str]]:
     """The route update every node returns: its own name."""
     return {"route": [name]}

@@ -15,7 +15,7 @@ from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from memory.session import compress, extract_facts, merge_facts
-from nodes.common import visited
+from nodes.common import thread_id, visited
 
 NAME = "compress_context"
 
@@ -59,7 +59,7 @@ def make(services: ServicesProvider):
             "messages": [RemoveMessage(id=mid) for mid in result.dropped_ids],
         }
         if "order_id" not in entities:
-            thread = _thread_id()
+            thread = thread_id()
             remembered = svc.working.get(thread, "order_id") if thread else None
             last = remembered or (pinned.get("order_ids") or [None])[-1]
             if last is not None and _refers_back(state.get("ticket", "")):
@@ -74,12 +74,3 @@ def make(services: ServicesProvider):
 def _refers_back(text: str) -> bool:
     words = set(text.lower().replace("?", " ").replace(".", " ").replace(",", " ").split())
     return bool(words & {"it", "that", "this", "same", "order", "package", "parcel", "one"})
-
-
-def _thread_id() -> str | None:
-    from langgraph.config import get_config
-
-    try:
-        return str(get_config()["configurable"].get("thread_id") or "") or None
-    except Exception:  # noqa: BLE001 - outside a run there is no config
-        return None

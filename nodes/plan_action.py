@@ -11,7 +11,6 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import ValidationError
@@ -19,7 +18,7 @@ from pydantic import ValidationError
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
-from nodes.common import visited
+from nodes.common import thread_id, visited
 from tools.shop import TOOLS, run_tool
 
 NAME = "plan_action"
@@ -116,7 +115,7 @@ def make(services: ServicesProvider):
             update["action"] = plan
             return Command(goto="supervisor", update=update)
 
-        thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+        thread = thread_id()
         needs_approval = flow.approval == "required" or spec.permission == "needs_approval"
         plan.update(
             args=args,

@@ -13,13 +13,12 @@ import threading
 import time
 from pathlib import Path
 
-from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
-from nodes.common import visited
+from nodes.common import thread_id, visited
 
 NAME = "remember"
 _audit_lock = threading.Lock()
@@ -29,7 +28,7 @@ def make(services: ServicesProvider):
     def remember(state: SupportState, runtime: Runtime[Context]) -> dict:
         svc = services()
         ctx = context_of(runtime)
-        thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+        thread = thread_id()
         entities = state.get("entities", {})
         action = state.get("action") or {}
         if thread:
