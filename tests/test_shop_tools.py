@@ -42,7 +42,8 @@ def refused(db: ShopDB, name: str, args: dict | None = None, user: str = "demo",
     result = run_tool(db, name, args or {}, user_id=user, **kw)
     assert not result.ok and result.data == {}, result
     assert result.error and "\n" not in result.error
-    return result.error
+    # A business-rule refusal says what the customer can do instead; the message and that advice are read together.
+    return result.error + (f" | {result.refusal.instead}" if result.refusal and result.refusal.instead else "")
 
 
 def status(db: ShopDB, order_id: int) -> str:
@@ -192,7 +193,7 @@ def test_cancel_payment_failed_order_is_allowed(db: ShopDB) -> None:
     ("order_id", "phrase"),
     [
         (1005, "already shipped"),
-        (1006, "returned"),
+        (1006, "return it within 30 days"),
         (1004, "was delivered"),
         (1003, "already cancelled"),
         (1002, "already refunded"),
@@ -224,10 +225,10 @@ def test_refund_of_cancelled_after_payment_order(db: ShopDB) -> None:
     [
         (1001, "outside the 30-day returns window"),
         (1002, "already been fully refunded"),
-        (1005, "still in transit"),
+        (1005, "still on its way"),
         (1007, "never paid"),
-        (1008, "cancel it instead"),
-        (1010, "cancel it instead"),
+        (1008, "cancel it free of charge instead"),
+        (1010, "cancel it free of charge instead"),
     ],
 )
 def test_refund_refusals(db: ShopDB, order_id: int, phrase: str) -> None:
@@ -249,8 +250,11 @@ def test_update_shipping_address_rules(db: ShopDB) -> None:
     )
     assert data["new_address"] == "Damrak 1, 1012 LG Amsterdam, NL"
     assert ok(db, "get_order", {"order_id": 1008})["shipping_address"] == "Damrak 1, 1012 LG Amsterdam, NL"
-    assert "before the order ships" in refused(
+    assert "already shipped" in refused(
         db, "update_shipping_address", {"order_id": 1005, "address": "Damrak 1, 1012 LG Amsterdam"}
+    )
+    assert "before the order ships" in refused(
+        db, "update_shipping_address", {"order_id": 1004, "address": "Damrak 1, 1012 LG Amsterdam"}
     )
     for bad in ["Damrak 1", "Somewhere in Amsterdam"]:
         assert "address: address must be a full address" in refused(
@@ -466,7 +470,7 @@ def test_langchain_tools_are_read_only_and_identity_free(db: ShopDB) -> None:
     mine = json.loads(get_order.invoke({"order_id": "#1006"}))
     assert mine["ok"] and mine["data"]["tracking_number"] == "JJD000390010061006"
     theirs = json.loads(get_order.invoke({"order_id": 1011}))
-    assert theirs == {"ok": False, "data": {}, "error": "order 1011 was not found for this customer"}
+    assert (theirs["ok"], theirs["data"], theirs["error"]) == (False, {}, "order 1011 was not found for this customer")
     alice_orders = json.loads(
         next(t for t in as_langchain_tools(db, "alice") if t.name == "list_orders").invoke({})
     )

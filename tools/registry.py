@@ -25,16 +25,35 @@ logger = logging.getLogger(__name__)
 Permission = Literal["read", "write", "needs_approval"]
 
 
+class Refusal(BaseModel):
+    """Why a business rule refused a request, and what the customer can do instead (user-facing)."""
+
+    code: str
+    instead: str = ""
+    article: str | None = None
+
+
 class ToolResult(BaseModel):
-    """Outcome of one tool call: `ok` with `data`, or not ok with a one-line `error`."""
+    """Outcome of one tool call: `ok` with `data`, or not ok with a one-line `error`.
+
+    A business-rule refusal also carries `refusal` (a code, the alternative, the article that says so).
+    """
 
     ok: bool
     data: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
+    refusal: Refusal | None = None
 
 
 class ToolRefusal(Exception):
-    """Raised by a tool function when a business rule refuses the request; the message is user-facing."""
+    """Raised when a business rule refuses the request; the message (and `instead`) are user-facing."""
+
+    def __init__(self, message: str, *, code: str = "refused", instead: str = "", article: str | None = None):
+        super().__init__(message)
+        self.refusal = Refusal(code=code, instead=instead, article=article)
+
+    def result(self) -> ToolResult:
+        return ToolResult(ok=False, error=str(self), refusal=self.refusal)
 
 
 @dataclass(frozen=True)
@@ -51,13 +70,19 @@ ToolFn = Callable[[ToolContext, Any], dict[str, Any]]
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """One business tool: its name, description (shown to models), permission, argument model and code."""
+    """One business tool: its name, description (shown to models), permission, argument model and code.
+
+    `check` holds a write tool's preconditions, declared once: it raises `ToolRefusal` when a rule forbids
+    the call and otherwise returns a preview of the effect. It runs alone as a dry run (`plan_action`, before
+    anyone is asked to approve) and again inside the write transaction, right before `fn` (enforcement).
+    """
 
     name: str
     description: str
     permission: Permission
     args_model: type[BaseModel]
     fn: ToolFn
+    check: ToolFn | None = None
 
     @property
     def is_write(self) -> bool:
@@ -107,8 +132,13 @@ def execute(
     user_id: str,
     idempotency_key: str | None = None,
     allowed_tools: Collection[str] | None = None,
+    dry_run: bool = False,
 ) -> ToolResult:
-    """Validate and run tool `name` for `user_id`; see the module docstring for the guarantees."""
+    """Validate and run tool `name` for `user_id`; see the module docstring for the guarantees.
+
+    `dry_run` checks a write tool's preconditions without changing anything: ok with `data["preview"]`
+    (what the call would do), or the refusal the real call would give.
+    """
     spec = tools.get(name)
     if spec is None:
         return ToolResult(ok=False, error=f"unknown tool '{name}'; available: {', '.join(sorted(tools))}")
@@ -137,6 +167,8 @@ def execute(
                 _audit(conn, db.now(), user_id, name, dict(args), f"invalid: {error}")
         return ToolResult(ok=False, error=error)
     try:
+        if spec.is_write and dry_run:
+            return _run_check(db, spec, parsed, user_id)
         if spec.is_write:
             return _run_write(db, spec, parsed, user_id, idempotency_key)
         return _run_read(db, spec, parsed, user_id)
@@ -153,7 +185,20 @@ def _run_read(db: ShopDB, spec: ToolSpec, args: BaseModel, user_id: str) -> Tool
         try:
             return ToolResult(ok=True, data=spec.fn(ToolContext(conn, user_id, db.now()), args))
         except ToolRefusal as refusal:
-            return ToolResult(ok=False, error=str(refusal))
+            return refusal.result()
+
+
+def _run_check(db: ShopDB, spec: ToolSpec, args: BaseModel, user_id: str) -> ToolResult:
+    """A write tool's preconditions alone, in a read transaction: nothing is written, not even audit."""
+    with db.reading() as conn:
+        problem = _customer_problem(conn, user_id)
+        if problem:
+            return ToolResult(ok=False, error=problem)
+        try:
+            preview = spec.check(ToolContext(conn, user_id, db.now()), args) if spec.check else {}
+        except ToolRefusal as refusal:
+            return refusal.result()
+        return ToolResult(ok=True, data={"preview": preview})
 
 
 def _run_write(db: ShopDB, spec: ToolSpec, args: BaseModel, user_id: str, key: str | None) -> ToolResult:
@@ -176,13 +221,16 @@ def _run_write(db: ShopDB, spec: ToolSpec, args: BaseModel, user_id: str, key: s
             _audit(conn, now, user_id, spec.name, args_dump, f"refused: {problem}")
             return ToolResult(ok=False, error=problem)
         conn.execute("SAVEPOINT tool_call")
+        ctx = ToolContext(conn, user_id, now)
         try:
-            data = spec.fn(ToolContext(conn, user_id, now), args)
+            if spec.check is not None:
+                spec.check(ctx, args)  # the same preconditions as the dry run, enforced in this transaction
+            data = spec.fn(ctx, args)
         except ToolRefusal as refusal:
             # Undo anything the tool wrote before refusing; the audit row is the only write committed.
             conn.execute("ROLLBACK TO tool_call")
             _audit(conn, now, user_id, spec.name, args_dump, f"refused: {refusal}")
-            return ToolResult(ok=False, error=str(refusal))
+            return refusal.result()
         conn.execute("RELEASE tool_call")
         if key is not None:
             data = {**data, "replayed": False}

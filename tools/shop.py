@@ -108,6 +108,9 @@ class RefundArgs(ToolArgs):
     amount: float | None = Field(
         None, gt=0, le=100_000, description="Amount in EUR; omit for the full remaining refundable amount"
     )
+    currency: str | None = Field(
+        None, pattern=r"^[A-Z]{3}$", description="Currency the customer named (ISO code); omit for the order's"
+    )
     reason: str = Field("", max_length=500, description="Why the refund is issued")
 
     @field_validator("amount")
@@ -180,12 +183,12 @@ class TicketArgs(ToolArgs):
 
 # ------------------------------------------------------------------------------------------ registry
 def tool(
-    name: str, permission: Permission, args_model: type[ToolArgs], description: str
+    name: str, permission: Permission, args_model: type[ToolArgs], description: str, *, check: ToolFn | None = None
 ) -> Callable[[ToolFn], ToolFn]:
-    """Register a tool function in `TOOLS`."""
+    """Register a tool function in `TOOLS`, with its preconditions (`check`) for write tools."""
 
     def register(fn: ToolFn) -> ToolFn:
-        TOOLS[name] = ToolSpec(name, " ".join(description.split()), permission, args_model, fn)
+        TOOLS[name] = ToolSpec(name, " ".join(description.split()), permission, args_model, fn, check)
         return fn
 
     return register
@@ -199,15 +202,25 @@ def run_tool(
     user_id: str,
     idempotency_key: str | None = None,
     allowed_tools: Collection[str] | None = None,
+    dry_run: bool = False,
 ) -> ToolResult:
     """Run shop tool `name` for customer `user_id`; never raises for bad input (ok=False with an error).
+
+    `dry_run` checks a write tool's preconditions and returns a preview of its effect, changing nothing.
 
     Write tools given an `idempotency_key` store their result in `action_ledger` with the change; the
     same key again returns that result (`data["replayed"] is True`) without changing anything.
     `allowed_tools`, when given, limits the call to the tools a workflow may use.
     """
     return execute(
-        db, TOOLS, name, args, user_id=user_id, idempotency_key=idempotency_key, allowed_tools=allowed_tools
+        db,
+        TOOLS,
+        name,
+        args,
+        user_id=user_id,
+        idempotency_key=idempotency_key,
+        allowed_tools=allowed_tools,
+        dry_run=dry_run,
     )
 
 
@@ -489,6 +502,64 @@ def get_refund_status(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ approval tools
+# Each write tool declares its preconditions once, in a `check_*` function that raises ToolRefusal (with what the
+# customer can do instead, and the article that says so) or returns a preview of the effect. The registry runs it
+# alone as a dry run before approval, and again in the write transaction right before the tool itself.
+_METHOD = {"card": "your card", "paypal": "your PayPal account"}
+_REFUSE_OR_RETURN = (
+    "You can refuse the delivery: the parcel comes back to us and we refund the items once it arrives (the "
+    f"delivery charge is kept). Or accept it and return it within {RETURN_WINDOW_DAYS} days of delivery, free of "
+    "charge via a drop-off point."
+)
+_RETURN_INSTEAD = (
+    f"You can return it within {RETURN_WINDOW_DAYS} days of delivery: start the return under Account > Orders and "
+    "the refund follows once the parcel is back with us."
+)
+
+
+def _method(ctx: ToolContext, order_id: int) -> str:
+    payment = _payment(ctx, order_id)
+    return _METHOD.get(payment["method"], "the original payment method") if payment else "the original payment method"
+
+
+def check_cancel(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
+    """Cancellable: the caller's order, pending / processing / payment_failed. Preview: items and money back."""
+    order = _own_order(ctx, args.order_id)
+    oid, status = order["id"], order["status"]
+    if status == "shipped":
+        raise ToolRefusal(
+            f"order {oid} has already shipped, so it can no longer be cancelled",
+            code="already_shipped",
+            instead=_REFUSE_OR_RETURN,
+            article="kb-cancel-order",
+        )
+    if status == "delivered":
+        raise ToolRefusal(
+            f"order {oid} was delivered and cannot be cancelled",
+            code="already_delivered",
+            instead=_RETURN_INSTEAD,
+            article="kb-cancel-order",
+        )
+    if status in ("cancelled", "refunded"):
+        raise ToolRefusal(f"order {oid} is already {status}", code=f"already_{status}", article="kb-cancel-order")
+    paid, refunded = _paid_refunded(ctx, oid)
+    payment = _payment(ctx, oid)
+    if paid - refunded > 0:
+        money = f"{_money(paid - refunded)} is refunded in full to {_method(ctx, oid)}"
+    elif payment is not None and payment["status"] == "authorized":
+        money = "the card authorisation is released; nothing is charged"
+    else:
+        money = "no payment was taken, so nothing is charged"
+    return {
+        "order_id": oid,
+        "status": status,
+        "items": [f"{i['quantity']} x {i['name']}" for i in _items(ctx, oid)],
+        "total": _money(order["total_cents"]),
+        "refund_amount": _eur(max(paid - refunded, 0)),
+        "money": money,
+    }
+
+
 @tool(
     "cancel_order",
     "needs_approval",
@@ -496,23 +567,12 @@ def get_refund_status(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
     """Cancel a pending, processing or payment_failed order.
       Any captured payment is refunded in full automatically. Shipped or delivered orders cannot be
       cancelled (they can be returned after delivery).""",
+    check=check_cancel,
 )
 def cancel_order(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
     """Cancel the order; void an authorisation or refund a captured payment in full."""
     order = _own_order(ctx, args.order_id)
     oid, status = order["id"], order["status"]
-    if status == "shipped":
-        raise ToolRefusal(
-            f"order {oid} has already shipped and can no longer be cancelled; "
-            f"it can be returned within {RETURN_WINDOW_DAYS} days after delivery"
-        )
-    if status == "delivered":
-        raise ToolRefusal(
-            f"order {oid} was delivered and cannot be cancelled; it can be returned "
-            f"within {RETURN_WINDOW_DAYS} days of delivery instead"
-        )
-    if status in ("cancelled", "refunded"):
-        raise ToolRefusal(f"order {oid} is already {status}")
     payment = _payment(ctx, oid)
     refund = None
     note = "no payment was taken"
@@ -522,13 +582,84 @@ def cancel_order(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
     paid, refunded = _paid_refunded(ctx, oid)
     if paid - refunded > 0 and payment is not None:
         refund = _insert_refund(ctx, oid, payment["id"], paid - refunded, args.reason or "order cancelled")
-        note = f"a refund of {_money(paid - refunded)} was started"
+        refund["method"] = payment["method"]
+        note = f"a refund of {_money(paid - refunded)} to {_method(ctx, oid)} was started"
     ctx.conn.execute(
         "UPDATE orders SET status = 'cancelled', cancelled_at = ?, cancel_reason = ?, updated_at = ? "
         "WHERE id = ?",
         (iso(ctx.now), args.reason or None, iso(ctx.now), oid),
     )
     return {"order_id": oid, "status": "cancelled", "previous_status": status, "refund": refund, "note": note}
+
+
+def check_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
+    """Refundable: delivered within the window or cancelled after payment, something left, in the order's currency."""
+    order = _own_order(ctx, args.order_id)
+    oid, status = order["id"], order["status"]
+    paid, refunded = _paid_refunded(ctx, oid)
+    if status in ("pending", "processing"):
+        raise ToolRefusal(
+            f"order {oid} is {status} and has not shipped yet, so there is nothing to refund yet",
+            code="not_shipped",
+            instead="You can cancel it free of charge instead; cancelling refunds any payment in full.",
+            article="kb-cancel-order",
+        )
+    if status == "shipped":
+        raise ToolRefusal(
+            f"order {oid} is still on its way, so it can't be refunded yet",
+            code="in_transit",
+            instead=_REFUSE_OR_RETURN,
+            article="kb-how-to-return",
+        )
+    if status == "payment_failed" or paid == 0:
+        raise ToolRefusal(
+            f"order {oid} was never paid ({status.replace('_', ' ')}), so there is nothing to refund",
+            code="never_paid",
+            article="kb-payment-problems",
+        )
+    if paid - refunded <= 0:
+        raise ToolRefusal(
+            f"order {oid} has already been fully refunded ({_money(refunded)})",
+            code="fully_refunded",
+            instead="The refund reaches your account within a few business days of completion; "
+            "ask me to check its status if it has not arrived.",
+            article="kb-track-refund",
+        )
+    days = _days_since_delivery(ctx, order)
+    if status == "delivered" and days is not None and days > RETURN_WINDOW_DAYS:
+        raise ToolRefusal(
+            f"order {oid} was delivered {days} days ago, outside the {RETURN_WINDOW_DAYS}-day returns window, "
+            "so it can no longer be refunded",
+            code="outside_return_window",
+            instead="If an item is faulty, it may still be covered by the legal guarantee: tell me what is "
+            "wrong and I'll pass it to a colleague.",
+            article="kb-faulty-damaged-items",
+        )
+    if args.currency is not None and args.currency != order["currency"]:
+        raise ToolRefusal(
+            f"order {oid} was paid in {order['currency']}, and refunds are made in the order's currency, "
+            f"not {args.currency}",
+            code="currency_mismatch",
+            instead=f"Up to {_money(paid - refunded)} can still be refunded on this order.",
+            article="kb-refund-timing",
+        )
+    remaining = paid - refunded
+    cents = remaining if args.amount is None else int(Decimal(str(args.amount)) * 100)
+    if cents > remaining:
+        raise ToolRefusal(
+            f"a refund of {_money(cents)} exceeds the {_money(remaining)} still refundable on order {oid}",
+            code="exceeds_refundable",
+            instead=f"I can refund up to {_money(remaining)} on this order.",
+            article="kb-how-to-return",
+        )
+    return {
+        "order_id": oid,
+        "amount": _eur(cents),
+        "currency": order["currency"],
+        "method": _method(ctx, oid),
+        "refundable_before": _eur(remaining),
+        "full": cents == remaining,
+    }
 
 
 @tool(
@@ -538,37 +669,17 @@ def cancel_order(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
     f"""Refund a paid order that was delivered (within
       {RETURN_WINDOW_DAYS} days) or cancelled after payment. Give an amount in EUR for a partial refund or
       omit it for the full remaining amount.""",
+    check=check_refund,
 )
 def issue_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
-    """Refund all or part of what was paid and not yet refunded."""
+    """Refund all or part of what was paid and not yet refunded (preconditions in `check_refund`)."""
     order = _own_order(ctx, args.order_id)
     oid, status = order["id"], order["status"]
     paid, refunded = _paid_refunded(ctx, oid)
-    if status in ("pending", "processing"):
-        raise ToolRefusal(
-            f"order {oid} is {status} and has not shipped; cancel it instead (cancelling refunds "
-            "any payment in full)"
-        )
-    if status == "shipped":
-        raise ToolRefusal(f"order {oid} is still in transit; it can be returned and refunded after delivery")
-    if status == "payment_failed" or paid == 0:
-        raise ToolRefusal(f"order {oid} was never paid ({status}), so there is nothing to refund")
-    if paid - refunded <= 0:
-        raise ToolRefusal(f"order {oid} has already been fully refunded ({_money(refunded)})")
-    days = _days_since_delivery(ctx, order)
-    if status == "delivered" and days is not None and days > RETURN_WINDOW_DAYS:
-        raise ToolRefusal(
-            f"order {oid} was delivered {days} days ago, outside the {RETURN_WINDOW_DAYS}-day "
-            "returns window, so it cannot be refunded"
-        )
     remaining = paid - refunded
     cents = remaining if args.amount is None else int(Decimal(str(args.amount)) * 100)
-    if cents > remaining:
-        raise ToolRefusal(
-            f"a refund of {_money(cents)} exceeds the {_money(remaining)} still refundable on order {oid}"
-        )
     payment = ctx.conn.execute(
-        "SELECT id FROM payments WHERE order_id = ? AND status = 'captured' ORDER BY id DESC LIMIT 1", (oid,)
+        "SELECT id, method FROM payments WHERE order_id = ? AND status = 'captured' ORDER BY id DESC LIMIT 1", (oid,)
     ).fetchone()
     refund = _insert_refund(ctx, oid, payment["id"], cents, args.reason)
     new_status = "refunded" if cents == remaining and status == "delivered" else status
@@ -579,10 +690,36 @@ def issue_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
         "order_id": oid,
         **refund,
         "currency": order["currency"],
+        "method": payment["method"],
         "refunded_total": _eur(refunded + cents),
         "refundable": _eur(remaining - cents),
         "order_status": new_status,
     }
+
+
+def check_address(ctx: ToolContext, args: AddressArgs) -> dict[str, Any]:
+    """Changeable: the caller's order before it ships. Preview: old and new address."""
+    order = _own_order(ctx, args.order_id)
+    oid, status = order["id"], order["status"]
+    if status == "shipped":
+        raise ToolRefusal(
+            f"order {oid} has already shipped, so its delivery address can no longer be changed",
+            code="already_shipped",
+            instead="You can use the carrier's redirect service from the tracking page where it is offered, have "
+            "it delivered to a neighbour or pick-up point, or refuse the parcel so it returns to us and we refund "
+            "the items.",
+            article="kb-change-shipping-address",
+        )
+    if status not in ("pending", "processing"):
+        raise ToolRefusal(
+            f"order {oid} is {status.replace('_', ' ')}, and the delivery address can only be changed before "
+            "the order ships (pending or processing)",
+            code=f"status_{status}",
+            instead="To use the new address for future orders, add it to your address book under Account > "
+            "Addresses.",
+            article="kb-change-shipping-address",
+        )
+    return {"order_id": oid, "old_address": order["shipping_address"], "new_address": args.address}
 
 
 @tool(
@@ -591,20 +728,35 @@ def issue_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
     AddressArgs,
     """Change the delivery address of an order
       that has not shipped yet (pending or processing).""",
+    check=check_address,
 )
 def update_shipping_address(ctx: ToolContext, args: AddressArgs) -> dict[str, Any]:
-    """Replace the delivery address of an unshipped order."""
+    """Replace the delivery address of an unshipped order (preconditions in `check_address`)."""
     order = _own_order(ctx, args.order_id)
-    if order["status"] not in ("pending", "processing"):
-        raise ToolRefusal(
-            f"order {order['id']} is {order['status']}; the delivery address can only be changed "
-            "before the order ships (pending or processing)"
-        )
     ctx.conn.execute(
         "UPDATE orders SET shipping_address = ?, updated_at = ? WHERE id = ?",
         (args.address, iso(ctx.now), order["id"]),
     )
     return {"order_id": order["id"], "old_address": order["shipping_address"], "new_address": args.address}
+
+
+def check_account(ctx: ToolContext, args: AccountArgs) -> dict[str, Any]:
+    """Changeable: a valid new value (the argument model checks it); an email not used by another account."""
+    if args.field == "email":
+        other = ctx.conn.execute(
+            "SELECT 1 FROM customers WHERE email = ? AND id != ?", (args.value, ctx.user_id)
+        ).fetchone()
+        if other:
+            raise ToolRefusal(
+                "that email address is already used by another account",
+                code="email_in_use",
+                instead="Use another address, or sign in to the other account and change or close it first.",
+                article="kb-ki-acc-409-email-change-conflict",
+            )
+    old = ctx.conn.execute(f"SELECT {args.field} FROM customers WHERE id = ?", (ctx.user_id,)).fetchone()[0]
+    if old == args.value:
+        raise ToolRefusal(f"your {args.field} is already {args.value}", code="unchanged", article="kb-edit-account")
+    return {"field": args.field, "old_value": old, "new_value": args.value}
 
 
 @tool(
@@ -613,33 +765,21 @@ def update_shipping_address(ctx: ToolContext, args: AddressArgs) -> dict[str, An
     AccountArgs,
     """Change the customer's name, email address or
       phone number.""",
+    check=check_account,
 )
 def update_account(ctx: ToolContext, args: AccountArgs) -> dict[str, Any]:
-    """Change one account field; emails must be unique."""
-    if args.field == "email":
-        other = ctx.conn.execute(
-            "SELECT 1 FROM customers WHERE email = ? AND id != ?", (args.value, ctx.user_id)
-        ).fetchone()
-        if other:
-            raise ToolRefusal("that email address is already used by another account")
+    """Change one account field (preconditions in `check_account`)."""
     old = ctx.conn.execute(f"SELECT {args.field} FROM customers WHERE id = ?", (ctx.user_id,)).fetchone()[0]
     ctx.conn.execute(f"UPDATE customers SET {args.field} = ? WHERE id = ?", (args.value, ctx.user_id))
     return {"field": args.field, "old_value": old, "new_value": args.value, "changed": old != args.value}
 
 
-@tool(
-    "delete_account",
-    "needs_approval",
-    DeleteArgs,
-    f"""Request deletion of the customer's account
-      ({DELETION_GRACE_DAYS}-day grace period; newsletter unsubscribed at once). Refused while any order is
-      pending, processing or shipped, or a refund is still pending.""",
-)
-def delete_account(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
-    """Start account deletion if nothing is still open."""
+def check_delete(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
+    """Deletable: not already requested, no open order, no pending refund."""
     c = ctx.conn.execute("SELECT status FROM customers WHERE id = ?", (ctx.user_id,)).fetchone()
     if c["status"] == "deletion_requested":
-        raise ToolRefusal("account deletion has already been requested")
+        raise ToolRefusal("account deletion has already been requested", code="already_requested",
+                          article="kb-delete-account")
     open_orders = [
         r[0]
         for r in ctx.conn.execute(
@@ -651,7 +791,10 @@ def delete_account(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
     if open_orders:
         raise ToolRefusal(
             "the account cannot be deleted while orders are pending, processing or shipped: "
-            + ", ".join(map(str, open_orders))
+            + ", ".join(map(str, open_orders)),
+            code="open_orders",
+            instead="Once those orders are delivered or cancelled, ask again and I'll start the deletion.",
+            article="kb-delete-account",
         )
     pending = [
         r[0]
@@ -664,8 +807,26 @@ def delete_account(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
     if pending:
         raise ToolRefusal(
             "the account cannot be deleted while refunds are still pending for orders: "
-            + ", ".join(map(str, pending))
+            + ", ".join(map(str, pending)),
+            code="pending_refunds",
+            instead="Once the refunds have reached you, ask again and I'll start the deletion.",
+            article="kb-delete-account",
         )
+    erase_on = (ctx.now + timedelta(days=DELETION_GRACE_DAYS)).date().isoformat()
+    return {"erase_on": erase_on, "grace_days": DELETION_GRACE_DAYS}
+
+
+@tool(
+    "delete_account",
+    "needs_approval",
+    DeleteArgs,
+    f"""Request deletion of the customer's account
+      ({DELETION_GRACE_DAYS}-day grace period; newsletter unsubscribed at once). Refused while any order is
+      pending, processing or shipped, or a refund is still pending.""",
+    check=check_delete,
+)
+def delete_account(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
+    """Start account deletion (preconditions in `check_delete`)."""
     ctx.conn.execute(
         "UPDATE customers SET status = 'deletion_requested', deletion_requested_at = ?, "
         "deletion_reason = ? WHERE id = ?",
@@ -678,7 +839,6 @@ def delete_account(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
     )
     erase_on = (ctx.now + timedelta(days=DELETION_GRACE_DAYS)).date().isoformat()
     return {"status": "deletion_requested", "erase_on": erase_on, "newsletter_subscribed": False}
-
 
 # ------------------------------------------------------------------------------------------ low-impact writes
 @tool(
