@@ -96,7 +96,8 @@ def result_of(rt: Runtime, thread_id: str, started: float) -> dict[str, Any]:
         "confidence": values.get("confidence"),
         "decision": values.get("decision"),
         "route": list(values.get("route", [])),
-        "answer": None if node else values.get("answer"),
+        # The answer to this ticket; None while the ticket itself waits (review, escalation, its own approval).
+        "answer": values.get("answer"),
         "pending": payload,
         "flags": list(values.get("flags", [])),
         "usage": usage,
@@ -151,7 +152,9 @@ def ask(
         started = time.perf_counter()
         if thread is not None:
             node, _ = pending_of(rt.graph.get_state(rt.config(thread_id)))
-            if node:
+            # A new message while an approval waits is answered, and the approval stays pending (the graph keeps
+            # it); a draft under review or an escalation must be answered first.
+            if node and node != "request_approval":
                 raise UsageError(
                     f"thread {thread_id} is waiting ({INTERRUPT_STATUS[node]}); answer it with "
                     f"'python app.py resume {thread_id} ...'"

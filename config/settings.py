@@ -63,12 +63,23 @@ class LLMPolicy(BaseModel):
     temperature: float = 0
 
 
+class GroundingPolicy(BaseModel):
+    """How the answer's grounding scales the intent's confidence (config/policy.yaml `grounding`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    article_min_relevance: float = Field(0.45, ge=0, le=1)
+    """An article grounds an answer when its relevance reaches this."""
+    ungrounded_factor: float = Field(0.6, ge=0, le=1)
+    """Confidence multiplier for an answer that no fact, precondition or relevant article supports."""
+
+
 class Policy(BaseModel):
     """Everything in config/policy.yaml, validated."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
     version: int = 1
     confidence: ConfidencePolicy = ConfidencePolicy()
+    grounding: GroundingPolicy = GroundingPolicy()
     limits: Limits = Limits()
     retrieval: RetrievalPolicy = RetrievalPolicy()
     session: SessionPolicy = SessionPolicy()
@@ -91,6 +102,14 @@ class Workflow(BaseModel):
     requires: tuple[str, ...] = ()
     escalate: bool = False
     done: str = ""
+    order: str = "optional"
+    """Whether the answer is about one order: `required` (ask which one when it is not clear), `optional`."""
+    order_statuses: tuple[str, ...] = ()
+    """Statuses of the customer's orders to offer when asking which order (empty: all)."""
+
+    @property
+    def needs_order(self) -> bool:
+        return self.order == "required" or "order_id" in self.requires
 
 
 class Settings(BaseModel):

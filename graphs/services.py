@@ -32,6 +32,7 @@ class Services:
     known_issues: list[dict[str, Any]] = field(default_factory=list)
     embedder: Any = None  # memory.embeddings.MiniLMEmbedder, shared by retrieval and answer composition
     audit_path: Path | None = None
+    lessons: Any = None  # memory.lessons.LessonQueue: lessons from human answers, pending review
 
 
 ServicesProvider = Callable[[], Services]
@@ -73,6 +74,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
     from classifier.model import IntentClassifier
     from memory.embeddings import get_embedder
     from memory.knowledge import ChromaMemory, load_articles
+    from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
     from tools.shop import ShopDB
 
@@ -105,6 +107,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         known_issues=known,
         audit_path=settings.data_dir / "audit.jsonl",
         embedder=embedder,
+        lessons=LessonQueue(settings.data_dir / "lessons.sqlite"),
     )
 
 

@@ -101,7 +101,14 @@ class SupportState(TypedDict):
     """Top intents with calibrated probabilities [{intent, p}]."""
     decision: NotRequired[Decision]
     entities: NotRequired[Annotated[dict[str, Any], merge_dict]]
-    """Slots found in the ticket: order_id, amount, address, email, field, value, ..."""
+    """Slots for this ticket: the task's slots plus what this message adds (order_id, amount, address, ...)."""
+    task: NotRequired[Annotated[dict[str, Any], merge_dict]]
+    """The conversation's active task, kept across tickets (dialogue.task): intent, slots, missing, step,
+    asked, candidates, order under discussion, an action still waiting for approval."""
+    intent_confidence: NotRequired[float]
+    """The classifier's confidence in the intent; `confidence` is the answer's (intent x grounding)."""
+    grounding: NotRequired[dict[str, Any]]
+    """What grounds the answer: slots resolved, preconditions checked, facts and articles found."""
     pending_specialists: NotRequired[list[str]]
     """Specialists the supervisor still has to run for this ticket (from the workflow)."""
     hops: NotRequired[int]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.types import RetryPolicy
 
 from graphs.context import Context
@@ -98,5 +98,4 @@ def build_supervisor(services: Services | ServicesProvider | None = None) -> Sta
     g.add_edge("execute_action", "supervisor")
     g.add_edge("generate_response", "review_gate")
     g.add_edge("guard_output", "remember")
-    g.add_edge("remember", END)
     return g

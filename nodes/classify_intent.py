@@ -3,6 +3,10 @@
 A calibrated classifier (sentence embeddings + lexical features) decides; confidence picks the tier
 (auto / review / escalate) from config. Below the review threshold a configured language model may
 pick among the top candidates (cascade); without one the tier stands.
+
+The message is read against the conversation's active task (dialogue.task.interpret): a turn that only
+supplies what the task asked for continues it ("it's 1006" is not out of scope when the customer was
+asked for an order number), a clearly new, confident intent starts a new task, "never mind" drops it.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from langgraph.runtime import Runtime
 
 from classifier.cascade import refine_with_llm
 from classifier.policy import decide
+from dialogue.task import interpret
 from graphs.context import Context
 from graphs.services import ServicesProvider
-from graphs.state import SupportState
+from graphs.state import RESET, SupportState
 from nodes.common import visited
 
 NAME = "classify_intent"
@@ -32,14 +37,32 @@ def make(services: ServicesProvider):
                 prediction = refined
                 update["flags"] = ["llm_refined_intent"]
         intent = "out_of_scope" if prediction.is_oos else prediction.intent
+        turn = interpret(
+            text,
+            dict(state.get("entities") or {}),
+            intent=intent,
+            confidence=float(prediction.confidence),
+            task=state.get("task"),
+            auto_threshold=thresholds.auto,
+        )
+        confidence = turn.confidence
+        intent = turn.intent or intent
         # Saying "that is outside what this desk handles" is safe to send on its own.
-        decision = "auto" if intent == "out_of_scope" else decide(prediction.confidence, thresholds)
+        decision = "auto" if intent == "out_of_scope" or turn.kind == "drop" else decide(confidence, thresholds)
         update.update(
             intent=intent,
-            confidence=round(float(prediction.confidence), 4),
+            confidence=round(confidence, 4),
+            intent_confidence=round(confidence, 4),
             candidates=[{"intent": i, "p": round(float(p), 4)} for i, p in prediction.candidates],
             decision=decision,
         )
+        if turn.kind == "new":
+            update["task"] = {RESET: 1, **turn.task}
+        else:
+            update["task"] = turn.task
+            update["entities"] = turn.entities
+        if turn.kind != "new":
+            update["flags"] = [*update.get("flags", []), "task_dropped" if turn.kind == "drop" else "task_continued"]
         return update
 
     return classify_intent

@@ -2,8 +2,8 @@
 
 Keeps the last turns verbatim, folds older turns into a rolling summary (LLM when configured,
 extractive offline), pins key facts so they survive summarisation, and deletes folded messages from
-the checkpointed conversation. Fills missing slots of the current ticket from pinned facts and the
-thread's working memory ("cancel it" after talking about order 1004).
+the checkpointed conversation. Which order "it" means is decided by the dialogue state (dialogue.task),
+not here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from memory.session import compress, extract_facts, merge_facts
-from nodes.common import thread_id, visited
+from nodes.common import visited
 
 NAME = "compress_context"
 
@@ -51,26 +51,14 @@ def make(services: ServicesProvider):
             summariser=llm_summariser if svc.llm is not None else None,
         )
         pinned = merge_facts(result.pinned, extract_facts(state.get("ticket", "")))
-        entities = dict(state.get("entities", {}))
         update: dict = {
             **visited(NAME),
             "summary": result.summary,
             "pinned": pinned,
             "messages": [RemoveMessage(id=mid) for mid in result.dropped_ids],
         }
-        if "order_id" not in entities:
-            thread = thread_id()
-            remembered = svc.working.get(thread, "order_id") if thread else None
-            last = remembered or (pinned.get("order_ids") or [None])[-1]
-            if last is not None and _refers_back(state.get("ticket", "")):
-                update["entities"] = {"order_id": int(last), "order_id_from": "memory"}
         if usage:
             update["usage"] = usage
         return update
 
     return compress_context
-
-
-def _refers_back(text: str) -> bool:
-    words = set(text.lower().replace("?", " ").replace(".", " ").replace(",", " ").split())
-    return bool(words & {"it", "that", "this", "same", "order", "package", "parcel", "one"})

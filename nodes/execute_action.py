@@ -34,7 +34,12 @@ def make(services: ServicesProvider):
         result = run_tool(
             svc.shop, action["tool"], action["args"], user_id=ctx.user_id, idempotency_key=action.get("idempotency_key")
         )
-        update: dict = {**visited(NAME), "action_result": result.model_dump()}
+        update: dict = {
+            **visited(NAME),
+            "action_result": result.model_dump(),
+            "status": "completed",
+            "task": {"step": "done", "pending_action": None},
+        }
         if not result.ok:
             update["flags"] = ["action_failed"]
         return update

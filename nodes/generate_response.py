@@ -9,11 +9,22 @@ same grounded context and must cite the same ids (the offline answer is the fall
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from dialogue.facts import (
+    account_sentences,
+    confirmation,
+    consistent,
+    failed_payments,
+    invoice_sentences,
+    order_sentences,
+    refund_sentences,
+)
+from dialogue.task import describe_candidates
 from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
@@ -54,22 +65,81 @@ def make(services: ServicesProvider):
     def generate_response(state: SupportState, runtime: Runtime[Context]) -> dict:
         svc = services()
         scorer = scorers.setdefault(id(svc.embedder), SentenceScorer(svc.embedder))
-        offline, citations = compose_offline(state, max_chars=svc.policy.limits.max_input_chars, scorer=scorer)
+        offline, citations, ground = compose(
+            state, max_chars=svc.policy.limits.max_input_chars, scorer=scorer, today=svc.shop.now().date()
+        )
         update: dict = {**visited(NAME), "draft": offline, "citations": citations}
-        if svc.llm is None or state.get("status") == "rejected" or _is_fixed(state):
+        update.update(assess(state, ground, svc.policy))
+        task = state.get("task") or {}
+        if ground.get("question"):
+            update["task"] = {"asked": ground["question"], "step": "collecting"}
+        elif task.get("step") in ("collecting", None) and not ground.get("fixed"):
+            update["task"] = {"asked": [], "step": "answered"}
+        if svc.llm is None or state.get("status") == "rejected" or _is_fixed(state) or ground.get("question"):
             return update
-        messages = [SystemMessage(SYSTEM_PROMPT), HumanMessage(grounded_context(state, svc.policy.session))]
+        facts = grounded_context(state, svc.policy.session)
+        messages = [SystemMessage(SYSTEM_PROMPT), HumanMessage(facts)]
         reply = svc.llm.generate(messages)
         if reply is None:
             update["flags"] = ["llm_fallback_offline"]
             return update
         text = reply.text.strip()
+        unsupported = unsupported_claims(text, facts + "\n" + offline)
+        if unsupported:
+            # A model answer may only state what the facts say; otherwise the offline answer goes out.
+            update.update(flags=["unsupported_claim"], usage=reply.usage)
+            return update
         if citations and not any(f"[{c}]" in text for c in citations):
             text += "\n\nSources: " + ", ".join(f"[{c}]" for c in citations)
         update.update(draft=text, usage=reply.usage)
         return update
 
     return generate_response
+
+
+_CLAIM = re.compile(
+    r"\b[A-Z]{2,4}[-\s]?\d{6,}[A-Z0-9]*\b|\b1Z[0-9A-Z]{10,}\b|\b\d{4}-\d{2}-\d{2}\b|"
+    r"(?:EUR|USD|GBP|€|\$|£)\s?\d[\d,]*(?:\.\d{1,2})?|\b\d[\d,]*\.\d{2}\b|\b(?:order|#)\s*(\d{4,6})\b",
+    re.I,
+)
+
+
+def _norm_claim(text: str) -> str:
+    text = text.upper().replace("€", "EUR ").replace("$", "USD ").replace("£", "GBP ").replace(",", "")
+    return re.sub(r"\s+", "", text)
+
+
+def unsupported_claims(answer: str, facts: str) -> list[str]:
+    """Order ids, amounts, dates and tracking numbers in `answer` that `facts` does not contain."""
+    known = _norm_claim(facts)
+    out = []
+    for m in _CLAIM.finditer(answer):
+        claim = m.group(1) or m.group(0)
+        value = re.sub(r"^(?:EUR|USD|GBP|€|\$|£)\s?", "", claim.strip(), flags=re.I)
+        if _norm_claim(value) not in known:
+            out.append(claim.strip())
+    return out
+
+
+def assess(state: SupportState, ground: dict[str, Any], policy: Any) -> dict[str, Any]:
+    """Answer confidence: the intent's confidence times the answer's grounding; the tier follows from it."""
+    from classifier.policy import decide
+
+    intent_conf = float(state.get("intent_confidence", state.get("confidence", 0.0)) or 0.0)
+    grounded = bool(
+        ground.get("fixed")
+        or ground.get("question")
+        or ground.get("facts")
+        or ground.get("precondition")
+        or ground.get("result")
+        or ground.get("top_relevance", 0.0) >= policy.grounding.article_min_relevance
+    )
+    factor = 1.0 if grounded else policy.grounding.ungrounded_factor
+    confidence = round(intent_conf * factor, 4)
+    decision = state.get("decision", "escalate")
+    if not grounded and decision == "auto":
+        decision = decide(confidence, policy.confidence)
+    return {"confidence": confidence, "decision": decision, "grounding": {**ground, "grounded": grounded}}
 
 
 def _is_fixed(state: SupportState) -> bool:
@@ -101,56 +171,91 @@ def grounded_context(state: SupportState, session: Any) -> str:
 
 
 def compose_offline(
-    state: SupportState, *, max_chars: int = 4000, scorer: SentenceScorer | None = None
+    state: SupportState, *, max_chars: int = 4000, scorer: SentenceScorer | None = None, today: date | None = None
 ) -> tuple[str, list[str]]:
     """A deterministic, grounded answer and the article ids it cites."""
+    text, citations, _ = compose(state, max_chars=max_chars, scorer=scorer, today=today)
+    return text, citations
+
+
+def compose(
+    state: SupportState, *, max_chars: int = 4000, scorer: SentenceScorer | None = None, today: date | None = None
+) -> tuple[str, list[str], dict[str, Any]]:
+    """The offline answer, the article ids it cites, and what grounds it (facts, preconditions, articles)."""
+    today = today or date.today()
     flags = set(state.get("flags", []))
+    fixed = {"fixed": True}
     if "empty_input" in flags:
-        return "Please tell me what you need help with: an order, a delivery, a refund, a payment or your account.", []
+        return "Please tell me what you need help with: an order, a delivery, a refund, a payment or your account.", [], fixed
     if "input_too_long" in flags:
         return (
             f"Your message is longer than {max_chars} characters. Please send the key details "
             "(order number, what happened) in a shorter message."
-        ), []
+        ), [], fixed
     if "prompt_injection" in flags:
         from nodes.guard_input import REFUSAL_INJECTION
 
-        return REFUSAL_INJECTION, []
+        return REFUSAL_INJECTION, [], fixed
+    task = state.get("task") or {}
+    if "task_dropped" in flags:
+        pending = task.get("pending_action")
+        if pending:
+            return (
+                f"OK, I've withdrawn your request to {_plain(pending.get('summary'))}; nothing was changed. "
+                "Is there anything else I can help with?"
+            ), [], fixed
+        return "OK, I'll leave that. Is there anything else I can help with?", [], fixed
     if state.get("intent") == "out_of_scope":
-        return SCOPE, []
+        return SCOPE, [], fixed
 
     parts: list[str] = []
     citations: list[str] = []
+    ground: dict[str, Any] = {}
     action = state.get("action") or {}
     approval = state.get("approval") or {}
     result = state.get("action_result")
+    lookups = dict(state.get("lookups") or {})
+    orders = ((lookups.get("list_orders") or {}).get("data") or {}).get("orders", [])
+    missing = list(action.get("missing") or []) or list(task.get("missing") or [])
+    if missing and not result:
+        question = clarifying_question(missing, action, task, orders, today)
+        return question, [], {"question": missing}
+
+    refusal = action.get("refused") or {}
     if action.get("error"):
-        parts.append(
-            f"I couldn't go ahead: {action['error']}. Please check the order number in your account's order list."
-        )
-    elif action.get("missing"):
-        need = " and ".join(QUESTIONS.get(m, m) for m in action["missing"])
-        verb = "do that" if action.get("invalid") else "help with this"
-        parts.append(f"To {verb} I need {need}. Could you send it?")
+        ground["precondition"] = True
+        parts.append(f"{_sentence(action['error'])}" + (f" {refusal['instead']}" if refusal.get("instead") else ""))
+        if refusal.get("article"):
+            parts[-1] += f" [{refusal['article']}]"
+            citations.append(refusal["article"])
+        if refusal.get("code") is None and "not found" in str(action["error"]):
+            parts[-1] += " Please check the number in your order list under Account > Orders."
+    elif action.get("offer"):
+        ground["precondition"] = True
+        parts.append(_offer(action))
     elif approval and approval.get("type") not in ("accept", "edit"):
+        ground["precondition"] = True
         why = f" Reason: {approval['reason']}" if approval.get("reason") else ""
         parts.append(
-            f"A colleague reviewed the request ({action.get('description', action.get('tool'))}) "
+            f"A colleague reviewed the request ({_plain(action.get('description', action.get('tool')))}) "
             f"and it was not carried out.{why}"
         )
     elif result is not None:
+        ground["result"] = True
         if result.get("ok"):
-            parts.append(f"Done: {action.get('description')}." + _result_details(result.get("data") or {}))
+            parts.append(confirmation(action.get("tool", ""), result.get("data") or {}))
         else:
             parts.append(f"I couldn't complete that: {result.get('error')}.")
+    elif action.get("tool") and action.get("approval") == "required":
+        parts.append(f"I've asked a colleague to approve this: {_plain(action.get('description'))}.")
 
-    lookups = dict(state.get("lookups") or {})
-    if "get_order" in lookups:
-        lookups.pop("list_orders", None)  # the order in question says more than the whole list
-    for tool, lookup in lookups.items():
-        if tool == "get_order" and action.get("tool") and result is not None:
-            continue
-        parts.append(_render_lookup(tool, lookup))
+    status = None
+    intent = state.get("intent")
+    if not action.get("tool") or (result is None and not action.get("error") and not action.get("offer")):
+        facts, status = _facts(lookups, intent, today)
+        if facts:
+            ground["facts"] = True
+            parts.extend(facts)
 
     analysis = state.get("analysis") or {}
     if analysis.get("summary") and (
@@ -158,24 +263,132 @@ def compose_offline(
     ):
         parts.append(f"From what you sent: {analysis['summary']}")
 
-    scorer = scorer or SentenceScorer()
-    matched = {k["id"] for k in analysis.get("known_issues", [])}
-    items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" or i["id"] in matched]
-    for item in _best_items(items):
-        text = item["text"]
-        if item.get("kind") == "known_issue":
-            text = _section(text, ("fix", "workaround", "resolution")) or text
-        sentences = scorer.best(text, state.get("ticket", ""), 2 if parts else 3)
-        if not sentences:
-            continue
-        label = "A similar case was resolved like this" if item.get("kind") == "case" else item.get("title") or "Help"
-        parts.append(f"{label}: {' '.join(sentences)} [{item['id']}]")
-        citations.append(item["id"])
-        if len(citations) >= (1 if result is not None or lookups else 2):
-            break
+    if not action.get("error") and result is None:
+        scorer = scorer or SentenceScorer()
+        matched = {k["id"] for k in analysis.get("known_issues", [])}
+        items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" or i["id"] in matched]
+        limit = 1 if (parts or action.get("offer")) else 2
+        for item in _best_items(items):
+            text = item["text"]
+            if item.get("kind") == "known_issue":
+                text = _section(text, ("fix", "workaround", "resolution")) or text
+            # With an order's facts in hand, only passages about its own status are worth adding.
+            sentences = [x for x in scorer.best(text, state.get("ticket", ""), 4) if consistent(x, status, strict=True)]
+            sentences = sentences[: 2 if parts else 3]
+            if not sentences:
+                continue
+            label = item.get("title") or "Help"
+            parts.append(f"{label}: {' '.join(sentences)} [{item['id']}]")
+            citations.append(item["id"])
+            ground["top_relevance"] = max(ground.get("top_relevance", 0.0), float(item.get("relevance", 0.0)))
+            if len(citations) >= limit:
+                break
+    pending = task.get("pending_action")
+    if pending and pending.get("idempotency_key") != action.get("idempotency_key"):
+        parts.append(f"Your earlier request to {_plain(pending.get('summary'))} is still waiting for approval.")
+    if action.get("replaces"):
+        earlier = _plain(action["replaces"])
+        parts.append(f"I've withdrawn your earlier request to {earlier}, which had not been approved yet.")
     if not parts:
         parts.append("I couldn't find this in our help articles. I can pass it to a colleague if you like.")
-    return "\n\n".join(parts), citations
+    return "\n\n".join(parts), citations, ground
+
+
+def _plain(markdown: Any) -> str:
+    """A one-line, Markdown-free version of an action description."""
+    text = str(markdown or "").replace("**", "")
+    return " ".join(text.replace("\n- ", "; ").split()).rstrip(".")
+
+
+def _sentence(text: str) -> str:
+    text = str(text).strip()
+    text = text[0].upper() + text[1:] if text else text
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _offer(action: dict[str, Any]) -> str:
+    p, tool = action.get("preview") or {}, action.get("tool")
+    if tool == "cancel_order":
+        what = f"order {p.get('order_id')} is {str(p.get('status')).replace('_', ' ')}, so it can still be cancelled"
+        return f"Yes: {what} free of charge, and {p.get('money')}. Shall I cancel it for you?"
+    if tool == "issue_refund":
+        return (
+            f"Yes: order {p.get('order_id')} can be refunded ({p.get('currency')} {float(p.get('amount', 0)):.2f} "
+            f"to {METHOD.get(p.get('method', ''), 'the original payment method')}). Shall I request the refund?"
+        )
+    if tool == "update_shipping_address":
+        return (
+            f"Yes: order {p.get('order_id')} has not shipped yet, so its address can still be changed to "
+            f"{p.get('new_address')}. Shall I change it?"
+        )
+    return f"Yes, that is possible: {_plain(action.get('description'))}. Shall I go ahead?"
+
+
+def clarifying_question(
+    missing: list[str], action: dict[str, Any], task: dict[str, Any], orders: list[dict[str, Any]], today: date
+) -> str:
+    """One sentence asking for exactly what is missing; offers the customer's candidate orders."""
+    if action.get("invalid"):
+        bad = missing[0]
+        if bad == "address":
+            return ("That address looks incomplete: please send the full address with street and house number, "
+                    "postcode and city.")
+        if bad == "value":
+            field = (action.get("args") or {}).get("field", "value")
+            return f"That doesn't look like a valid {field}: could you send it again?"
+        return f"Some details were not valid ({', '.join(missing)}): could you send them again?"
+    if "order_id" in missing:
+        wanted = [int(c) for c in task.get("candidates") or []]
+        by_id = {int(o["order_id"]): o for o in orders}
+        candidates = [by_id[c] for c in wanted if c in by_id][:5]
+        rest = [m for m in missing if m != "order_id"]
+        tail = " and the full new address" if "address" in rest else ""
+        if candidates:
+            listed = describe_candidates(candidates, today)
+            if len(candidates) <= 2:
+                return f"Do you mean {listed}{tail}?"
+            return f"Which order do you mean{tail and ', and what is' + tail[4:]}: {listed}?"
+        return f"Which order is it about? Please send the order number (for example 1004){tail}."
+    if "address" in missing:
+        return "What is the full new delivery address, with street and house number, postcode and city?"
+    if "field" in missing and "value" in missing:
+        return "Which detail should I change (your name, email address or phone number), and to what?"
+    if "value" in missing:
+        field = (action.get("args") or {}).get("field", "detail")
+        return f"What should your new {field} be?"
+    if "field" in missing:
+        return "Which detail should I change: your name, email address or phone number?"
+    return "Could you tell me " + " and ".join(QUESTIONS.get(m, m) for m in missing) + "?"
+
+
+def _facts(lookups: dict[str, Any], intent: str | None, today: date) -> tuple[list[str], str | None]:
+    """Sentences from the read tools' results that answer this intent, and the order's status (for consistency)."""
+    out: list[str] = []
+    status = None
+    order = lookups.get("get_order") or {}
+    if order.get("ok"):
+        data = order.get("data") or {}
+        status = data.get("status")
+        if intent not in ("get_invoice", "check_invoice") or not (lookups.get("get_invoice") or {}).get("ok"):
+            out += order_sentences(data, intent, today)
+    elif order:
+        out.append(_sentence(f"I couldn't find that order: {order.get('error')}") +
+                   " Please check the number in your order list under Account > Orders.")
+    refund = lookups.get("get_refund_status") or {}
+    if refund.get("ok") and intent in ("track_refund", "get_refund"):
+        out += refund_sentences(refund.get("data") or {})
+    invoice = lookups.get("get_invoice") or {}
+    if invoice.get("ok"):
+        out += invoice_sentences(invoice.get("data") or {})
+    elif invoice.get("error") and not order.get("error"):
+        out.append(_sentence(f"I can't provide an invoice yet: {invoice['error']}"))
+    account = lookups.get("get_account") or {}
+    if account.get("ok"):
+        out += account_sentences(account.get("data") or {}, intent)
+    listed = lookups.get("list_orders") or {}
+    if listed.get("ok") and intent == "payment_issue":
+        out += failed_payments((listed.get("data") or {}).get("orders", []))
+    return out, status
 
 
 def _best_items(items: list[dict]) -> list[dict]:
@@ -262,40 +475,3 @@ class SentenceScorer:
             scores = [float(o) for o in overlap]
         ranked = sorted(range(len(sentences)), key=lambda k: (-scores[k], k))[:n]
         return [sentences[k] for k in sorted(ranked)]
-
-
-def _render_lookup(tool: str, lookup: dict[str, Any]) -> str:
-    if not lookup.get("ok"):
-        return f"I couldn't look that up: {lookup.get('error')}."
-    data = lookup.get("data") or {}
-    if tool == "get_order":
-        order = data.get("order", data)
-        line = f"Order {order.get('id', order.get('order_id'))} is {str(order.get('status')).replace('_', ' ')}"
-        if order.get("carrier") or order.get("tracking_number"):
-            line += f" (carrier {order.get('carrier')}, tracking {order.get('tracking_number')})"
-        if order.get("estimated_delivery") and order.get("status") == "shipped":
-            line += f", expected {order['estimated_delivery']}"
-        if order.get("total") is not None:
-            line += f", total {order.get('currency', 'EUR')} {order.get('total')}"
-        return line + "."
-    if tool == "list_orders":
-        orders = data.get("orders", [])
-        shown = ", ".join(f"{o.get('id', o.get('order_id'))} ({o.get('status')})" for o in orders[:10])
-        return f"Your recent orders: {shown}." if shown else "I don't see any orders on your account."
-    if tool == "get_refund_status":
-        refunds = data.get("refunds", [])
-        if not refunds:
-            return f"There is no refund recorded for order {data.get('order_id')} yet."
-        r = refunds[-1]
-        return f"Refund for order {data.get('order_id')}: {r.get('status')}, amount {r.get('amount')}."
-    return (
-        f"{tool.replace('_', ' ').capitalize()}: "
-        + ", ".join(f"{k} {v}" for k, v in data.items() if isinstance(v, (str, int, float)))[:300]
-    )
-
-
-def _result_details(data: dict[str, Any]) -> str:
-    keep = {k: v for k, v in data.items() if isinstance(v, (str, int, float)) and k not in ("replayed",)}
-    if not keep:
-        return ""
-    return " " + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in list(keep.items())[:5]) + "."

@@ -24,7 +24,7 @@ def make(services: ServicesProvider):
         answer = state.get("answer")
         update: dict = {**visited(NAME)}
         if answer:
-            clean, flags = check_output(answer)
+            clean, flags = check_output(answer, allowed_emails=_own_emails(state))
             update.update(answer=clean, messages=[AIMessage(content=clean)])
             if flags:
                 update["flags"] = flags
@@ -33,3 +33,18 @@ def make(services: ServicesProvider):
         return update
 
     return guard_output
+
+
+def _own_emails(state: SupportState) -> set[str]:
+    """The customer's own addresses, as identity-checked tools returned them: shown to them unmasked."""
+    found: set[str] = set()
+    account = ((state.get("lookups") or {}).get("get_account") or {}).get("data") or {}
+    if account.get("email"):
+        found.add(str(account["email"]))
+    result = (state.get("action_result") or {}).get("data") or {}
+    if result.get("field") == "email":
+        found.update(str(v) for v in (result.get("old_value"), result.get("new_value")) if v)
+    preview = (state.get("action") or {}).get("preview") or {}
+    if preview.get("field") == "email":
+        found.update(str(v) for v in (preview.get("old_value"), preview.get("new_value")) if v)
+    return found

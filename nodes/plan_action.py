@@ -1,8 +1,12 @@
 """plan_action: turns the ticket into one concrete, validated write action — but does not run it.
 
-The workflow names the tool; arguments come from the ticket's slots. Missing or invalid arguments,
-or an order the customer does not own, end the plan here (the response asks or explains). A valid
-plan carries an idempotency key so executing it twice changes the shop once.
+The workflow names the tool; arguments come from the task's slots. Missing or invalid arguments end the
+plan here (the response asks for exactly what is missing). Then the tool's own preconditions run as a dry
+run (`run_tool(..., dry_run=True)`): who owns the order, which statuses allow the change, what is still
+refundable, in which currency. A failing precondition becomes an answer that says why and what the customer
+can do instead — it never reaches an approval request. A question about whether something is possible
+("can I still cancel it?") is answered with what would happen and an offer, not with an approval request.
+A valid plan carries a preview of its effect and an idempotency key, so executing it twice changes the shop once.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import ValidationError
 
+from dialogue.task import asks_only
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
@@ -23,26 +28,18 @@ from tools.shop import TOOLS, run_tool
 
 NAME = "plan_action"
 
-DESCRIPTIONS = {
-    "cancel_order": "Cancel order {order_id}",
-    "issue_refund": "Refund {amount_text} for order {order_id}",
-    "update_shipping_address": "Change the shipping address of order {order_id} to: {address}",
-    "update_account": "Change the account's {field} to {value}",
-    "delete_account": "Delete the customer's account",
-    "set_newsletter_subscription": "{subscribe_text} the newsletter",
-    "create_ticket": "Open a {priority}-priority support ticket: {subject}",
-}
-
 
 def build_args(tool: str, intent: str, ticket: str, entities: dict[str, Any]) -> dict[str, Any]:
     """Arguments for `tool` from the ticket's slots (only keys that are known)."""
-    reason = ticket[:200]
-    pick = {k: entities[k] for k in ("order_id", "amount", "address", "field", "value") if k in entities}
+    reason = (str(entities.get("request") or "") or ticket)[:200]
+    pick = {
+        k: entities[k] for k in ("order_id", "amount", "currency", "address", "field", "value") if k in entities
+    }
     match tool:
         case "cancel_order":
             return {**_only(pick, "order_id"), "reason": reason}
         case "issue_refund":
-            return {**_only(pick, "order_id", "amount"), "reason": reason}
+            return {**_only(pick, "order_id", "amount", "currency"), "reason": reason}
         case "update_shipping_address":
             return _only(pick, "order_id", "address")
         case "update_account":
@@ -53,27 +50,70 @@ def build_args(tool: str, intent: str, ticket: str, entities: dict[str, Any]) ->
             return {"subscribed": entities.get("subscribed", True)}
         case "create_ticket":
             priority = "high" if intent == "complaint" else "normal"
-            return {"subject": intent.replace("_", " "), "body": ticket, "priority": priority}
+            args: dict[str, Any] = {"subject": intent.replace("_", " "), "body": ticket, "priority": priority}
+            return {**args, **_only(pick, "order_id")}
     raise ValueError(f"plan_action has no argument builder for tool {tool!r}")
 
 
 def _only(d: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: d[k] for k in keys if k in d}
+    return {k: d[k] for k in keys if k in d and d[k] is not None}
 
 
-def describe(tool: str, args: dict[str, Any]) -> str:
-    amount = args.get("amount")
-    fields = {
-        **args,
-        "amount_text": f"EUR {amount:.2f}" if isinstance(amount, (int, float)) else "the full paid amount",
-        "subscribe_text": "Subscribe to" if args.get("subscribed", True) else "Unsubscribe from",
-    }
-    return DESCRIPTIONS.get(tool, tool).format_map(_Default(fields))
+def describe(tool: str, args: dict[str, Any], preview: dict[str, Any] | None = None) -> str:
+    """The effect, in Markdown, from the dry run's preview (what the approver and the customer are promised)."""
+    p = preview or {}
+    match tool:
+        case "cancel_order":
+            items = "; ".join(p.get("items") or [])
+            return (
+                f"**Cancel order {args.get('order_id')}** ({str(p.get('status', '?')).replace('_', ' ')}): "
+                f"{items}; total {p.get('total', '?')}. {_upper_first(str(p.get('money', '')))}."
+            )
+        case "issue_refund":
+            return (
+                f"**Refund {p.get('currency', 'EUR')} {float(p.get('amount', 0)):.2f} to the customer's "
+                f"{ {'card': 'card', 'paypal': 'PayPal account'}.get(p.get('method', ''), p.get('method', '?'))}** "
+                f"for order {args.get('order_id')} ({p.get('currency', 'EUR')} "
+                f"{float(p.get('refundable_before', 0)):.2f} still refundable)."
+            )
+        case "update_shipping_address":
+            return (
+                f"**Change the delivery address of order {args.get('order_id')}**\n\n"
+                f"- old: {p.get('old_address', '?')}\n- new: {p.get('new_address', args.get('address'))}"
+            )
+        case "update_account":
+            return f"**Change the account's {args.get('field')}** from {p.get('old_value')} to {p.get('new_value')}"
+        case "delete_account":
+            return (
+                f"**Delete the customer's account**: erased on {p.get('erase_on', '?')} after a "
+                f"{p.get('grace_days', 14)}-day grace period; the newsletter is unsubscribed at once."
+            )
+        case "set_newsletter_subscription":
+            return ("Subscribe to" if args.get("subscribed", True) else "Unsubscribe from") + " the newsletter"
+        case "create_ticket":
+            return f"Open a {args.get('priority', 'normal')}-priority support ticket: {args.get('subject')}"
+    return tool
 
 
-class _Default(dict):
-    def __missing__(self, key: str) -> str:
-        return "?"
+def summary(tool: str, args: dict[str, Any], preview: dict[str, Any] | None = None) -> str:
+    """A few words for the customer: 'cancel order 1008', 'refund EUR 6.00 for order 1004'."""
+    p = preview or {}
+    match tool:
+        case "cancel_order":
+            return f"cancel order {args.get('order_id')}"
+        case "issue_refund":
+            return f"refund {p.get('currency', 'EUR')} {float(p.get('amount', 0)):.2f} for order {args.get('order_id')}"
+        case "update_shipping_address":
+            return f"change the delivery address of order {args.get('order_id')}"
+        case "update_account":
+            return f"change your {args.get('field')}"
+        case "delete_account":
+            return "delete your account"
+    return tool.replace("_", " ")
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def idempotency_key(thread_id: str, trace_id: str, tool: str, args: dict[str, Any]) -> str:
@@ -96,34 +136,55 @@ def make(services: ServicesProvider):
         if spec is None or spec.permission == "read":
             raise ValueError(f"workflow for {intent!r} names {flow.action!r}, which is not a write tool")
         entities = state.get("entities", {})
-        args = build_args(flow.action, intent, state.get("ticket", ""), entities)
+        task = dict(state.get("task") or {})
+        ticket = state.get("ticket", "")
+        args = build_args(flow.action, intent, ticket, entities)
         missing = [r for r in flow.requires if r not in args]
         plan: dict[str, Any] = {"tool": flow.action, "args": args, "missing": missing}
         if not missing:
             try:
-                args = spec.args_model.model_validate(args).model_dump(mode="json")
+                args = spec.args_model.model_validate(args).model_dump(mode="json", exclude_none=True)
             except ValidationError as exc:
                 bad = sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")})
                 plan.update(missing=bad or ["arguments"], invalid=True)
-        if not plan["missing"] and args.get("order_id") is not None:
-            check = run_tool(svc.shop, "get_order", {"order_id": args["order_id"]}, user_id=ctx.user_id)
-            if not check.ok:
-                plan["error"] = check.error
-            else:
-                update["lookups"] = {**(state.get("lookups") or {}), "get_order": check.model_dump()}
-        if plan["missing"] or plan.get("error"):
+        if plan["missing"]:
             update["action"] = plan
+            update["task"] = {"missing": plan["missing"], "step": "collecting"}
             return Command(goto="supervisor", update=update)
 
-        thread = thread_id()
+        dry = run_tool(svc.shop, flow.action, args, user_id=ctx.user_id, dry_run=True)
+        plan["args"] = args
+        if not dry.ok:
+            # The policy says no: the customer hears why and what they can do; nobody is asked to approve.
+            plan.update(error=dry.error, refused=dry.refusal.model_dump() if dry.refusal else None)
+            update["action"] = plan
+            update["task"] = {"step": "answered", "missing": []}
+            return Command(goto="supervisor", update=update)
+        preview = dry.data.get("preview", {})
+        plan.update(
+            preview=preview, description=describe(flow.action, args, preview), summary=summary(flow.action, args, preview)
+        )
+        if asks_only(ticket) and task.get("step") != "confirming":
+            # "Can I still cancel it?" asks whether, not to do it: say what would happen and offer to go ahead.
+            plan["offer"] = True
+            update["action"] = plan
+            update["task"] = {"step": "confirming", "missing": [], "asked": ["confirm"]}
+            return Command(goto="supervisor", update=update)
+
         needs_approval = flow.approval == "required" or spec.permission == "needs_approval"
         plan.update(
-            args=args,
-            description=describe(flow.action, args),
             approval="required" if needs_approval else "none",
-            idempotency_key=idempotency_key(thread, state.get("trace_id", ""), flow.action, args),
+            idempotency_key=idempotency_key(thread_id(), state.get("trace_id", ""), flow.action, args),
         )
+        earlier = task.get("pending_action")
+        if earlier and earlier.get("idempotency_key") != plan["idempotency_key"]:
+            plan["replaces"] = earlier.get("summary") or earlier.get("tool")
         update["action"] = plan
+        if needs_approval:
+            update["status"] = "awaiting_approval"
+            update["task"] = {"step": "awaiting_approval", "missing": [], "pending_action": plan}
+        else:
+            update["task"] = {"step": "answered", "missing": [], "pending_action": None}
         return Command(goto="request_approval", update=update)
 
     return plan_action

@@ -1,9 +1,14 @@
 """remember: persist what this ticket taught us, in the right tier.
 
-- working memory: the thread's task state (intent, order under discussion, step), with a TTL;
-- long-term memory: stated preferences per user, and resolved cases when a human edited, replaced
-  or resolved an answer (the feedback loop: similar later tickets retrieve them);
+- the task itself lives in the checkpointed state (dialogue.task); working memory only keeps the last
+  action's outcome for the thread, with a TTL;
+- long-term memory: stated preferences per user; when a human edited, replaced or resolved an answer, a
+  *lesson* in neutral words (memory.lessons) is queued for review — a human's reply to one customer is never
+  shown to another, and a lesson reaches the knowledge base only once a reviewer approves it;
 - the append-only audit/decision log: one JSON line per ticket with its trace id and route.
+
+An action that was still waiting for approval when the customer wrote again is kept: after this ticket's
+answer the thread goes back to `request_approval` with it, so the approval is never dropped silently.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
+from langgraph.graph import END
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
-from graphs.state import SupportState
+from graphs.state import RESET, SupportState
+from memory.lessons import make_lesson
 from nodes.common import thread_id, visited
 
 NAME = "remember"
@@ -25,21 +34,16 @@ _audit_lock = threading.Lock()
 
 
 def make(services: ServicesProvider):
-    def remember(state: SupportState, runtime: Runtime[Context]) -> dict:
+    def remember(state: SupportState, runtime: Runtime[Context]) -> Command[Literal["request_approval", "__end__"]]:
         svc = services()
         ctx = context_of(runtime)
         thread = thread_id()
-        entities = state.get("entities", {})
         action = state.get("action") or {}
-        if thread:
-            svc.working.set(thread, "intent", state.get("intent"))
-            svc.working.set(thread, "step", state.get("status"))
-            if "order_id" in entities:
-                svc.working.set(thread, "order_id", entities["order_id"])
-            if action.get("tool"):
-                svc.working.set(
-                    thread, "last_action", {"tool": action["tool"], "ok": (state.get("action_result") or {}).get("ok")}
-                )
+        task = state.get("task") or {}
+        if thread and action.get("tool") and state.get("action_result") is not None:
+            svc.working.set(
+                thread, "last_action", {"tool": action["tool"], "ok": (state.get("action_result") or {}).get("ok")}
+            )
 
         for key, value in (state.get("pinned", {}).get("preferences") or {}).items():
             svc.knowledge.set_preference(ctx.tenant_id, ctx.user_id, key, value)
@@ -47,20 +51,16 @@ def make(services: ServicesProvider):
         review = state.get("review") or {}
         learned = None
         if review.get("type") in ("edit", "response", "resolved_by_human") and review.get("final"):
-            from memory.knowledge import ResolvedCase
-
-            learned = svc.knowledge.add_case(
-                ResolvedCase(
-                    problem=state.get("ticket", ""),
-                    cause=f"{state.get('intent')}: {review['type']} by a human",
-                    fix=review["final"],
-                    outcome="human-verified answer",
-                    intent=state.get("intent") or "",
-                ),
-                tenant_id=ctx.tenant_id,
-                user_id=ctx.user_id,
-                shared=True,
+            intent = state.get("intent") or "out_of_scope"
+            flow = svc.workflows.get(intent)
+            lesson = make_lesson(
+                state.get("ticket", ""),
+                review["final"],
+                intent=intent,
+                cause=flow.description if flow else intent.replace("_", " "),
             )
+            if lesson is not None and svc.lessons is not None:
+                learned = svc.lessons.propose(lesson, tenant_id=ctx.tenant_id, trace_id=state.get("trace_id", ""))
         _audit(
             svc.audit_path,
             {
@@ -77,10 +77,26 @@ def make(services: ServicesProvider):
                 "flags": state.get("flags", []),
                 "action": action.get("tool"),
                 "approval": (state.get("approval") or {}).get("type"),
-                "learned_case": learned,
+                "lesson_proposed": learned,
             },
         )
-        return {**visited(NAME)}
+        update: dict = {**visited(NAME)}
+        pending = task.get("pending_action")
+        if "task_dropped" in (state.get("flags") or []):
+            update["task"] = {"pending_action": None}
+        elif pending and pending.get("idempotency_key") != action.get("idempotency_key"):
+            # The customer wrote while an approval was waiting: this ticket is answered, the approval stands.
+            update.update(
+                action=pending,
+                approval=None,
+                action_result=None,
+                lookups={},
+                knowledge=[{"id": RESET}],
+                status="awaiting_approval",
+                task={"step": "awaiting_approval"},
+            )
+            return Command(goto="request_approval", update=update)
+        return Command(goto=END, update=update)
 
     return remember
 

@@ -14,11 +14,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from graphs.context import Context
+from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from nodes.common import visited
-from tools.shop import TOOLS
+from tools.shop import TOOLS, run_tool
 
 NAME = "request_approval"
 
@@ -39,10 +39,12 @@ def parse_response(value: Any) -> HumanResponse:
 
 
 def approval_request(action: dict[str, Any], *, intent: str | None, ticket: str) -> dict[str, Any]:
+    """Agent Inbox payload: the tool and its arguments (no nulls), and the effect the approver agrees to."""
+    args = {k: v for k, v in action["args"].items() if v is not None}
     return {
-        "action_request": {"action": action["tool"], "args": action["args"]},
+        "action_request": {"action": action["tool"], "args": args},
         "config": {"allow_accept": True, "allow_edit": True, "allow_respond": True, "allow_ignore": True},
-        "description": f"{action['description']}\n\nCustomer wrote: {ticket[:500]}\nIntent: {intent}",
+        "description": f"{action['description']}\n\n**Customer wrote:** {ticket[:500]}\n\n**Intent:** {intent}",
     }
 
 
@@ -67,6 +69,7 @@ def make(services: ServicesProvider):
                 approval={"type": "invalid", "by": "human", "reason": exc.errors()[0]["msg"]},
                 status="rejected",
                 flags=["invalid_approval_response"],
+                task={"step": "done", "pending_action": None},
             )
             return Command(goto="generate_response", update=update)
 
@@ -76,18 +79,32 @@ def make(services: ServicesProvider):
         if response.type == "edit":
             try:
                 args = validate_edit(action, response.args)
+                # The edited action must pass the same preconditions as the planned one (read-only dry run).
+                dry = run_tool(
+                    services().shop, action["tool"], args, user_id=context_of(runtime).user_id, dry_run=True
+                )
+                if not dry.ok:
+                    raise ValueError(f"the edited action is not allowed: {dry.error}")
             except ValueError as exc:
                 update.update(
                     approval={"type": "invalid", "by": "human", "reason": str(exc)},
                     status="rejected",
                     flags=["invalid_approval_response"],
+                    task={"step": "done", "pending_action": None},
                 )
                 return Command(goto="generate_response", update=update)
-            action["args"] = args
+            from nodes.plan_action import describe
+
+            preview = dry.data.get("preview", {})
+            action.update(args=args, preview=preview, description=describe(action["tool"], args, preview))
             update.update(action=action, approval={"type": "edit", "by": "human", "args": args})
             return Command(goto="execute_action", update=update)
         reason = str(response.args) if response.type == "response" and response.args else ""
-        update.update(approval={"type": response.type, "by": "human", "reason": reason}, status="rejected")
+        update.update(
+            approval={"type": response.type, "by": "human", "reason": reason},
+            status="rejected",
+            task={"step": "done", "pending_action": None},
+        )
         return Command(goto="generate_response", update=update)
 
     return request_approval

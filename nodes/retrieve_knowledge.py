@@ -3,12 +3,17 @@
 Finds the knowledge-base articles and resolved cases relevant to the ticket (long-term memory,
 relevance blended with recency) and runs the read-only shop lookups the workflow allows
 (e.g. `get_order` when the ticket names an order). Never writes anything.
+
+When the workflow is about one order and the message gives no number, the order is resolved from the
+customer's own orders (dialogue.task.resolve_order: "it", "the second one", "the one I placed
+yesterday", "the headphones"); when that leaves several, they become the candidates the answer offers.
 """
 
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
+from dialogue.task import refers_to_order, resolve_order
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
@@ -40,7 +45,28 @@ def make(services: ServicesProvider):
         items = [i for i in items if i["relevance"] >= svc.policy.retrieval.min_relevance] or items[:1]
 
         lookups = dict(state.get("lookups") or {})
-        entities = state.get("entities", {})
+        entities = dict(state.get("entities", {}))
+        update: dict = {**visited(NAME), "knowledge": items}
+        task = dict(state.get("task") or {})
+        if flow is not None and "order_id" not in entities and (flow.needs_order or refers_to_order(text)):
+            listed = run_tool(svc.shop, "list_orders", {}, user_id=ctx.user_id)
+            if listed.ok:
+                found = resolve_order(
+                    text,
+                    entities,
+                    task=task,
+                    orders=listed.data.get("orders", []),
+                    statuses=flow.order_statuses,
+                    today=svc.shop.now().date(),
+                    last_order_id=_last_pinned(state),
+                )
+                if found.order_id is not None:
+                    entities["order_id"] = found.order_id
+                    update["entities"] = {"order_id": found.order_id, "order_id_from": found.how}
+                    update["task"] = {"order_id": found.order_id, "candidates": [], "missing": []}
+                elif flow.needs_order:
+                    lookups["list_orders"] = listed.model_dump()
+                    update["task"] = {"missing": ["order_id"], "candidates": list(found.candidates)}
         for tool in flow.read_tools if flow else ():
             spec = TOOLS.get(tool)
             if spec is None or spec.permission != "read":
@@ -48,13 +74,25 @@ def make(services: ServicesProvider):
             need = TOOL_NEEDS.get(tool)
             if need and need not in entities:
                 continue
-            if tool == "list_orders" and "order_id" in entities:
+            if tool == "list_orders" and ("order_id" in entities or "list_orders" in lookups):
                 continue  # the order in question is looked up on its own
             args = {need: entities[need]} if need else {}
             lookups[tool] = run_tool(svc.shop, tool, args, user_id=ctx.user_id).model_dump()
-        return {**visited(NAME), "knowledge": items, "lookups": lookups}
+        if "order_id" in entities and "task" not in update:
+            update["task"] = {"order_id": entities["order_id"], "missing": [], "candidates": []}
+        update["lookups"] = lookups
+        return update
 
     return retrieve_knowledge
+
+
+def _last_pinned(state: SupportState) -> int | None:
+    """The last order number the customer wrote in this conversation (pinned facts survive summaries)."""
+    ids = (state.get("pinned") or {}).get("order_ids") or []
+    try:
+        return int(ids[-1]) if ids else None
+    except ValueError:
+        return None
 
 
 def _item(hit, kind: str) -> dict:

@@ -39,7 +39,10 @@ def make(services: ServicesProvider):
             raise ValueError(f"no workflow for intent {intent!r}; add it to config/workflows.yaml")
         if hops == 1:
             flow = svc.workflows[intent]
-            if state.get("decision") == "escalate":
+            if "task_dropped" in (state.get("flags") or []):
+                # "Never mind": nothing to look up or do; the response says what was dropped.
+                pending = []
+            elif state.get("decision") == "escalate":
                 # Too unsure to act: gather knowledge for the human, then hand over.
                 pending = ["retrieve_knowledge", "escalate"]
             else:

@@ -67,7 +67,7 @@ def test_previews_describe_the_effect_and_change_nothing(db: ShopDB) -> None:
     assert cancel.data["preview"]["items"] == ["1 x Keystone Mechanical Keyboard", "1 x Glide Ergonomic Mouse"]
     refund = run_tool(db, "issue_refund", {"order_id": 1004, "amount": 6}, user_id="demo", dry_run=True)
     assert refund.data["preview"] == {
-        "order_id": 1004, "amount": 6.0, "currency": "EUR", "method": "your card", "refundable_before": 393.9,
+        "order_id": 1004, "amount": 6.0, "currency": "EUR", "method": "card", "refundable_before": 393.9,
         "full": False,
     }
     address = run_tool(

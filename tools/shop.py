@@ -656,7 +656,7 @@ def check_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
         "order_id": oid,
         "amount": _eur(cents),
         "currency": order["currency"],
-        "method": _method(ctx, oid),
+        "method": (_payment(ctx, oid) or {"method": "card"})["method"],
         "refundable_before": _eur(remaining),
         "full": cents == remaining,
     }

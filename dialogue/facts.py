@@ -1,0 +1,195 @@
+"""Facts as sentences: what identity-checked tool results say, written for the question that was asked.
+
+Never raw tool output: each renderer picks the fields that answer the intent (a tracking question gets
+status, carrier, tracking number and expected date; a refund question gets the refund state) and says them
+in plain sentences. `confirmation()` states the effect that actually happened, from the tool's result, not
+from the plan. `STATUS_WORDS` lets the composer drop knowledge-base sentences that contradict the facts.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+METHOD = {"card": "your card", "paypal": "your PayPal account"}
+
+STATUS_WORDS: dict[str, tuple[str, ...]] = {
+    "label_created": ("label created", "not collected"),
+    "pending": ("pending",),
+    "processing": ("processing", "being prepared"),
+    "shipped": ("shipped", "in transit", "on its way", "handed to the carrier"),
+    "out_for_delivery": ("out for delivery",),
+    "delivered": ("delivered",),
+    "cancelled": ("cancelled", "canceled"),
+    "refunded": ("refunded",),
+    "payment_failed": ("payment failed", "payment_failed"),
+}
+"""Order statuses and the words that name them in articles."""
+
+
+def consistent(sentence: str, status: str | None, *, strict: bool = False) -> bool:
+    """False when the sentence names an order status other than `status` (no tracking text for a cancelled order).
+
+    `strict`: the sentence must name `status` itself (used when the order's facts already answer the question).
+    """
+    if not status:
+        return True
+    low = sentence.lower()
+    named = {s for s, words in STATUS_WORDS.items() if any(w in low for w in words)}
+    if strict:
+        return named == {status}
+    return not named or status in named
+
+
+def _day(ts: str | None) -> str:
+    return str(ts)[:10] if ts else ""
+
+
+def _money(value: Any, currency: str = "EUR") -> str:
+    return f"{currency} {float(value or 0):,.2f}"
+
+
+def _items(order: dict[str, Any]) -> str:
+    items = order.get("items") or []
+    if isinstance(items, str):
+        return items
+    return ", ".join(f"{i['quantity']} x {i['name']}" if i.get("quantity", 1) > 1 else i["name"] for i in items)
+
+
+def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> list[str]:
+    """The order's state, in sentences, leading with what the intent asks about."""
+    oid, status, cur = order.get("order_id"), order.get("status"), order.get("currency", "EUR")
+    what = f"Order {oid} ({_items(order)}, {_money(order.get('total'), cur)})"
+    out: list[str] = []
+    if status == "shipped":
+        line = f"{what} has shipped with {order.get('carrier')}, tracking number {order.get('tracking_number')}."
+        out.append(line)
+        eta = order.get("estimated_delivery")
+        if eta:
+            late = date.fromisoformat(eta) < today
+            out.append(
+                f"It was expected on {eta}, so it is running late." if late else f"It is expected on {eta}."
+            )
+    elif status == "delivered":
+        out.append(f"{what} was delivered on {_day(order.get('delivered_at'))}.")
+        if intent in ("get_refund", "check_refund_policy", "check_cancellation_fee", "complaint"):
+            days = order.get("days_since_delivery")
+            if order.get("within_return_window"):
+                out.append(f"That was {days} days ago, so it is within the 30-day returns window.")
+            elif days is not None:
+                out.append(f"That was {days} days ago, outside the 30-day returns window.")
+    elif status == "cancelled":
+        reason = f" ({order['cancel_reason']})" if order.get("cancel_reason") else ""
+        out.append(f"{what} was cancelled on {_day(order.get('cancelled_at'))}{reason}, so it will not be shipped.")
+        if float(order.get("paid") or 0) > 0:
+            if float(order.get("refunded") or 0) >= float(order.get("paid") or 0):
+                out.append(f"The payment of {_money(order.get('paid'), cur)} has been refunded.")
+            elif float(order.get("refunded") or 0) > 0:
+                out.append(f"{_money(order.get('refunded'), cur)} of {_money(order.get('paid'), cur)} was refunded.")
+            else:
+                out.append(f"You paid {_money(order.get('paid'), cur)}, and no refund is recorded for it yet.")
+    elif status == "refunded":
+        method = METHOD.get((order.get("payment") or {}).get("method", ""), "the original payment method")
+        out.append(f"{what} was returned and fully refunded: {_money(order.get('refunded'), cur)} to {method}.")
+    elif status == "payment_failed":
+        pay = order.get("payment") or {}
+        why = f": {pay['error_message'].lower()} (error {pay['error_code']})" if pay.get("error_message") else ""
+        out.append(f"The payment for {what[0].lower() + what[1:]} failed{why}, so it has not been processed.")
+    elif status == "processing":
+        out.append(f"{what} is being prepared in our warehouse (processing) and has not shipped yet.")
+    elif status == "pending":
+        out.append(f"{what} is pending: it was placed on {_day(order.get('created_at'))} and has not been prepared yet.")
+    else:
+        out.append(f"{what} is {str(status).replace('_', ' ')}.")
+    return out
+
+
+def refund_sentences(data: dict[str, Any]) -> list[str]:
+    oid, cur = data.get("order_id"), data.get("currency", "EUR")
+    refunds = data.get("refunds") or []
+    if not refunds:
+        return [f"There is no refund recorded for order {oid}."]
+    out = []
+    for r in refunds[-2:]:
+        if r.get("status") == "completed":
+            out.append(
+                f"The refund of {_money(r.get('amount'), cur)} for order {oid} was completed on "
+                f"{_day(r.get('completed_at'))}."
+            )
+        else:
+            out.append(
+                f"A refund of {_money(r.get('amount'), cur)} for order {oid} is {r.get('status')}; it should reach "
+                f"you by {r.get('expected_by')}."
+            )
+    return out
+
+
+def invoice_sentences(data: dict[str, Any]) -> list[str]:
+    cur = data.get("currency", "EUR")
+    vat = round(float(data.get("vat_rate") or 0) * 100)
+    line = (
+        f"Invoice {data.get('invoice_number')} for order {data.get('order_id')} is for {_money(data.get('total'), cur)}, "
+        f"including {_money(data.get('vat_included'), cur)} VAT ({vat} %)."
+    )
+    extra = f" {_money(data.get('refunded'), cur)} of it has been refunded." if float(data.get("refunded") or 0) else ""
+    return [line + extra]
+
+
+def account_sentences(data: dict[str, Any], intent: str | None) -> list[str]:
+    if intent in ("switch_account", "edit_account"):
+        return [f"You're signed in as {data.get('name')} ({data.get('email')})."]
+    if intent == "newsletter_subscription":
+        state = "subscribed to" if data.get("newsletter_subscribed") else "not subscribed to"
+        return [f"Your account is currently {state} the newsletter."]
+    return []
+
+
+def failed_payments(orders: list[dict[str, Any]]) -> list[str]:
+    failed = [o for o in orders if o.get("status") == "payment_failed"]
+    return [
+        f"I can see that the payment for your order {o['order_id']} ({_money(o.get('total'), o.get('currency', 'EUR'))})"
+        " failed, so that order is waiting for a new payment."
+        for o in failed[:2]
+    ]
+
+
+def confirmation(tool: str, data: dict[str, Any]) -> str:
+    """What was done, from the tool's result (the edited amount, the address actually written)."""
+    cur = data.get("currency", "EUR")
+    match tool:
+        case "cancel_order":
+            refund = data.get("refund") or {}
+            money = (
+                f" A refund of {_money(refund.get('amount'), cur)} to "
+                f"{METHOD.get(refund.get('method', ''), 'the original payment method')} has been started and should "
+                f"reach you by {refund.get('expected_by')}."
+                if refund
+                else f" {str(data.get('note', '')).capitalize()}."
+            )
+            return f"Done: order {data.get('order_id')} is cancelled.{money}"
+        case "issue_refund":
+            return (
+                f"Done: I've refunded {_money(data.get('amount'), cur)} for order {data.get('order_id')} to "
+                f"{METHOD.get(data.get('method', ''), 'the original payment method')}. It should reach you by "
+                f"{data.get('expected_by')}."
+            )
+        case "update_shipping_address":
+            return (
+                f"Done: order {data.get('order_id')} will now be delivered to {data.get('new_address')} "
+                f"(instead of {data.get('old_address')})."
+            )
+        case "update_account":
+            return f"Done: your {data.get('field')} is now {data.get('new_value')}."
+        case "delete_account":
+            return (
+                f"Done: your account is scheduled for deletion and will be erased on {data.get('erase_on')}. "
+                "You've been unsubscribed from the newsletter."
+            )
+        case "set_newsletter_subscription":
+            state = "subscribed to" if data.get("subscribed") else "unsubscribed from"
+            return f"Done: you're {state} the newsletter." if data.get("changed", True) else (
+                f"You were already {state} the newsletter, so nothing changed."
+            )
+        case "create_ticket":
+            return f"I've opened ticket {data.get('reference')} for our support team."
+    return "Done."

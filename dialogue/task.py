@@ -1,0 +1,272 @@
+"""Dialogue state: the active task of a thread, and how each new turn changes it.
+
+The task lives in the checkpointed graph state (`SupportState.task`), in one place:
+
+    {"intent": "cancel_order", "confidence": 0.97, "slots": {"order_id": 1008}, "missing": [],
+     "step": "collecting" | "confirming" | "awaiting_approval" | "answered" | "done",
+     "asked": ["order_id"], "candidates": [1010, 1009], "order_id": 1008, "pending_action": {...} | None}
+
+`interpret()` decides, for one customer message, whether it continues the task (it only supplies what was
+asked: an order number, an address, "yes", "the second one"), starts a new one (a clearly new, confident
+intent) or drops it ("no", "stop", "never mind"). `resolve_order()` turns references ("it", "that order",
+"the last one", "the one I placed yesterday", "the headphones") into one of the customer's own orders, or
+into the candidates to offer. Both are pure functions: nodes call them with what they looked up.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+OPEN_STEPS = ("collecting", "confirming", "awaiting_approval")
+"""Steps in which the task still expects something from the customer (or from an approver)."""
+
+TurnKind = Literal["new", "continue", "drop"]
+
+_DROP = re.compile(
+    r"^\W*(?:no+|nope|nah|stop|never\s*mind|nevermind|forget (?:it|about it|that)|cancel that|don'?t bother|"
+    r"leave it|no,? thanks?(?: you)?|not anymore|i changed my mind|scratch that|don'?t do (?:it|that))\b"
+    r"(?:[\s,.!]*(?:thanks?|thank you|please|then|for now|it'?s fine|that'?s all|i'?ll do it myself))*\W*$",
+    re.I,
+)
+_YES = re.compile(
+    r"^\W*(?:yes|yeah|yep|yup|sure|ok(?:ay)?|please do|go ahead|do it|correct|right|exactly|confirm(?:ed)?|"
+    r"that'?s (?:right|it|the one|correct)|yes please|please)\b[\s\w,.!']{0,40}$",
+    re.I,
+)
+_ORDINALS = {
+    "first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3, "fifth": 4,
+    "5th": 4, "last": -1, "latter": -1, "former": 0, "other": None,
+}
+_ORDINAL = re.compile(r"\b(?:the\s+)?(first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|last|latter|former)"
+                      r"(?:\s+(?:one|order))?\b", re.I)
+_IT = re.compile(
+    r"\b(?:it|that(?: one| order)?|this(?: one| order)?|the (?:same )?order|same (?:one|order)|the parcel|"
+    r"the package|my parcel|my package)\b",
+    re.I,
+)
+_RECENT = re.compile(
+    r"\b(?:(?:my|the) (?:latest|newest|most recent|last) (?:order|one|purchase)|(?:latest|newest|most recent) one|"
+    r"the (?:one|order) i (?:just )?(?:placed|made|ordered) last)\b",
+    re.I,
+)
+_WHEN = re.compile(
+    r"\b(?:(this morning|today|tonight|earlier today)|(yesterday|last night)|(\d+|two|three|four|five|six|seven) "
+    r"days ago|(last week|a week ago))\b",
+    re.I,
+)
+_NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7}
+_ASK_ONLY = re.compile(
+    r"\b(?:can|could|may) i (?:still |even |actually )?(?:cancel|change|get|have|return|refund|delete|update)\b|"
+    r"\bis it (?:still )?possible to\b|\bam i (?:still )?able to\b|\bis (?:it|that|the order|order \d+) still "
+    r"(?:cancell?able|refundable|changeable)\b|\bwould i be able to\b",
+    re.I,
+)
+_REQUEST = re.compile(r"\b(?:please|i want|i'd like|i would like|go ahead|do it|i need you to|i wish to)\b", re.I)
+_WORD = re.compile(r"[a-z']+")
+_STOP = set("i my the a an to of is it me please and or for on in at this that order one".split())
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What a customer message does to the active task."""
+
+    kind: TurnKind
+    intent: str | None
+    confidence: float
+    task: dict[str, Any]
+    entities: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+def is_open(task: dict[str, Any] | None) -> bool:
+    return bool(task) and task.get("step") in OPEN_STEPS
+
+
+def is_drop(text: str) -> bool:
+    return bool(_DROP.match(text.strip()))
+
+
+def is_yes(text: str) -> bool:
+    return bool(_YES.match(text.strip())) and not is_drop(text)
+
+
+def asks_only(text: str) -> bool:
+    """A question about whether something is possible ("can I still cancel it?"), not a request to do it."""
+    return bool(_ASK_ONLY.search(text)) and not _REQUEST.search(text)
+
+
+def refers_to_order(text: str) -> bool:
+    """The message points at an order without its number ("it", "that order", "the last one", ...)."""
+    return bool(_IT.search(text) or _RECENT.search(text) or _ORDINAL.search(text) or _WHEN.search(text))
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
+
+
+def _supplies(task: dict[str, Any], entities: dict[str, Any], text: str) -> bool:
+    """The message gives (part of) what the task was waiting for."""
+    wanted = set(task.get("missing") or []) | set(task.get("asked") or [])
+    if wanted & set(entities):
+        return True
+    if "order_id" in wanted and (task.get("candidates") and (_ORDINAL.search(text) or is_yes(text))):
+        return True
+    if task.get("step") == "confirming" and is_yes(text):
+        return True
+    return bool("order_id" in wanted and refers_to_order(text))
+
+
+def interpret(
+    text: str,
+    entities: dict[str, Any],
+    *,
+    intent: str,
+    confidence: float,
+    task: dict[str, Any] | None,
+    auto_threshold: float,
+) -> Turn:
+    """Continue, start or drop the task for one message, given the classifier's view of the message alone."""
+    task = dict(task or {})
+    if is_open(task) and is_drop(text):
+        return Turn("drop", task.get("intent"), float(task.get("confidence", confidence)), {"step": "done"},
+                    reason="the customer dropped the task")
+    short = len(_WORD.findall(text.lower())) <= 6
+    confident_new = intent != "out_of_scope" and confidence >= auto_threshold and intent != task.get("intent")
+    if is_open(task):
+        supplies = _supplies(task, entities, text)
+        if intent == task.get("intent") or (supplies and (short or not confident_new)) or (
+            not confident_new and (short or intent == "out_of_scope")
+        ):
+            slots = {**(task.get("slots") or {}), **entities}
+            return Turn(
+                "continue",
+                task["intent"],
+                max(float(task.get("confidence", 0.0)), confidence if intent == task.get("intent") else 0.0),
+                {"slots": slots},
+                entities=slots,
+                reason="the message supplies what the task asked for" if supplies else "same task",
+            )
+    new_task = {
+        "intent": intent,
+        "confidence": confidence,
+        "slots": {**entities, "request": text[:200]},
+        "missing": [],
+        "asked": [],
+        "candidates": [],
+        "step": "collecting",
+        "order_id": task.get("order_id"),
+        "pending_action": task.get("pending_action"),
+    }
+    return Turn("new", intent, confidence, new_task, entities=dict(new_task["slots"]), reason="a new request")
+
+
+# ------------------------------------------------------------------------------------------ order references
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Which of the customer's orders a message means: one id, or candidates to offer, and how it was found."""
+
+    order_id: int | None = None
+    candidates: tuple[int, ...] = ()
+    how: str = ""
+
+
+def _days_ago(order: dict[str, Any], today: date) -> int:
+    return (today - date.fromisoformat(str(order["created_at"])[:10])).days
+
+
+def placed_phrase(order: dict[str, Any], today: date) -> str:
+    days = _days_ago(order, today)
+    return "placed today" if days <= 0 else "placed yesterday" if days == 1 else f"placed {days} days ago"
+
+
+def describe_candidates(orders: list[dict[str, Any]], today: date) -> str:
+    """'order 1010 (pending, placed yesterday) or 1009 (processing, placed yesterday)'."""
+    parts = [f"{o['order_id']} ({str(o['status']).replace('_', ' ')}, {placed_phrase(o, today)})" for o in orders]
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        return f"order {parts[0]}"
+    return "order " + ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def resolve_order(
+    text: str,
+    entities: dict[str, Any],
+    *,
+    task: dict[str, Any] | None,
+    orders: list[dict[str, Any]],
+    statuses: tuple[str, ...] = (),
+    today: date,
+    last_order_id: int | None = None,
+) -> Resolution:
+    """Resolve the order a message is about against the customer's own `orders` (list_orders rows).
+
+    An explicit number wins; then a choice among the candidates offered last turn ("the second one", "yes");
+    then "it"/"that order" (the order under discussion); "the latest one"; a day ("the one I placed
+    yesterday"); a product ("the headphones"). Otherwise the customer's orders in `statuses` become
+    candidates (one of them is still only a candidate: a write needs the customer to confirm it).
+    """
+    task = task or {}
+    mine = {int(o["order_id"]): o for o in orders}
+    if entities.get("order_id") is not None:
+        return Resolution(int(entities["order_id"]), how="stated")
+    offered = [int(c) for c in task.get("candidates") or [] if int(c) in mine]
+    if offered:
+        ordinal = _ORDINAL.search(text)
+        if ordinal:
+            index = _ORDINALS.get(ordinal.group(1).lower())
+            if index is not None and -len(offered) <= index < len(offered):
+                return Resolution(offered[index], how="ordinal")
+        if len(offered) == 1 and is_yes(text):
+            return Resolution(offered[0], how="confirmed")
+        picked = _by_words(text, [mine[c] for c in offered]) or _by_day(text, [mine[c] for c in offered], today)
+        if len(picked) == 1:
+            return Resolution(int(picked[0]["order_id"]), how="described")
+    current = task.get("order_id") or (None if offered else last_order_id)
+    if current is not None and int(current) in mine and _IT.search(text) and not _WHEN.search(text):
+        return Resolution(int(current), how="reference")
+    by_date = sorted(orders, key=lambda o: (str(o["created_at"]), int(o["order_id"])), reverse=True)
+    if _RECENT.search(text) and by_date:
+        return Resolution(int(by_date[0]["order_id"]), how="latest")
+    pool = [o for o in by_date if not statuses or o["status"] in statuses]
+    for narrow in (_by_day, lambda t, os, _d: _by_words(t, os)):
+        picked = narrow(text, pool, today)
+        if picked and len(picked) < len(pool) or (picked and len(pool) == 1):
+            if len(picked) == 1:
+                return Resolution(int(picked[0]["order_id"]), how="described")
+            return Resolution(candidates=tuple(int(o["order_id"]) for o in picked), how="described")
+    return Resolution(candidates=tuple(int(o["order_id"]) for o in pool), how="open orders")
+
+
+def _by_day(text: str, orders: list[dict[str, Any]], today: date) -> list[dict[str, Any]]:
+    match = _WHEN.search(text)
+    if not match:
+        return []
+    if match.group(1):
+        days = {0}
+    elif match.group(2):
+        days = {1}
+    elif match.group(3):
+        n = match.group(3).lower()
+        days = {int(n) if n.isdigit() else _NUMBER_WORDS[n]}
+    else:
+        days = set(range(5, 10))
+    return [o for o in orders if _days_ago(o, today) in days]
+
+
+def _by_words(text: str, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Orders whose item names share a word with the message ("the headphones", "the lamp order")."""
+    words = {w.rstrip("s") for w in _content_words(text)}
+    if not words:
+        return []
+    hits = []
+    for o in orders:
+        names = {w.rstrip("s") for w in _content_words(str(o.get("items") or ""))}
+        if names & words:
+            hits.append(o)
+    return hits

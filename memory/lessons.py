@@ -1,0 +1,193 @@
+"""Lessons learned from human answers: neutral, reviewed, then shared like an article.
+
+When a human edits a draft at review or answers an escalation, that reply was written for one customer. It is
+never quoted to anyone else. Instead `make_lesson()` turns it into a lesson for the knowledge base — problem,
+cause, fix, in neutral words: greetings, sign-offs and names around them dropped, personal data redacted, order
+numbers and amounts generalised — and `LessonQueue` keeps it *pending* until a reviewer approves it
+(`python app.py lessons approve ID`). Only then is it upserted into the tenant's knowledge base as an article of
+kind `lesson` (id `lesson-N`), retrieved and cited like any other article. Rejected lessons stay on record.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from guards.pii import redact
+
+Status = Literal["pending", "approved", "rejected"]
+
+_GREETING = re.compile(
+    r"^\s*(?:(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))\b[^.!?\n,]{0,40}[,.!]?\s*|"
+    r"(?:[A-Z][a-z]+ (?:here|from (?:the )?(?:support|customer service)[^.!?\n]{0,30})[.!,]\s*)|"
+    r"(?:thanks?(?: you)? for (?:reaching out|contacting us|your (?:message|patience))[^.!?\n]{0,40}[.!]\s*))+",
+    re.I,
+)
+_SIGNOFF = re.compile(
+    r"(?:\s*(?:best(?: regards| wishes)?|kind regards|regards|cheers|thanks(?: again)?|thank you|"
+    r"many thanks|all the best|take care)\b[^\n]{0,40})\s*$|\s*[-–—]\s*[A-Z][a-z]+\s*$",
+    re.I,
+)
+_ORDER = re.compile(r"\b(?:order\s*(?:number|no\.?|#)?\s*#?|#)\s*\d{3,10}\b", re.I)
+_AMOUNT = re.compile(r"(?:€|\$|£|\b(?:eur|usd|gbp)\s?)\s?\d[\d,]*(?:\.\d{1,2})?|\b\d[\d,]*(?:\.\d{1,2})?\s?"
+                     r"(?:€|eur|euros?|usd|dollars?)\b", re.I)
+_PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CARD|IBAN|SSN|IP)\]")
+_SENTENCES = re.compile(r"(?<=[.!?])\s+")
+MIN_FIX_WORDS = 6
+
+
+def neutral(text: str) -> str:
+    """The text without greeting, sign-off, personal data, order numbers or amounts."""
+    text = _GREETING.sub("", text.strip())
+    for _ in range(2):
+        text = _SIGNOFF.sub("", text).strip()
+    text, _ = redact(text)
+    text = _PLACEHOLDER.sub("", text)
+    text = _ORDER.sub("the order", text)
+    text = _AMOUNT.sub("the amount", text)
+    text = re.sub(r"\byour\b", "the customer's", text, flags=re.I)
+    text = re.sub(r"\byou(?:'re| are)\b", "the customer is", text, flags=re.I)
+    text = re.sub(r"\byou\b", "the customer", text, flags=re.I)
+    return " ".join(text.split()).strip(" ,;")
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One lesson in the review queue."""
+
+    id: int
+    tenant_id: str
+    intent: str
+    problem: str
+    cause: str
+    fix: str
+    status: Status
+    created_at: float
+    trace_id: str = ""
+
+    @property
+    def article_id(self) -> str:
+        return f"lesson-{self.id}"
+
+    def as_article_text(self) -> str:
+        return f"# {self.title}\n\nProblem: {self.problem}\n\nCause: {self.cause}\n\nFix: {self.fix}\n"
+
+    @property
+    def title(self) -> str:
+        return f"Lesson: {self.intent.replace('_', ' ')}"
+
+
+def make_lesson(ticket: str, human_text: str, *, intent: str, cause: str) -> dict[str, str] | None:
+    """Problem, cause and fix in neutral words, or None when the reply holds no reusable fix.
+
+    A reply that only asks the customer something ("Could you tell me the order number?") teaches nothing.
+    """
+    fix = neutral(human_text)
+    statements = [s for s in _SENTENCES.split(fix) if s and not s.rstrip().endswith("?")]
+    fix = " ".join(statements).strip()
+    if len(fix.split()) < MIN_FIX_WORDS:
+        return None
+    problem = neutral(ticket)[:300] or intent.replace("_", " ")
+    return {"problem": problem, "cause": neutral(cause)[:300], "fix": fix[:800], "intent": intent}
+
+
+class LessonQueue:
+    """Lessons awaiting review, in SQLite under the data directory (append and status changes only)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._conn() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS lessons (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, "
+                "intent TEXT NOT NULL, problem TEXT NOT NULL, cause TEXT NOT NULL, fix TEXT NOT NULL, "
+                "status TEXT NOT NULL DEFAULT 'pending', created_at REAL NOT NULL, trace_id TEXT NOT NULL DEFAULT '', "
+                "reviewed_by TEXT, reviewed_at REAL, UNIQUE (tenant_id, fix))"
+            )
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=10)
+        conn.row_factory = sqlite3.Row
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    def propose(self, lesson: dict[str, str], *, tenant_id: str, trace_id: str = "") -> int | None:
+        """Queue a lesson for review; the same fix twice in a tenant is kept once. Returns its id."""
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO lessons (tenant_id, intent, problem, cause, fix, created_at, trace_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tenant_id, lesson["intent"], lesson["problem"], lesson["cause"], lesson["fix"], time.time(), trace_id),
+            )
+            row = conn.execute(
+                "SELECT id FROM lessons WHERE tenant_id = ? AND fix = ?", (tenant_id, lesson["fix"])
+            ).fetchone()
+        return int(row["id"]) if row else None
+
+    def get(self, lesson_id: int) -> Lesson | None:
+        with self._conn() as conn:
+            row = conn.execute("SELECT * FROM lessons WHERE id = ?", (lesson_id,)).fetchone()
+        return _lesson(row) if row else None
+
+    def list(self, *, tenant_id: str | None = None, status: Status | None = "pending") -> list[Lesson]:
+        sql, params = "SELECT * FROM lessons WHERE 1 = 1", []
+        if tenant_id is not None:
+            sql, params = sql + " AND tenant_id = ?", [*params, tenant_id]
+        if status is not None:
+            sql, params = sql + " AND status = ?", [*params, status]
+        with self._conn() as conn:
+            return [_lesson(r) for r in conn.execute(sql + " ORDER BY id", params)]
+
+    def review(self, lesson_id: int, status: Status, *, knowledge: Any = None, reviewer: str = "cli") -> Lesson:
+        """Approve (publish to the knowledge base) or reject a pending lesson; raises ValueError otherwise."""
+        lesson = self.get(lesson_id)
+        if lesson is None:
+            raise ValueError(f"no lesson {lesson_id}")
+        if lesson.status != "pending":
+            raise ValueError(f"lesson {lesson_id} is already {lesson.status}")
+        if status == "approved":
+            if knowledge is None:
+                raise ValueError("approving a lesson needs the knowledge base")
+            from memory.knowledge import Article
+
+            knowledge.upsert_articles(
+                [
+                    Article(
+                        id=lesson.article_id,
+                        title=lesson.title,
+                        text=lesson.as_article_text(),
+                        intents=[lesson.intent],
+                        kind="lesson",
+                        updated=time.time(),
+                        tenant_id=lesson.tenant_id,
+                        source="lesson",
+                    )
+                ]
+            )
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE lessons SET status = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ? AND status = 'pending'",
+                (status, reviewer, time.time(), lesson_id),
+            )
+        return self.get(lesson_id)  # type: ignore[return-value]
+
+
+def _lesson(row: sqlite3.Row) -> Lesson:
+    return Lesson(
+        id=row["id"], tenant_id=row["tenant_id"], intent=row["intent"], problem=row["problem"], cause=row["cause"],
+        fix=row["fix"], status=row["status"], created_at=row["created_at"], trace_id=row["trace_id"],
+    )
+
+
+def as_dict(lesson: Lesson) -> dict[str, Any]:
+    return {**asdict(lesson), "article_id": lesson.article_id}
