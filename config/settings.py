@@ -68,7 +68,9 @@ class GroundingPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     article_min_relevance: float = Field(0.45, ge=0, le=1)
-    """An article grounds an answer when its relevance reaches this."""
+    """An article grounds an answer when its relevance reaches this..."""
+    intent_article_min_relevance: float = Field(0.3, ge=0, le=1)
+    """...or this, when the article is written for the ticket's intent."""
     ungrounded_factor: float = Field(0.6, ge=0, le=1)
     """Confidence multiplier for an answer that no fact, precondition or relevant article supports."""
 

@@ -98,7 +98,8 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
     elif status == "processing":
         out.append(f"{what} is being prepared in our warehouse (processing) and has not shipped yet.")
     elif status == "pending":
-        out.append(f"{what} is pending: it was placed on {_day(order.get('created_at'))} and has not been prepared yet.")
+        placed = _day(order.get("created_at"))
+        out.append(f"{what} is pending: it was placed on {placed} and has not been prepared yet.")
     else:
         out.append(f"{what} is {str(status).replace('_', ' ')}.")
     return out
@@ -128,8 +129,8 @@ def invoice_sentences(data: dict[str, Any]) -> list[str]:
     cur = data.get("currency", "EUR")
     vat = round(float(data.get("vat_rate") or 0) * 100)
     line = (
-        f"Invoice {data.get('invoice_number')} for order {data.get('order_id')} is for {_money(data.get('total'), cur)}, "
-        f"including {_money(data.get('vat_included'), cur)} VAT ({vat} %)."
+        f"Invoice {data.get('invoice_number')} for order {data.get('order_id')} is for "
+        f"{_money(data.get('total'), cur)}, including {_money(data.get('vat_included'), cur)} VAT ({vat} %)."
     )
     extra = f" {_money(data.get('refunded'), cur)} of it has been refunded." if float(data.get("refunded") or 0) else ""
     return [line + extra]
@@ -147,8 +148,8 @@ def account_sentences(data: dict[str, Any], intent: str | None) -> list[str]:
 def failed_payments(orders: list[dict[str, Any]]) -> list[str]:
     failed = [o for o in orders if o.get("status") == "payment_failed"]
     return [
-        f"I can see that the payment for your order {o['order_id']} ({_money(o.get('total'), o.get('currency', 'EUR'))})"
-        " failed, so that order is waiting for a new payment."
+        f"I can see that the payment for your order {o['order_id']} "
+        f"({_money(o.get('total'), o.get('currency', 'EUR'))}) failed, so that order is waiting for a new payment."
         for o in failed[:2]
     ]
 

@@ -162,7 +162,9 @@ def make(services: ServicesProvider):
             return Command(goto="supervisor", update=update)
         preview = dry.data.get("preview", {})
         plan.update(
-            preview=preview, description=describe(flow.action, args, preview), summary=summary(flow.action, args, preview)
+            preview=preview,
+            description=describe(flow.action, args, preview),
+            summary=summary(flow.action, args, preview),
         )
         if asks_only(ticket) and task.get("step") != "confirming":
             # "Can I still cancel it?" asks whether, not to do it: say what would happen and offer to go ahead.

@@ -105,4 +105,5 @@ def _item(hit, kind: str) -> dict:
         "score": round(float(hit.score), 4),
         "relevance": round(float(hit.relevance), 4),
         "metadata": {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))},
+        "intents": [str(i) for i in meta.get("intents") or []],
     }

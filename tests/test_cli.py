@@ -134,8 +134,19 @@ def test_malformed_edit_json_writes_nothing(cli: Any, data_dir: Path) -> None:
     assert code == 0 and out2["status"] == "completed"
 
 
-def test_ask_on_a_waiting_thread_is_refused(cli: Any) -> None:
+def test_a_new_message_keeps_the_pending_approval(cli: Any) -> None:
     _, out, _ = cli("ask", "Please cancel order 1008", "--json")
+    code, again, _ = cli("ask", "Where is my order 1006?", "--thread", out["thread_id"], "--json")
+    assert code == 0 and again["status"] == "awaiting_approval"
+    assert again["pending"]["action_request"] == out["pending"]["action_request"]
+    assert "JJD000390010061006" in again["answer"] and "cancel order 1008 is still waiting" in again["answer"]
+    code, done, _ = cli("resume", out["thread_id"], "--approve", "--json")
+    assert code == 0 and done["status"] == "completed" and "order 1008 is cancelled" in done["answer"]
+
+
+def test_ask_on_a_thread_waiting_for_a_human_is_refused(cli: Any) -> None:
+    _, out, _ = cli("ask", "I want to talk to a real person please", "--json")
+    assert out["status"] == "escalated" and out["pending"]
     code, _, err = cli("ask", "hello again", "--thread", out["thread_id"], "--json")
     assert code == 2 and "waiting" in err
 

@@ -60,6 +60,7 @@ WORKFLOW_KEYS = {
     "escalate",
     "done",
 }
+OPTIONAL_WORKFLOW_KEYS = {"order", "order_statuses"}
 MIN_WORDS, MAX_WORDS = 150, 400
 
 FRONT_MATTER_RE = re.compile(r"\A---\n(.*?)\n---\n(.*)\Z", re.DOTALL)
@@ -198,7 +199,10 @@ def test_workflows_cover_exactly_the_routed_intents() -> None:
 @pytest.mark.parametrize("intent", sorted(ROUTED_INTENTS))
 def test_workflow_entry_is_consistent(intent: str) -> None:
     wf = load_yaml(WORKFLOWS)["intents"][intent]
-    assert set(wf) == WORKFLOW_KEYS, f"{intent}: keys {sorted(wf)}"
+    assert WORKFLOW_KEYS <= set(wf) <= WORKFLOW_KEYS | OPTIONAL_WORKFLOW_KEYS, f"{intent}: keys {sorted(wf)}"
+    assert wf.get("order", "optional") in {"required", "optional"}
+    statuses = {"pending", "processing", "shipped", "delivered", "cancelled", "refunded", "payment_failed"}
+    assert set(wf.get("order_statuses", [])) <= statuses
     assert isinstance(wf["description"], str) and wf["description"].strip()
     assert isinstance(wf["done"], str) and wf["done"].strip()
     specialists = wf["specialists"]
@@ -262,6 +266,7 @@ def test_policy_has_the_expected_keys_and_sane_values() -> None:
         },
         "session": {"window_turns", "summary_max_tokens", "context_token_budget"},
         "working_memory": {"ttl_seconds"},
+        "grounding": {"article_min_relevance", "intent_article_min_relevance", "ungrounded_factor"},
         "llm": {"timeout_s", "max_retries", "temperature"},
     }
     assert set(policy) == set(expected) | {"version"}
