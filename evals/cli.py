@@ -1,4 +1,4 @@
-"""`python app.py eval KIND ...`: intents, routing, injection, or all (with a summary table)."""
+"""`python app.py eval KIND ...`: intents, routing, injection, slots, or all (with a summary table)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 REPORTS = Path(__file__).with_name("reports")
-KINDS = ("intents", "routing", "injection", "all")
+KINDS = ("intents", "routing", "injection", "slots", "all")
 
 
 def eval_main(argv: list[str]) -> int:
@@ -30,6 +30,10 @@ def eval_main(argv: list[str]) -> int:
         from evals.injection import main as injection_main
 
         return injection_main(rest)
+    if kind == "slots":
+        from evals.slots import main as slots_main
+
+        return slots_main(rest)
     return eval_all(rest)
 
 
@@ -75,6 +79,14 @@ def eval_all(argv: list[str]) -> int:
                                                    if k in test), "deepset test split"))
     else:
         rows.append(("injection screen", "skipped", "prompt-injections-deepset not found"))
+    from evals.slots import run as run_slots
+
+    slots = run_slots(args.data_dir, REPORTS)
+    if "skipped" in slots:
+        rows.append(("slots (bitext)", "skipped", slots["skipped"]))
+    else:
+        rows.append(("slots (bitext)", ", ".join(f"{k} {slots['micro'][k]:.3f}" for k in ("precision", "recall", "f1")),
+                     f"micro over {', '.join(slots['types'])}; test split, {slots['n_test']} rows"))
     table = Table(title="Switchboard evals")
     for col in ("eval", "result", "notes"):
         table.add_column(col, overflow="fold")
