@@ -354,14 +354,23 @@ def cmd_ingest(settings: Settings, a: argparse.Namespace) -> int:
 
 
 def cmd_memory(settings: Settings, a: argparse.Namespace) -> int:
+    """A thread's task (the dialogue state in its checkpoint) and working memory; or the threads with memory."""
     from memory.working import WorkingMemory
 
     path = settings.data_dir / "working.sqlite"
-    if not path.exists():
-        print(json.dumps({"threads": []}) if a.json else "no working memory yet")
+    wm = WorkingMemory(path, ttl_seconds=settings.policy().working_memory.ttl_seconds) if path.exists() else None
+    if not a.thread:
+        print(json.dumps({"threads": wm.list_threads() if wm else []}, default=str, indent=None if a.json else 2))
         return 0
-    wm = WorkingMemory(path, ttl_seconds=settings.policy().working_memory.ttl_seconds)
-    data: Any = {"thread_id": a.thread, "state": wm.all(a.thread)} if a.thread else {"threads": wm.list_threads()}
+    validate_id(a.thread, "thread id")
+    if not thread_exists(settings, a.thread):
+        raise UsageError(f"unknown thread {a.thread!r}")
+    from memory.checkpointer import open_checkpointer
+
+    with open_checkpointer(settings.checkpoint_target) as saver:
+        saved = saver.get_tuple({"configurable": {"thread_id": a.thread}})
+    values = saved.checkpoint.get("channel_values", {}) if saved else {}
+    data = {"thread_id": a.thread, "task": values.get("task") or {}, "state": wm.all(a.thread) if wm else {}}
     print(json.dumps(data, default=str, indent=None if a.json else 2))
     return 0
 

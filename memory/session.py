@@ -120,16 +120,6 @@ def truncate_to_tokens(text: str, max_tokens: int, *, keep: str = "head") -> str
 # --------------------------------------------------------------------------------------------- facts
 
 _EMAIL = re.compile(r"\b([A-Za-z0-9._%+-]+)@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
-_HASH_ID = re.compile(r"#\s?(\d{3,12})\b")
-_ORDER_ID = re.compile(
-    r"\b(?:order|purchase|package|parcel|shipment)s?\s*(?:number|no\.?|id|#|num)?\s*[:#]?\s*(\d{3,12})\b",
-    re.I,
-)
-_ORDER_CONTEXT = re.compile(r"\b(?:order|purchase|package|parcel|shipment|delivery)s?\b", re.I)
-_BARE_NUMBER = re.compile(
-    r"(?<![$€£\d.,])\b(\d{4,10})\b(?![.,]\d)(?!\s*(?:usd|eur|gbp|dollars?|euros?|%))", re.I
-)
-_YEAR = re.compile(r"^(?:19|20)\d\d$")
 _AMOUNT = re.compile(
     r"(?:[$€£]\s?\d[\d,]*(?:\.\d{1,2})?|\b\d[\d,]*(?:\.\d{1,2})?\s?(?:USD|EUR|GBP|dollars?|euros?|pounds?)\b)",
     re.I,
@@ -146,11 +136,6 @@ _AVOID_CHANNEL = re.compile(
     re.I,
 )
 _PREFER_OTHER = re.compile(r"\bi(?:'d| would)? (?:prefer|rather)\s+(?:to\s+)?([^.!?\n]{3,60})", re.I)
-_ADDRESS = re.compile(
-    r"(?:\baddress(?:\s+is|\s+to|:)?\s*|\b(?:to|at)\s+)(\d{1,5}[A-Za-z]?\s+[A-Za-z][A-Za-z0-9 ,.'-]{3,80}?)"
-    r"(?=\s*(?:[!?;\n]|\.\s|\.$|$|\bplease\b|\bthanks?\b))",
-    re.I,
-)
 _CHANNEL_NAMES = {"e-mail": "email", "telephone": "phone", "text": "sms", "mail": "post", "message": "sms"}
 
 
@@ -159,31 +144,25 @@ def _mask_email(local: str, domain: str) -> str:
 
 
 def extract_facts(text: str) -> dict[str, Any]:
-    """Pull pinnable facts out of one utterance.
+    """Pull pinnable facts out of one utterance (slots from `dialogue.slots.extract_slots`, plus preferences).
 
     Returns a dict with only the keys found, among: ``order_ids`` (list of digit strings),
     ``email`` (masked, e.g. ``j***@example.com``), ``amounts`` (list), ``preferences`` (dict such as
     ``{"contact": "email", "avoid": "call"}``) and ``address``.
     """
+    from dialogue.slots import extract_slots
+
     facts: dict[str, Any] = {}
-    emails = _EMAIL.findall(text)
-    if emails:
-        facts["email"] = _mask_email(*emails[-1])
-    no_email = _EMAIL.sub(" ", text)
-
-    order_ids: list[str] = []
-    for pattern in (_ORDER_ID, _HASH_ID):
-        order_ids += pattern.findall(no_email)
-    for sentence in _sentences(no_email):
-        if _ORDER_CONTEXT.search(sentence) and not _ADDRESS.search(sentence):
-            order_ids += [n for n in _BARE_NUMBER.findall(sentence) if not _YEAR.match(n)]
-    if order_ids:
-        facts["order_ids"] = list(dict.fromkeys(order_ids))
-
-    amounts = [a.strip() for a in _AMOUNT.findall(no_email)]
+    slots = extract_slots(text)
+    if slots.email:
+        local, _, domain = slots.email.partition("@")
+        facts["email"] = _mask_email(local, domain)
+    if slots.order_ids:
+        facts["order_ids"] = [str(i) for i in slots.order_ids]
+    amounts = [a.strip() for a in _AMOUNT.findall(_EMAIL.sub(" ", text))]
     if amounts:
         facts["amounts"] = list(dict.fromkeys(amounts))
-
+    no_email = _EMAIL.sub(" ", text)
     prefs: dict[str, str] = {}
     for match in _PREFER_CHANNEL.finditer(no_email):
         channel = match.group(1).lower()
@@ -197,10 +176,8 @@ def extract_facts(text: str) -> dict[str, Any]:
             prefs["stated"] = other.group(1).strip()
     if prefs:
         facts["preferences"] = prefs
-
-    address = _ADDRESS.search(no_email)
-    if address:
-        facts["address"] = address.group(1).strip().rstrip(",")
+    if slots.address is not None:
+        facts["address"] = slots.address.text
     return facts
 
 

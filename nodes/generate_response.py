@@ -9,6 +9,7 @@ same grounded context and must cite the same ids (the offline answer is the fall
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -280,8 +281,9 @@ def compose(
             if item.get("kind") == "known_issue":
                 text = _section(text, ("fix", "workaround", "resolution")) or text
             # With an order's facts in hand, only passages about its own status are worth adding.
-            sentences = [x for x in scorer.best(text, state.get("ticket", ""), 4) if consistent(x, status, strict=True)]
-            sentences = sentences[: 2 if parts else 3]
+            sentences = scorer.best(
+                text, state.get("ticket", ""), 2 if parts else 3, keep=lambda x: consistent(x, status, strict=True)
+            )
             if not sentences:
                 continue
             label = item.get("title") or "Help"
@@ -472,8 +474,9 @@ class SentenceScorer:
             self._cache.update(zip(missing, self.embedder.embed(missing), strict=True))
         return np.stack([self._cache[t] for t in texts])
 
-    def best(self, text: str, ticket: str, n: int) -> list[str]:
-        sentences = sentences_of(text)
+    def best(self, text: str, ticket: str, n: int, keep: Callable[[str], bool] | None = None) -> list[str]:
+        """The `n` sentences of `text` closest to `ticket` (among those `keep` accepts), in article order."""
+        sentences = [x for x in sentences_of(text) if keep is None or keep(x)]
         if not sentences:
             return []
         words = _words(ticket)

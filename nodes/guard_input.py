@@ -14,12 +14,13 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from dialogue.slots import extract_slots
 from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import RESET, SupportState
 from guards.injection import screen
 from guards.pii import redact
-from nodes.common import extract_entities, last_human, text_of
+from nodes.common import last_human, text_of
 
 NAME = "guard_input"
 
@@ -75,7 +76,7 @@ def make(services: ServicesProvider):
             update.update(flags=[RESET, *flags], status="rejected", ticket="", error=f"rejected input: {flags[0]}")
             return Command(goto="generate_response", update=update)
 
-        entities = extract_entities(raw)
+        entities = extract_slots(raw).entities()
         clean, kinds = redact(raw)
         if kinds:
             flags.append("pii_redacted")

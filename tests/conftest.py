@@ -68,6 +68,7 @@ def base_services(seeded_settings: Settings, embedder: Any) -> Any:
 @pytest.fixture
 def services(base_services: Any, tmp_path: Path) -> Any:
     """Services with a fresh shop, working memory and audit log for this test."""
+    from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
     from tools.shop import ShopDB
 
@@ -78,6 +79,7 @@ def services(base_services: Any, tmp_path: Path) -> Any:
         shop=shop,
         working=WorkingMemory(tmp_path / "working.sqlite"),
         audit_path=tmp_path / "audit.jsonl",
+        lessons=LessonQueue(tmp_path / "lessons.sqlite"),
     )
 
 

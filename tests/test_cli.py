@@ -154,7 +154,10 @@ def test_ask_on_a_thread_waiting_for_a_human_is_refused(cli: Any) -> None:
 def test_working_memory_is_inspectable(cli: Any) -> None:
     _, out, _ = cli("ask", "Where is my order 1006?", "--json")
     code, mem, _ = cli("memory", "--thread", out["thread_id"], "--json")
-    assert code == 0 and mem["state"]["order_id"] == 1006 and mem["state"]["intent"] == out["intent"]
+    assert code == 0 and mem["task"]["order_id"] == 1006 and mem["task"]["intent"] == out["intent"]
+    assert mem["task"]["step"] == "answered"
+    code, _, err = cli("memory", "--thread", "no-such-thread", "--json")
+    assert code == 2 and "unknown thread" in err
 
 
 def test_subprocess_entry_point(data_dir: Path, model_cache: Path) -> None:
@@ -182,8 +185,8 @@ def test_chat_asks_for_approval_at_the_prompt(
     monkeypatch.setattr("sys.stdin", io.StringIO("Where is my order 1006?\nPlease cancel order 1009\ny\n\n"))
     assert app.main(["chat", "--thread", "chat-1"]) == 0
     out = capsys.readouterr().out
-    assert "Order 1006 is shipped" in out
-    assert "approve? [y]es" in out and "Done: Cancel order 1009" in out
+    assert "Order 1006 (Aurora Wireless Headphones, EUR 129.00) has shipped with DHL" in out
+    assert "approve? [y]es" in out and "Done: order 1009 is cancelled" in out
     from tools.shop import ShopDB, run_tool
 
     shop = ShopDB(data_dir / "shop.sqlite")
