@@ -1,4 +1,4 @@
-"""`python app.py eval KIND ...`: intents, routing, injection, or all (with a summary table)."""
+"""`python app.py eval KIND ...`: intents, routing, injection, answers, or all (with a summary table)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 REPORTS = Path(__file__).with_name("reports")
-KINDS = ("intents", "routing", "injection", "all")
+KINDS = ("intents", "routing", "injection", "answers", "all")
 
 
 def eval_main(argv: list[str]) -> int:
@@ -30,6 +30,10 @@ def eval_main(argv: list[str]) -> int:
         from evals.injection import main as injection_main
 
         return injection_main(rest)
+    if kind == "answers":
+        from evals.answers import main as answers_main
+
+        return answers_main(rest)
     return eval_all(rest)
 
 
