@@ -787,6 +787,15 @@ def run(
     return report
 
 
+def fresh_seed_settings(empty_dir: Path) -> Any:
+    """Settings that make `run` seed from scratch (reproducible: no ingested documents, no learned cases),
+    reusing the environment's encoder cache so the ONNX model is not rebuilt."""
+    from config.settings import Settings
+
+    env = Settings.from_env()
+    return env.model_copy(update={"data_dir": empty_dir, "model_cache_dir": env.embedder_cache})
+
+
 def print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -825,13 +834,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", type=Path, default=SUITE)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
-    from config.settings import Settings
-
-    env = Settings.from_env()
     with tempfile.TemporaryDirectory(prefix="switchboard-answers-src-") as fresh:
-        # Default: a fresh seed (reproducible); the environment's encoder cache saves rebuilding the ONNX model.
-        fresh_seed = env.model_copy(update={"data_dir": Path(fresh), "model_cache_dir": env.embedder_cache})
-        source = args.data_dir or fresh_seed
+        source = args.data_dir or fresh_seed_settings(Path(fresh))
         if args.json or not sys.stdout.isatty():
             report = run(source, args.out, limit=args.limit, suite_path=args.suite)
         else:

@@ -72,6 +72,16 @@ def eval_all(argv: list[str]) -> int:
     rows.append(("routing (graph)", f"trajectory {routing['trajectory_accuracy']:.4f}, intent "
                  f"{routing['intent_accuracy']:.4f}, status {routing['status_accuracy']:.4f}",
                  f"{routing['n_cases']} cases"))
+    import tempfile
+
+    from evals.answers import fresh_seed_settings
+    from evals.answers import run as run_answers
+
+    with tempfile.TemporaryDirectory(prefix="switchboard-answers-src-") as fresh:
+        answers = run_answers(fresh_seed_settings(Path(fresh)), REPORTS)
+    rows.append(("answers (graph)", f"first response {answers['first_response_accuracy']:.4f}, turn "
+                 f"{answers['turn_accuracy']:.4f}, wrong approvals {answers['wrong_action_proposals']}, "
+                 f"unsupported {answers['unsupported_claims']}", f"{answers['conversations']} conversations"))
     if (args.data_dir / "prompt-injections-deepset").exists():
         inj = run_injection(args.data_dir, REPORTS)
         test = inj.get("test", {})
