@@ -1,4 +1,4 @@
-"""`python app.py eval KIND ...`: intents, routing, injection, slots, or all (with a summary table)."""
+"""`python app.py eval KIND ...`: intents, routing, injection, slots, answers, or all (with a summary table)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 REPORTS = Path(__file__).with_name("reports")
-KINDS = ("intents", "routing", "injection", "slots", "all")
+KINDS = ("intents", "routing", "injection", "slots", "answers", "all")
 
 
 def eval_main(argv: list[str]) -> int:
@@ -34,6 +34,10 @@ def eval_main(argv: list[str]) -> int:
         from evals.slots import main as slots_main
 
         return slots_main(rest)
+    if kind == "answers":
+        from evals.answers import main as answers_main
+
+        return answers_main(rest)
     return eval_all(rest)
 
 
@@ -72,6 +76,16 @@ def eval_all(argv: list[str]) -> int:
     rows.append(("routing (graph)", f"trajectory {routing['trajectory_accuracy']:.4f}, intent "
                  f"{routing['intent_accuracy']:.4f}, status {routing['status_accuracy']:.4f}",
                  f"{routing['n_cases']} cases"))
+    import tempfile
+
+    from evals.answers import fresh_seed_settings
+    from evals.answers import run as run_answers
+
+    with tempfile.TemporaryDirectory(prefix="switchboard-answers-src-") as fresh:
+        answers = run_answers(fresh_seed_settings(Path(fresh)), REPORTS)
+    rows.append(("answers (graph)", f"first response {answers['first_response_accuracy']:.4f}, turn "
+                 f"{answers['turn_accuracy']:.4f}, wrong approvals {answers['wrong_action_proposals']}, "
+                 f"unsupported {answers['unsupported_claims']}", f"{answers['conversations']} conversations"))
     if (args.data_dir / "prompt-injections-deepset").exists():
         inj = run_injection(args.data_dir, REPORTS)
         test = inj.get("test", {})
