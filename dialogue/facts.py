@@ -95,11 +95,17 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
         pay = order.get("payment") or {}
         why = f": {pay['error_message'].lower()} (error {pay['error_code']})" if pay.get("error_message") else ""
         out.append(f"The payment for {what[0].lower() + what[1:]} failed{why}, so it has not been processed.")
+        out.append(
+            "You can retry the payment with another card or method from the order page within 48 hours of ordering; "
+            "after that the order lapses and nothing is charged."
+        )
     elif status == "processing":
         out.append(f"{what} is being prepared in our warehouse (processing) and has not shipped yet.")
+    if status in ("pending", "processing") and intent in ("check_cancellation_fee", "change_order", "cancel_order"):
+        out.append(f"While it is {status}, it can be cancelled free of charge, with a full refund of any payment.")
     elif status == "pending":
         placed = _day(order.get("created_at"))
-        out.append(f"{what} is pending: it was placed on {placed} and has not been prepared yet.")
+        out.append(f"{what} is pending: it was placed on {placed} and has not shipped yet.")
     else:
         out.append(f"{what} is {str(status).replace('_', ' ')}.")
     return out
@@ -137,8 +143,15 @@ def invoice_sentences(data: dict[str, Any]) -> list[str]:
 
 
 def account_sentences(data: dict[str, Any], intent: str | None) -> list[str]:
-    if intent in ("switch_account", "edit_account"):
-        return [f"You're signed in as {data.get('name')} ({data.get('email')})."]
+    if intent in ("switch_account", "edit_account", "set_up_shipping_address"):
+        phone = f" and phone number {data['phone']}" if data.get("phone") else ""
+        out = [f"Your account is {data.get('name')}, with email address {data.get('email')}{phone}."]
+        default = next((a for a in data.get("addresses") or [] if a.get("is_default")), None)
+        if default and intent == "set_up_shipping_address":
+            out.append(
+                f"Your default address is {default['line1']}, {default['postcode']} {default['city']}."
+            )
+        return out
     if intent == "newsletter_subscription":
         state = "subscribed to" if data.get("newsletter_subscribed") else "not subscribed to"
         return [f"Your account is currently {state} the newsletter."]

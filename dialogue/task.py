@@ -25,15 +25,19 @@ OPEN_STEPS = ("collecting", "confirming", "awaiting_approval")
 
 TurnKind = Literal["new", "continue", "drop"]
 
-_DROP = re.compile(
-    r"^\W*(?:no+|nope|nah|stop|never\s*mind|nevermind|forget (?:it|about it|that)|cancel that|don'?t bother|"
-    r"leave it|no,? thanks?(?: you)?|not anymore|i changed my mind|scratch that|don'?t do (?:it|that))\b"
-    r"(?:[\s,.!]*(?:thanks?|thank you|please|then|for now|it'?s fine|that'?s all|i'?ll do it myself))*\W*$",
-    re.I,
+_DROP_PHRASE = (
+    r"(?:no+|nope|nah|wait|stop|never\s*mind|nevermind|forget (?:it|about it|that)|cancel that|don'?t bother|"
+    r"leave it|thanks?|thank you|not anymore|i(?:'ve| have)? changed my mind|scratch that|"
+    r"don'?t (?:do|cancel|change|refund|delete) (?:it|that|anything)|i'?ll keep (?:it|them)|keep it|"
+    r"i'?ll do it myself|it'?s fine|that'?s all|for now|then|please|actually)"
+)
+_DROP = re.compile(rf"^\W*(?:{_DROP_PHRASE}[\s,.!;:-]*)+$", re.I)
+_DROP_CORE = re.compile(
+    r"\b(?:no+|nope|stop|never\s*mind|nevermind|forget|cancel that|don'?t|changed my mind|scratch that|keep)\b", re.I
 )
 _YES = re.compile(
     r"^\W*(?:yes|yeah|yep|yup|sure|ok(?:ay)?|please do|go ahead|do it|correct|right|exactly|confirm(?:ed)?|"
-    r"that'?s (?:right|it|the one|correct)|yes please|please)\b[\s\w,.!']{0,40}$",
+    r"that'?s (?:right|it|the one|correct)|yes please)\b[\s\w,.!']{0,40}$",
     re.I,
 )
 _ORDINALS = {
@@ -86,7 +90,8 @@ def is_open(task: dict[str, Any] | None) -> bool:
 
 
 def is_drop(text: str) -> bool:
-    return bool(_DROP.match(text.strip()))
+    """'No', 'stop, never mind', 'no wait, don't cancel it', "never mind, I'll keep it" (and nothing else)."""
+    return bool(_DROP.match(text.strip())) and bool(_DROP_CORE.search(text))
 
 
 def is_yes(text: str) -> bool:
@@ -114,6 +119,8 @@ def _supplies(task: dict[str, Any], entities: dict[str, Any], text: str) -> bool
         return True
     if "order_id" in wanted and (task.get("candidates") and (_ORDINAL.search(text) or is_yes(text))):
         return True
+    if wanted and len(_WORD.findall(text.lower())) <= 6 and not _REQUEST.search(text):
+        return True  # a short reply to a question ("the pending one", "the one with the bottles")
     if task.get("step") == "confirming" and is_yes(text):
         return True
     return bool("order_id" in wanted and refers_to_order(text))
@@ -161,6 +168,25 @@ def interpret(
         "pending_action": task.get("pending_action"),
     }
     return Turn("new", intent, confidence, new_task, entities=dict(new_task["slots"]), reason="a new request")
+
+
+_REFUND_WORDS = re.compile(r"\b(?:refund|money back|back|reimburse|compensat|credit)\w*", re.I)
+_ADDRESS_INTENTS = ("change_shipping_address", "set_up_shipping_address")
+
+
+def slot_intent(text: str, entities: dict[str, Any], intent: str) -> str | None:
+    """An intent the slots make plain when the classifier read the words otherwise, or None.
+
+    An order and a full address in one message ask to deliver that order there; an order, an amount and
+    "back"/"refund" ask for money back. Deterministic evidence, used only where it is unambiguous.
+    """
+    has_order = "order_id" in entities or bool(_IT.search(text))
+    if entities.get("address") and has_order and intent not in _ADDRESS_INTENTS:
+        return "change_shipping_address"
+    if entities.get("amount") and "order_id" in entities and _REFUND_WORDS.search(text):
+        if intent not in ("get_refund", "track_refund", "check_refund_policy"):
+            return "get_refund"
+    return None
 
 
 # ------------------------------------------------------------------------------------------ order references

@@ -15,13 +15,15 @@ from langgraph.runtime import Runtime
 
 from classifier.cascade import refine_with_llm
 from classifier.policy import decide
-from dialogue.task import interpret
+from dialogue.task import interpret, slot_intent
 from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import RESET, SupportState
 from nodes.common import visited
 
 NAME = "classify_intent"
+SLOT_EVIDENCE_CONFIDENCE = 0.9
+"""Confidence given to an intent that the message's slots make plain (see dialogue.task.slot_intent)."""
 
 
 def make(services: ServicesProvider):
@@ -37,11 +39,18 @@ def make(services: ServicesProvider):
                 prediction = refined
                 update["flags"] = ["llm_refined_intent"]
         intent = "out_of_scope" if prediction.is_oos else prediction.intent
+        entities = dict(state.get("entities") or {})
+        confidence = float(prediction.confidence)
+        hinted = slot_intent(text, entities, intent)
+        if hinted is not None and hinted in svc.workflows:
+            # The slots say it plainly (an order and an address, an order and an amount back): trust them.
+            intent, confidence = hinted, max(confidence, SLOT_EVIDENCE_CONFIDENCE)
+            update["flags"] = [*update.get("flags", []), "intent_from_slots"]
         turn = interpret(
             text,
-            dict(state.get("entities") or {}),
+            entities,
             intent=intent,
-            confidence=float(prediction.confidence),
+            confidence=confidence,
             task=state.get("task"),
             auto_threshold=thresholds.auto,
         )

@@ -424,7 +424,7 @@ def _words(text: str) -> set[str]:
 
 
 def sentences_of(text: str) -> list[str]:
-    """Plain sentences of a markdown article; a table becomes one sentence naming its columns."""
+    """Plain sentences of a markdown article; each table row becomes one sentence naming its columns."""
     out: list[str] = []
     prose: list[str] = []
     heading = ""
@@ -433,10 +433,9 @@ def sentences_of(text: str) -> list[str]:
     def flush_table() -> None:
         if len(rows) > 1:
             header, body = rows[0], rows[1:]
-            lines = [
-                f"{r[0]}: " + ", ".join(f"{h} {c}" for h, c in zip(header[1:], r[1:], strict=False) if c) for r in body
-            ]
-            out.append(f"{heading + ' — ' if heading else ''}{'; '.join(lines)}.")
+            for r in body:  # one sentence per row, so the scorer can pick the row that answers
+                cells = ", ".join(f"{h} {c}" for h, c in zip(header[1:], r[1:], strict=False) if c)
+                out.append(f"{heading + ' — ' if heading else ''}{r[0]}: {cells}.")
         rows.clear()
 
     for line in text.splitlines():

@@ -36,8 +36,13 @@ def make(services: ServicesProvider):
 
 
 def _own_emails(state: SupportState) -> set[str]:
-    """The customer's own addresses, as identity-checked tools returned them: shown to them unmasked."""
+    """Addresses the customer may see: their own (from identity-checked tools) and the shop's (in its articles)."""
+    from dialogue.slots import EMAIL_RE
+
     found: set[str] = set()
+    for item in state.get("knowledge") or []:
+        if item.get("kind") in ("article", "known_issue"):
+            found.update(m.group(0) for m in EMAIL_RE.finditer(str(item.get("text", ""))))
     account = ((state.get("lookups") or {}).get("get_account") or {}).get("data") or {}
     if account.get("email"):
         found.add(str(account["email"]))

@@ -22,6 +22,8 @@ from tools.shop import TOOLS, run_tool
 
 NAME = "retrieve_knowledge"
 
+# Write tools whose preconditions need only the order: candidates offered for them are dry-run first.
+DRY_RUN_CANDIDATES = ("cancel_order", "issue_refund")
 # Read tools and the entities they need; tools without needs run as they are.
 TOOL_NEEDS = {"get_order": "order_id", "get_invoice": "order_id", "get_refund_status": "order_id"}
 
@@ -65,8 +67,15 @@ def make(services: ServicesProvider):
                     update["entities"] = {"order_id": found.order_id, "order_id_from": found.how}
                     update["task"] = {"order_id": found.order_id, "candidates": [], "missing": []}
                 elif flow.needs_order:
+                    candidates = list(found.candidates)
+                    if flow.action in DRY_RUN_CANDIDATES:
+                        # Offer only the orders the action could really be done for (its own preconditions).
+                        candidates = [
+                            c for c in candidates
+                            if run_tool(svc.shop, flow.action, {"order_id": c}, user_id=ctx.user_id, dry_run=True).ok
+                        ]
                     lookups["list_orders"] = listed.model_dump()
-                    update["task"] = {"missing": ["order_id"], "candidates": list(found.candidates)}
+                    update["task"] = {"missing": ["order_id"], "candidates": candidates}
         for tool in flow.read_tools if flow else ():
             spec = TOOLS.get(tool)
             if spec is None or spec.permission != "read":

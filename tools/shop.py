@@ -534,6 +534,16 @@ def check_cancel(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
             article="kb-cancel-order",
         )
     if status == "delivered":
+        days = _days_since_delivery(ctx, order)
+        if days is not None and days > RETURN_WINDOW_DAYS:
+            raise ToolRefusal(
+                f"order {oid} was delivered {days} days ago, so it can't be cancelled, and the "
+                f"{RETURN_WINDOW_DAYS}-day returns window has passed",
+                code="already_delivered",
+                instead="If an item is faulty, it may still be covered by the legal guarantee: tell me what is wrong "
+                "and I'll pass it to a colleague.",
+                article="kb-faulty-damaged-items",
+            )
         raise ToolRefusal(
             f"order {oid} was delivered and cannot be cancelled",
             code="already_delivered",
@@ -606,7 +616,7 @@ def check_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
         )
     if status == "shipped":
         raise ToolRefusal(
-            f"order {oid} is still on its way, so it can't be refunded yet",
+            f"order {oid} has shipped and is still on its way, so it can't be refunded yet",
             code="in_transit",
             instead=_REFUSE_OR_RETURN,
             article="kb-how-to-return",
