@@ -71,6 +71,9 @@ class GroundingPolicy(BaseModel):
     """An article grounds an answer when its relevance reaches this..."""
     intent_article_min_relevance: float = Field(0.3, ge=0, le=1)
     """...or this, when the article is written for the ticket's intent."""
+    fact_boost: float = Field(0.7, ge=0, le=1)
+    """Share of the intent's doubt that identity-checked facts (an order lookup, a checked precondition, an
+    executed action) take away, for tickets in the review band."""
     ungrounded_factor: float = Field(0.6, ge=0, le=1)
     """Confidence multiplier for an answer that no fact, precondition or relevant article supports."""
 

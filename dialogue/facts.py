@@ -101,13 +101,13 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
         )
     elif status == "processing":
         out.append(f"{what} is being prepared in our warehouse (processing) and has not shipped yet.")
-    if status in ("pending", "processing") and intent in ("check_cancellation_fee", "change_order", "cancel_order"):
-        out.append(f"While it is {status}, it can be cancelled free of charge, with a full refund of any payment.")
     elif status == "pending":
         placed = _day(order.get("created_at"))
         out.append(f"{what} is pending: it was placed on {placed} and has not shipped yet.")
     else:
         out.append(f"{what} is {str(status).replace('_', ' ')}.")
+    if status in ("pending", "processing") and intent in ("check_cancellation_fee", "change_order", "cancel_order"):
+        out.append(f"While it is {status}, it can be cancelled free of charge, with a full refund of any payment.")
     return out
 
 

@@ -117,6 +117,9 @@ def _supplies(task: dict[str, Any], entities: dict[str, Any], text: str) -> bool
     wanted = set(task.get("missing") or []) | set(task.get("asked") or [])
     if wanted & set(entities):
         return True
+    field = (task.get("slots") or {}).get("field")
+    if "value" in wanted and field in ("phone", "email") and entities.get(field):
+        return True
     if "order_id" in wanted and (task.get("candidates") and (_ORDINAL.search(text) or is_yes(text))):
         return True
     if wanted and len(_WORD.findall(text.lower())) <= 6 and not _REQUEST.search(text):
@@ -148,6 +151,9 @@ def interpret(
             not confident_new and (short or intent == "out_of_scope")
         ):
             slots = {**(task.get("slots") or {}), **entities}
+            field = slots.get("field")
+            if field in ("phone", "email") and entities.get(field) and "value" not in entities:
+                slots["value"] = entities[field]  # "0612-987654" answers "what should your new phone number be?"
             return Turn(
                 "continue",
                 task["intent"],

@@ -55,6 +55,7 @@ QUESTIONS = {
     "value": "the new value",
     "amount": "the amount",
 }
+FIELD_NAMES = {"phone": "phone number", "email": "email address", "name": "name"}
 WORD = re.compile(r"[a-z0-9]+")
 STOP = set(
     "the a an and or to of in on for my i is it me you your we be can do does how what when with this that "
@@ -72,7 +73,8 @@ def make(services: ServicesProvider):
             state, max_chars=svc.policy.limits.max_input_chars, scorer=scorer, today=svc.shop.now().date()
         )
         update: dict = {**visited(NAME), "draft": offline, "citations": citations}
-        update.update(assess(state, ground, svc.policy))
+        flow = svc.workflows.get(state.get("intent") or "out_of_scope")
+        update.update(assess(state, ground, svc.policy, about_one_order=bool(flow and flow.needs_order)))
         task = state.get("task") or {}
         if ground.get("question"):
             update["task"] = {"asked": ground["question"], "step": "collecting"}
@@ -124,8 +126,13 @@ def unsupported_claims(answer: str, facts: str) -> list[str]:
     return out
 
 
-def assess(state: SupportState, ground: dict[str, Any], policy: Any) -> dict[str, Any]:
-    """Answer confidence: the intent's confidence times the answer's grounding; the tier follows from it."""
+def assess(
+    state: SupportState, ground: dict[str, Any], policy: Any, *, about_one_order: bool = False
+) -> dict[str, Any]:
+    """Answer confidence: the intent's confidence combined with the answer's grounding; the tier follows from it.
+
+    `about_one_order`: the workflow's answer is about one order (`order: required`), so that order's facts answer it.
+    """
     from classifier.policy import decide
 
     intent_conf = float(state.get("intent_confidence", state.get("confidence", 0.0)) or 0.0)
@@ -142,11 +149,20 @@ def assess(state: SupportState, ground: dict[str, Any], policy: Any) -> dict[str
         or ground.get("result")
         or article
     )
-    factor = 1.0 if grounded else policy.grounding.ungrounded_factor
-    confidence = round(intent_conf * factor, 4)
+    facts = bool(ground.get("facts") or ground.get("precondition") or ground.get("result"))
     decision = state.get("decision", "escalate")
-    if not grounded and decision == "auto":
+    if not grounded:
+        # Nothing stands behind the answer: a human reads it first (review), whatever the intent's confidence.
+        confidence = intent_conf * g.ungrounded_factor
+        decision = "review" if decision == "auto" else decision
+    elif facts and decision == "review" and about_one_order:
+        # The question is about the customer's own order and identity-checked facts answer it: they take away
+        # part of the doubt about the intent.
+        confidence = intent_conf + (1.0 - intent_conf) * g.fact_boost
         decision = decide(confidence, policy.confidence)
+    else:
+        confidence = intent_conf
+    confidence = round(confidence, 4)
     return {"confidence": confidence, "decision": decision, "grounding": {**ground, "grounded": grounded}}
 
 
@@ -347,7 +363,7 @@ def clarifying_question(
                     "postcode and city.")
         if bad == "value":
             field = (action.get("args") or {}).get("field", "value")
-            return f"That doesn't look like a valid {field}: could you send it again?"
+            return f"That doesn't look like a valid {FIELD_NAMES.get(field, field)}: could you send it again?"
         return f"Some details were not valid ({', '.join(missing)}): could you send them again?"
     if "order_id" in missing:
         wanted = [int(c) for c in task.get("candidates") or []]
@@ -367,7 +383,7 @@ def clarifying_question(
         return "Which detail should I change (your name, email address or phone number), and to what?"
     if "value" in missing:
         field = (action.get("args") or {}).get("field", "detail")
-        return f"What should your new {field} be?"
+        return f"What should your new {FIELD_NAMES.get(field, field)} be?"
     if "field" in missing:
         return "Which detail should I change: your name, email address or phone number?"
     return "Could you tell me " + " and ".join(QUESTIONS.get(m, m) for m in missing) + "?"
