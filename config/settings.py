@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    from langgraph.types import RetryPolicy
 
 CONFIG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONFIG_DIR.parent
@@ -128,6 +131,7 @@ class Settings(BaseModel):
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
     llm_fallback_model: str | None = None
+    redis_url: str | None = None  # shared circuit-breaker state across processes; default: in-process only
     model_cache_dir: Path | None = None  # built ONNX encoder; default: data_dir/models
     config_dir: Path = CONFIG_DIR
     demo_dir: Path = DEMO_DIR
@@ -155,6 +159,7 @@ class Settings(BaseModel):
             llm_base_url=e.get("SWITCHBOARD_LLM_BASE_URL") or None,
             llm_model=e.get("SWITCHBOARD_LLM_MODEL", "gpt-4o-mini"),
             llm_fallback_model=e.get("SWITCHBOARD_LLM_FALLBACK_MODEL") or None,
+            redis_url=e.get("SWITCHBOARD_REDIS_URL") or None,
             model_cache_dir=Path(e["SWITCHBOARD_MODEL_CACHE"]) if e.get("SWITCHBOARD_MODEL_CACHE") else None,
         )
 
@@ -163,6 +168,9 @@ class Settings(BaseModel):
 
     def workflows(self) -> dict[str, Workflow]:
         return load_workflows(self.config_dir / "workflows.yaml")
+
+    def error_policies(self) -> ErrorPolicies:
+        return load_error_policies(self.config_dir / "error-policies.yaml")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -202,3 +210,168 @@ def load_workflows(path: Path) -> dict[str, Workflow]:
     if "out_of_scope" not in flows:
         flows["out_of_scope"] = Workflow(description="Not something the shop desk handles.")
     return flows
+
+
+# --- config/error-policies.yaml ---------------------------------------------------------------------------
+
+ModelErrorKind = Literal["timeout", "connection", "rate_limit", "server_error", "malformed", "truncated"]
+NodeErrorKind = Literal["sqlite_busy", "connection", "timeout"]
+Task = Literal["default", "classify", "summarise", "answer"]
+Complexity = Literal["simple", "hard"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelRetry(_Strict):
+    """Retries on one model endpoint (tenacity): exponential backoff with jitter, Retry-After honoured."""
+
+    attempts: int = Field(3, ge=1, le=10)
+    initial_s: float = Field(0.5, ge=0)
+    factor: float = Field(2.0, ge=1)
+    max_s: float = Field(8.0, ge=0)
+    jitter_s: float = Field(0.5, ge=0)
+    retry_on: tuple[ModelErrorKind, ...] = ("timeout", "connection", "rate_limit", "server_error")
+    max_retry_after_s: float = Field(20.0, ge=0)
+
+
+class BreakerPolicy(_Strict):
+    failure_threshold: int = Field(3, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+    trial_timeout_s: float | None = Field(None, gt=0)
+
+
+class RateLimit(_Strict):
+    requests_per_second: float = Field(gt=0)
+    max_bucket_size: float = Field(1.0, ge=1)
+
+
+class ModelEndpoint(_Strict):
+    """One model endpoint: its model id, the client's timeout, retries, breaker and optional rate limit."""
+
+    model: str | None = None
+    timeout_s: float = Field(30.0, gt=0)
+    stream: bool = False
+    retry: ModelRetry = ModelRetry()
+    breaker: BreakerPolicy = BreakerPolicy()
+    rate_limit: RateLimit | None = None
+
+
+class NodeRetry(_Strict):
+    """A LangGraph RetryPolicy for an I/O node or a tool, with `retry_on` named, not imported."""
+
+    attempts: int = Field(3, ge=1, le=10)
+    initial_s: float = Field(0.5, ge=0)
+    factor: float = Field(2.0, ge=1)
+    max_s: float = Field(8.0, ge=0)
+    jitter: bool = True
+    retry_on: tuple[NodeErrorKind, ...] = Field(("sqlite_busy",), min_length=1)
+
+    def retry_policy(self) -> RetryPolicy:
+        import sqlite3
+
+        from langgraph.types import RetryPolicy
+
+        errors: dict[str, type[Exception]] = {
+            "sqlite_busy": sqlite3.OperationalError,
+            "connection": ConnectionError,
+            "timeout": TimeoutError,
+        }
+        return RetryPolicy(
+            initial_interval=self.initial_s,
+            backoff_factor=self.factor,
+            max_interval=self.max_s,
+            max_attempts=self.attempts,
+            jitter=self.jitter,
+            retry_on=tuple(errors[kind] for kind in self.retry_on),
+        )
+
+
+class ToolPolicy(NodeRetry):
+    timeout_s: float = Field(10.0, gt=0)
+    breaker: BreakerPolicy | None = None
+
+
+class ErrorDefaults(_Strict):
+    model: ModelEndpoint = ModelEndpoint()
+
+
+class ErrorPolicies(_Strict):
+    """Everything in config/error-policies.yaml, validated; `defaults.model` is merged into each endpoint."""
+
+    version: Literal[1] = 1
+    defaults: ErrorDefaults = ErrorDefaults()
+    models: dict[str, ModelEndpoint] = Field(default_factory=dict)
+    routes: dict[Task, dict[Complexity, list[str]]] = Field(default_factory=dict)
+    nodes: dict[str, NodeRetry] = Field(default_factory=dict)
+    tools: dict[str, ToolPolicy] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, data: Any) -> Any:
+        """Merge `defaults.model` into each endpoint; anything malformed is left for validation to name."""
+        try:
+            base, models = data["defaults"]["model"], data["models"]
+            merged = {name: _deep_merge(base, spec or {}) for name, spec in models.items()}
+        except (KeyError, TypeError, AttributeError, ValueError):
+            return data
+        return {**data, "models": merged}
+
+    def route(self, task: str, complexity: str) -> list[str]:
+        """Endpoint names for a task and complexity: the task's entry, else `default`'s, else every endpoint."""
+        for key in (task, "default"):
+            tiers = self.routes.get(key, {}).get(complexity)  # type: ignore[call-overload]
+            if tiers:
+                return list(tiers)
+        return list(self.models)
+
+    def node_retry_policies(self, node_names: tuple[str, ...]) -> dict[str, RetryPolicy]:
+        """RetryPolicy per configured node; a node name the graph does not have is an error."""
+        unknown = sorted(set(self.nodes) - set(node_names))
+        if unknown:
+            raise ValueError(f"error-policies nodes: unknown node(s) {unknown} (graph nodes: {', '.join(node_names)})")
+        return {name: spec.retry_policy() for name, spec in self.nodes.items()}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = (
+            _deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
+    return merged
+
+
+def _one_line(path: Path, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"] if p != "[key]")
+        loc = loc.lstrip(".") or "(top level)"
+        got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err.get('input')!r})"
+        parts.append(f"{loc}: {err['msg']}{got}")
+    return f"{path}: " + "; ".join(parts)
+
+
+@lru_cache(maxsize=8)
+def load_error_policies(path: Path) -> ErrorPolicies:
+    """Load and validate config/error-policies.yaml; every problem is reported on one line naming its key."""
+    try:
+        policies = ErrorPolicies.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise ValueError(_one_line(path, exc)) from None
+    for task, by_complexity in policies.routes.items():
+        for complexity, tiers in by_complexity.items():
+            for i, name in enumerate(tiers):
+                if name not in policies.models:
+                    known = ", ".join(policies.models) or "none"
+                    raise ValueError(
+                        f"{path}: routes.{task}.{complexity}[{i}]: unknown model endpoint {name!r} (models: {known})"
+                    )
+    for name, endpoint in policies.models.items():
+        if endpoint.model is None and name not in ("primary", "secondary"):
+            raise ValueError(
+                f"{path}: models.{name}.model: required (only primary and secondary take theirs "
+                "from SWITCHBOARD_LLM_MODEL / SWITCHBOARD_LLM_FALLBACK_MODEL)"
+            )
+    return policies

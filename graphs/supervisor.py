@@ -17,6 +17,7 @@ import sqlite3
 from langgraph.graph import START, StateGraph
 from langgraph.types import RetryPolicy
 
+from config.settings import Settings
 from graphs.context import Context
 from graphs.services import Services, ServicesProvider, get_services
 from graphs.state import InputState, OutputState, SupportState
@@ -56,7 +57,13 @@ NODE_NAMES = (
 )
 
 # I/O nodes retry only on what is worth retrying (a busy SQLite file); pure nodes carry no policy.
+# Used for an I/O node that config/error-policies.yaml `nodes` leaves out.
 IO_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.2, retry_on=(sqlite3.OperationalError,))
+
+
+def node_retry_policies(settings: Settings) -> dict[str, RetryPolicy]:
+    """RetryPolicy per I/O node from config/error-policies.yaml (validated: an unknown node name fails)."""
+    return settings.error_policies().node_retry_policies(NODE_NAMES)
 
 
 def build_supervisor(services: Services | ServicesProvider | None = None) -> StateGraph:
@@ -71,6 +78,10 @@ def build_supervisor(services: Services | ServicesProvider | None = None) -> Sta
         provider = services
 
     g = StateGraph(SupportState, context_schema=Context, input_schema=InputState, output_schema=OutputState)
+    retries = node_retry_policies(services.settings if isinstance(services, Services) else Settings())
+
+    def io_retry(name: str) -> RetryPolicy:
+        return retries.get(name, IO_RETRY)
 
     def node(name: str, fn, **kwargs) -> None:  # noqa: ANN001 - a node function
         g.add_node(name, instrument(name, fn, ticket=name == "remember"), **kwargs)
@@ -79,16 +90,16 @@ def build_supervisor(services: Services | ServicesProvider | None = None) -> Sta
     node("compress_context", compress_context.make(provider))
     node("classify_intent", classify_intent.make(provider))
     node("supervisor", supervisor.make(provider))
-    node("retrieve_knowledge", retrieve_knowledge.make(provider), retry_policy=IO_RETRY)
+    node("retrieve_knowledge", retrieve_knowledge.make(provider), retry_policy=io_retry("retrieve_knowledge"))
     node("analyze_technical", analyze_technical.make(provider))
-    node("plan_action", plan_action.make(provider), retry_policy=IO_RETRY)
+    node("plan_action", plan_action.make(provider), retry_policy=io_retry("plan_action"))
     node("request_approval", request_approval.make(provider))
     node("execute_action", execute_action.make(provider), retry_policy=execute_action.RETRY)
     node("generate_response", generate_response.make(provider))
     node("review_gate", review_gate.make(provider))
     node("escalate", escalate.make(provider))
     node("guard_output", guard_output.make(provider))
-    node("remember", remember.make(provider), retry_policy=IO_RETRY)
+    node("remember", remember.make(provider), retry_policy=io_retry("remember"))
 
     g.add_edge(START, "guard_input")
     g.add_edge("compress_context", "classify_intent")

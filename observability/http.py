@@ -72,16 +72,19 @@ def check_knowledge(services: Any | None) -> dict[str, Any]:
 
 
 def check_llm(settings: Settings, services: Any | None) -> dict[str, Any]:
-    """Which model chain is configured (none: the offline tier) and each circuit breaker's state."""
+    """Which model chain is configured (none: the offline tier) and each circuit breaker's state: from this
+    process's chain, else from the shared Redis store when one is configured (`llm.breaker_states`)."""
     if not settings.llm_enabled:
         return {"status": "offline"}
+    from llm import breaker_states  # the model chain's own report; importing builds nothing
+
     llm = getattr(services, "llm", None) if services is not None else None
-    if llm is None:
+    breakers = breaker_states(llm, settings)
+    if breakers is None:
         return {"status": "configured", "model": settings.llm_model, "breakers": "not_loaded"}
-    breakers = {name: b.state for name, b in llm.breakers.items()}
     # Degraded only when every model's circuit is open: the chain still answers while one is closed.
     status = "open" if breakers and all(s == "open" for s in breakers.values()) else "configured"
-    return {"status": status, "model": llm.name, "breakers": breakers}
+    return {"status": status, "model": llm.name if llm is not None else settings.llm_model, "breakers": breakers}
 
 
 def loaded_services(settings: Settings, instances: Mapping[Path, Any] | None = None) -> Any | None:

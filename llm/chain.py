@@ -1,0 +1,279 @@
+"""The model chain: tiers tried in order (LangChain `with_fallbacks`), each endpoint behind its own retries
+(tenacity) and circuit breaker, picked per task and complexity from config/error-policies.yaml.
+
+    llm.generate(messages)                                  # route `default`, simple: primary -> secondary
+    llm.generate(messages, task="answer", complexity="hard") # e.g. strong -> primary -> secondary
+
+`generate()` returns None, never raises, when every tier failed or was refused by its breaker: the caller
+then uses its offline tier and, below that, human escalation (primary -> secondary -> offline -> human).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from config.settings import Complexity, ErrorPolicies, LLMPolicy, ModelEndpoint, ModelRetry, Settings, Task
+from llm.breaker import BreakerStore, CircuitBreaker, CircuitOpen, MemoryStore, RedisStore
+from llm.prices import usage_of
+from llm.retry import TruncatedReply, async_retrying, error_kind, retrying
+
+log = logging.getLogger("switchboard.llm")
+
+# An endpoint built without a policy (scripted models in tests, hand-made chains): one attempt, no waits,
+# which is how the chain behaved before retries moved out of the client.
+SINGLE_ATTEMPT = ModelEndpoint(retry=ModelRetry(attempts=1))
+
+
+@dataclass
+class LLMReply:
+    text: str
+    usage: dict[str, float]
+    model: str  # the provider's model id (prices are looked up by it)
+    endpoint: str = ""  # the configured endpoint that answered (primary, secondary, strong, ...)
+
+
+@dataclass
+class LLM:
+    """A chain of chat models tried in order, each behind its own retries and circuit breaker.
+
+    `models` are (endpoint name, chat model); `routes` maps task -> complexity -> endpoint names (empty:
+    every model in order); `endpoints` holds each endpoint's policy and `model_ids` its provider model id.
+    `sleep` / `asleep` are the waits between retries (injected in tests).
+    """
+
+    models: list[tuple[str, BaseChatModel]]
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    endpoints: dict[str, ModelEndpoint] = field(default_factory=dict)
+    routes: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
+    model_ids: dict[str, str] = field(default_factory=dict)
+    sleep: Callable[[float], Any] = time.sleep
+    asleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    _chains: dict[tuple[str, ...], Runnable] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name = dict(self.models)
+        for name, _ in self.models:
+            self.breakers.setdefault(name, CircuitBreaker(name=name))
+
+    @property
+    def name(self) -> str:
+        tiers = self.tiers("default", "simple")
+        return self.model_ids.get(tiers[0], tiers[0]) if tiers else "none"
+
+    def tiers(self, task: Task | str = "default", complexity: Complexity | str = "simple") -> list[str]:
+        """Endpoint names tried for this task and complexity, in order."""
+        if not self.routes:
+            return [name for name, _ in self.models]
+        for key in (task, "default"):
+            names = self.routes.get(key, {}).get(complexity)
+            if names:
+                return [n for n in names if n in self._by_name]
+        return [name for name, _ in self.models]
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each endpoint's circuit: closed | open | half_open (shared across processes with a Redis store)."""
+        return {name: breaker.state for name, breaker in self.breakers.items()}
+
+    # --- calls ----------------------------------------------------------------------------------
+    def generate(
+        self, messages: Sequence[BaseMessage], task: Task | str = "default", complexity: Complexity | str = "simple"
+    ) -> LLMReply | None:
+        """First successful reply along the route's tiers, or None (caller uses its offline tier)."""
+        chain = self._chain(task, complexity)
+        if chain is None:
+            return None
+        try:
+            name, reply = chain.invoke(list(messages))
+        except Exception as exc:  # noqa: BLE001 - every tier failed: the caller's offline tier answers
+            log.warning("llm chain for %s/%s exhausted: %s", task, complexity, exc)
+            return None
+        return self._reply(name, reply)
+
+    async def agenerate(
+        self, messages: Sequence[BaseMessage], task: Task | str = "default", complexity: Complexity | str = "simple"
+    ) -> LLMReply | None:
+        """`generate()` for async callers: same tiers, breakers and retries, waits via `asleep`."""
+        chain = self._chain(task, complexity)
+        if chain is None:
+            return None
+        try:
+            name, reply = await chain.ainvoke(list(messages))
+        except Exception as exc:  # noqa: BLE001 - as in generate()
+            log.warning("llm chain for %s/%s exhausted: %s", task, complexity, exc)
+            return None
+        return self._reply(name, reply)
+
+    def _reply(self, name: str, reply: AIMessage) -> LLMReply:
+        model_id = self.model_ids.get(name, name)
+        text = reply.content if isinstance(reply.content, str) else str(reply.content)
+        return LLMReply(text=text, usage=usage_of(reply, model_id), model=model_id, endpoint=name)
+
+    def _chain(self, task: str, complexity: str) -> Runnable | None:
+        tiers = tuple(self.tiers(task, complexity))
+        if not tiers:
+            return None
+        if tiers not in self._chains:
+            runnables = [
+                RunnableLambda(partial(self._call, n), afunc=partial(self._acall, n), name=f"llm:{n}") for n in tiers
+            ]
+            first, *rest = runnables
+            self._chains[tiers] = first.with_fallbacks(rest, exceptions_to_handle=(Exception,)) if rest else first
+        return self._chains[tiers]
+
+    def _call(self, name: str, messages: list[BaseMessage]) -> tuple[str, AIMessage]:
+        policy = self.endpoints.get(name, SINGLE_ATTEMPT)
+        model, breaker = self._by_name[name], self.breakers[name]
+        trial_failed = False
+
+        def attempt() -> AIMessage:
+            nonlocal trial_failed
+            permit = breaker.acquire()
+            if permit is None:
+                raise CircuitOpen(name)
+            try:
+                reply = _complete(model.invoke(messages), policy)
+            except Exception as exc:
+                breaker.release(permit, ok=False)
+                trial_failed = permit.trial
+                log.warning("llm %s failed (%s): %s", name, error_kind(exc), exc)
+                raise
+            breaker.release(permit, ok=True)
+            return reply
+
+        return name, retrying(policy.retry, self.sleep, give_up=lambda: trial_failed)(attempt)
+
+    async def _acall(self, name: str, messages: list[BaseMessage]) -> tuple[str, AIMessage]:
+        policy = self.endpoints.get(name, SINGLE_ATTEMPT)
+        model, breaker = self._by_name[name], self.breakers[name]
+        trial_failed = False
+
+        async def attempt() -> AIMessage:
+            nonlocal trial_failed
+            permit = breaker.acquire()
+            if permit is None:
+                raise CircuitOpen(name)
+            try:
+                reply = _complete(await model.ainvoke(messages), policy)
+            except Exception as exc:
+                breaker.release(permit, ok=False)
+                trial_failed = permit.trial
+                log.warning("llm %s failed (%s): %s", name, error_kind(exc), exc)
+                raise
+            breaker.release(permit, ok=True)
+            return reply
+
+        return name, await async_retrying(policy.retry, self.asleep, give_up=lambda: trial_failed)(attempt)
+
+
+def _complete(reply: Any, policy: ModelEndpoint) -> AIMessage:
+    """The reply, or TruncatedReply when a stream ended without a finish reason."""
+    if policy.stream and not (getattr(reply, "response_metadata", None) or {}).get("finish_reason"):
+        raise TruncatedReply("stream ended without a finish reason")
+    return reply
+
+
+def endpoint_models(settings: Settings, policies: ErrorPolicies) -> dict[str, str]:
+    """Endpoint name -> provider model id; primary / secondary without one take the settings' models."""
+    from_settings = {"primary": settings.llm_model, "secondary": settings.llm_fallback_model}
+    ids = {name: ep.model or from_settings.get(name) for name, ep in policies.models.items()}
+    return {name: model_id for name, model_id in ids.items() if model_id}
+
+
+def build_breakers(
+    settings: Settings,
+    policies: ErrorPolicies,
+    store: BreakerStore | None = None,
+    clock: Callable[[], float] | None = None,
+) -> dict[str, CircuitBreaker]:
+    """One breaker per configured endpoint, keyed in the store by model id and base URL, so every process
+    configured alike shares each endpoint's state (with a Redis store)."""
+    if store is None:
+        store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
+    host = settings.llm_base_url or "api.openai.com"
+    return {
+        name: CircuitBreaker(
+            policies.models[name].breaker.failure_threshold,
+            policies.models[name].breaker.cooldown_s,
+            clock,
+            name=f"{model_id}@{host}",
+            store=store,
+            trial_timeout_s=policies.models[name].breaker.trial_timeout_s or 2 * policies.models[name].timeout_s,
+        )
+        for name, model_id in endpoint_models(settings, policies).items()
+    }
+
+
+def breaker_states(llm: LLM | None = None, settings: Settings | None = None) -> dict[str, str] | None:
+    """Circuit state per endpoint: from a built chain, else (no chain in this process, e.g. a health command)
+    from the shared Redis store the settings name; None when neither is there."""
+    if llm is not None:
+        return llm.breaker_states()
+    if settings is None or not settings.llm_enabled or not settings.redis_url:
+        return None
+    return {name: b.state for name, b in build_breakers(settings, settings.error_policies()).items()}
+
+
+def build_llm(
+    settings: Settings,
+    policy: LLMPolicy,
+    *,
+    policies: ErrorPolicies | None = None,
+    store: BreakerStore | None = None,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
+    asleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> LLM | None:
+    """The configured model chain, or None when no model is configured (offline tier).
+
+    Timeouts, retries, breakers, routes and rate limits come from config/error-policies.yaml (`policies`);
+    `policy` (policy.yaml's `llm`) gives the temperature. The client's own retries are off: ours wait
+    through `sleep` and pass the breaker on every attempt.
+    """
+    if not settings.llm_enabled:
+        return None
+    from langchain_core.rate_limiters import InMemoryRateLimiter
+    from langchain_openai import ChatOpenAI  # imported only when a model is configured
+
+    policies = policies or settings.error_policies()
+    ids = endpoint_models(settings, policies)
+
+    def make(name: str) -> BaseChatModel:
+        ep = policies.models[name]
+        limiter = (
+            InMemoryRateLimiter(
+                requests_per_second=ep.rate_limit.requests_per_second, max_bucket_size=ep.rate_limit.max_bucket_size
+            )
+            if ep.rate_limit
+            else None
+        )
+        return ChatOpenAI(
+            model=ids[name],
+            api_key=settings.openai_api_key or "not-needed",
+            base_url=settings.llm_base_url,
+            temperature=policy.temperature,
+            timeout=ep.timeout_s,
+            max_retries=0,
+            streaming=ep.stream,
+            stream_usage=True,
+            rate_limiter=limiter,
+        )
+
+    return LLM(
+        models=[(name, make(name)) for name in ids],
+        breakers=build_breakers(settings, policies, store, clock),
+        endpoints={name: policies.models[name] for name in ids},
+        routes={task: dict(by) for task, by in policies.routes.items()},
+        model_ids=ids,
+        sleep=sleep,
+        asleep=asleep,
+    )
