@@ -22,7 +22,7 @@ TRAIN_PYTHON ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/pyt
 help:
 	@echo "make demo    - install, seed the demo shop, run sample tickets (one stops for approval, then is approved)"
 	@echo "make test    - install what tests need, run the whole suite"
-	@echo "make serve   - langgraph dev on port $(PORT) (Studio / langgraph-sdk), offline"
+	@echo "make serve   - langgraph dev on port $(PORT) (langgraph-sdk with an API key; STUDIO=1 for Studio), offline"
 	@echo "make eval    - all evaluations with a summary table"
 	@echo "make bench   - memory benchmark"
 	@echo "make check   - ruff + tests"
@@ -54,9 +54,11 @@ lint: dev-install
 
 check: lint test
 
+# Auth is on (langgraph.json): clients need a key from `app.py apikey create`. STUDIO=1 lets keyless Studio in from loopback.
 serve: dev-install
 	$(PY) app.py seed
-	$(DEV_ENV) $(VENV)/bin/langgraph dev --port $(PORT) --no-browser
+	@test -n "$$($(PY) app.py apikey list)" || echo "no API keys yet: $(PY) app.py apikey create --user demo --json (README: Auth)"
+	$(DEV_ENV) $(if $(STUDIO),SWITCHBOARD_AUTH_ALLOW_STUDIO=1) $(VENV)/bin/langgraph dev --port $(PORT) --no-browser
 
 eval: install
 	$(PY) app.py eval all --data-dir ../shared/data

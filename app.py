@@ -1,4 +1,4 @@
-"""Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, eval, bench, memory, demo.
+"""Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, eval, bench, memory, demo, apikey.
 
     python app.py ask "Where is my order 1003?" --json
     python app.py resume THREAD --approve --json
@@ -109,6 +109,25 @@ def result_of(rt: Runtime, thread_id: str, started: float) -> dict[str, Any]:
     return result
 
 
+def owner_of(snapshot: Any) -> tuple[str | None, str | None]:
+    """(owner, tenant) a thread's checkpoints record; (None, None) for a new thread or one from before owners."""
+    metadata = getattr(snapshot, "metadata", None) or {}
+    return metadata.get("owner"), metadata.get("tenant")
+
+
+def check_owner(snapshot: Any, thread_id: str, user: str, tenant: str) -> None:
+    owner, owner_tenant = owner_of(snapshot)
+    if owner is not None and (owner, owner_tenant or "default") != (user, tenant):
+        raise UsageError(
+            f"thread {thread_id} belongs to customer {owner} (tenant {owner_tenant}), not {user} (tenant {tenant})"
+        )
+
+
+def owned_config(rt: Runtime, thread_id: str, user: str, tenant: str) -> dict[str, Any]:
+    """The run config with the owner recorded in the thread's checkpoint metadata (as the served API does)."""
+    return {**rt.config(thread_id), "metadata": {"owner": user, "tenant": tenant}}
+
+
 def validate_text(text: str, settings: Settings) -> str:
     text = (text or "").strip()
     if not text:
@@ -151,7 +170,9 @@ def ask(
     with _runtime(settings, rt) as rt:
         started = time.perf_counter()
         if thread is not None:
-            node, _ = pending_of(rt.graph.get_state(rt.config(thread_id)))
+            snap = rt.graph.get_state(rt.config(thread_id))
+            check_owner(snap, thread_id, user, tenant)
+            node, _ = pending_of(snap)
             # A new message while an approval waits is answered, and the approval stays pending (the graph keeps
             # it); a draft under review or an escalation must be answered first.
             if node and node != "request_approval":
@@ -161,7 +182,7 @@ def ask(
                 )
         rt.graph.invoke(
             {"messages": [{"role": "user", "content": text}]},
-            rt.config(thread_id),
+            owned_config(rt, thread_id, user, tenant),
             context=Context(user_id=user, tenant_id=tenant, channel=channel),
         )
         return result_of(rt, thread_id, started)
@@ -224,12 +245,16 @@ def resume(settings: Settings, thread_id: str, args: argparse.Namespace, rt: Run
         snap = rt.graph.get_state(rt.config(thread_id))
         if not snap.values:
             raise UsageError(f"unknown thread {thread_id}")
+        check_owner(snap, thread_id, args.user, args.tenant)
         node, payload = pending_of(snap)
         if not node:
             raise UsageError(f"thread {thread_id} is not waiting for anyone (status {snap.values.get('status')})")
         value = resume_value(node, payload, args)
-        ctx = Context(user_id=args.user, tenant_id=args.tenant, channel="cli")
-        rt.graph.invoke(Command(resume=value), rt.config(thread_id), context=ctx)
+        approver = getattr(args, "approver", None) or "operator"
+        validate_id(approver, "approver")
+        # The CLI is the trusted local operator: it resumes as the thread's owner and records who answered.
+        ctx = Context(user_id=args.user, tenant_id=args.tenant, channel="cli", role="admin", approver_id=approver)
+        rt.graph.invoke(Command(resume=value), owned_config(rt, thread_id, args.user, args.tenant), context=ctx)
         return result_of(rt, thread_id, started)
 
 
@@ -419,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--respond", metavar="TEXT", help="escalation: the human's reply to the customer")
     s.add_argument("--reason", help="with --reject: why (told to the customer)")
     identity(s)
+    s.add_argument("--as", dest="approver", default="operator", help="who answers, recorded as approver_id")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_resume)
 
@@ -449,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("train-intents", "train an intent classifier on labelled data"),
         ("eval", "run evaluations (eval intents ...)"),
         ("bench", "run benchmarks (bench memory ...)"),
+        ("apikey", "API keys for the served API (apikey create | list | revoke)"),
     ):
         s = sub.add_parser(name, help=help_, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
@@ -467,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         return delegate("evals.cli", "eval_main", argv[1:])
     if argv and argv[0] == "bench":
         return delegate("bench.cli", "bench_main", argv[1:])
+    if argv and argv[0] == "apikey":
+        return delegate("auth.cli", "apikey_main", argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(Settings.from_env(), args) or 0)

@@ -135,6 +135,10 @@ class Settings(BaseModel):
     model_cache_dir: Path | None = None  # built ONNX encoder; default: data_dir/models
     config_dir: Path = CONFIG_DIR
     demo_dir: Path = DEMO_DIR
+    auth_db: Path | None = None  # API keys (hashed); default: data_dir/auth.sqlite
+    auth_allow_studio: bool = False  # accept Studio's keyless requests from loopback (see README, Auth)
+    studio_user: str = "demo"  # who such a Studio request acts as (role agent)
+    studio_tenant: str = "default"
 
     @property
     def llm_enabled(self) -> bool:
@@ -143,6 +147,10 @@ class Settings(BaseModel):
     @property
     def embedder_cache(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def auth_path(self) -> Path:
+        return self.auth_db or self.data_dir / "auth.sqlite"
 
     @property
     def checkpoint_target(self) -> str:
@@ -161,6 +169,10 @@ class Settings(BaseModel):
             llm_fallback_model=e.get("SWITCHBOARD_LLM_FALLBACK_MODEL") or None,
             redis_url=e.get("SWITCHBOARD_REDIS_URL") or None,
             model_cache_dir=Path(e["SWITCHBOARD_MODEL_CACHE"]) if e.get("SWITCHBOARD_MODEL_CACHE") else None,
+            auth_db=Path(e["SWITCHBOARD_AUTH_DB"]).expanduser() if e.get("SWITCHBOARD_AUTH_DB") else None,
+            auth_allow_studio=e.get("SWITCHBOARD_AUTH_ALLOW_STUDIO") == "1",
+            studio_user=e.get("SWITCHBOARD_STUDIO_USER") or "demo",
+            studio_tenant=e.get("SWITCHBOARD_STUDIO_TENANT") or "default",
         )
 
     def policy(self) -> Policy:

@@ -33,6 +33,10 @@ def server(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytes
         pytest.skip("langgraph-cli is not installed (make test installs it)")
     data = tmp_path_factory.mktemp("server") / "data"
     shutil.copytree(seeded_settings.data_dir, data)
+    from auth.keys import KeyStore
+
+    # The served API requires a key (tests/test_auth_server.py covers auth); an admin may also approve.
+    key, _ = KeyStore(data / "auth.sqlite").create("demo", "default", "admin")
     logs = tmp_path_factory.mktemp("server-logs") / "server.log"  # outside the watched project folder
     port = free_port()
     env = {
@@ -69,7 +73,9 @@ def server(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytes
             if time.monotonic() > deadline:
                 pytest.fail(f"langgraph dev did not answer on {url}:\n{logs.read_text()[-3000:]}")
             time.sleep(0.5)  # polling a subprocess's readiness, not waiting on our own state
-        yield url
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("LANGGRAPH_API_KEY", key)  # langgraph-sdk clients send it as x-api-key
+            yield url
     finally:
         proc.terminate()
         try:

@@ -1,0 +1,152 @@
+"""API keys: `sb_<key id>_<secret>`, stored as a sha256 hash in SQLite, never in clear.
+
+The key id (12 hex digits) is public: it names the key in `apikey list` and `apikey revoke`. The secret is
+32 random bytes (urlsafe base64), so one sha256 is enough (no password stretching needed); the comparison
+is constant-time. A revoked key stops working on the next request (nothing is cached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from auth.identity import Identity, Role, parse_role
+
+PREFIX = "sb_"
+KEY_RE = re.compile(r"^sb_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id     TEXT PRIMARY KEY,
+    key_hash   TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    tenant_id  TEXT NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('customer', 'agent', 'admin')),
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+)
+"""
+
+
+class KeyRecord(BaseModel):
+    """One stored key, without its secret."""
+
+    model_config = ConfigDict(frozen=True)
+    key_id: str
+    user: str
+    tenant: str
+    role: Role
+    created_at: str
+    revoked_at: str | None = None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """(key id, full key)."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def key_id_of(key: str) -> str | None:
+    """The key id of a well-formed key, else None (no database access for garbage)."""
+    match = KEY_RE.match(key or "")
+    return match.group(1) if match else None
+
+
+class KeyStore:
+    """API keys in one SQLite file. Opens a connection per call, so it is safe from any thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _connect(self, *, create: bool) -> Iterator[sqlite3.Connection]:
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not self.path.exists()
+            conn = sqlite3.connect(self.path, timeout=10)
+            if fresh:
+                os.chmod(self.path, 0o600)
+            conn.execute(SCHEMA)
+        else:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        conn.row_factory = sqlite3.Row
+        with closing(conn):
+            with conn:
+                yield conn
+
+    def create(self, user: str, tenant: str = "default", role: str = "customer") -> tuple[str, KeyRecord]:
+        """A new key for `user`; returns (the key, shown once, and its record). ValueError on bad input."""
+        identity = Identity(user_id=user, tenant_id=tenant, role=parse_role(role))
+        key_id, key = new_key()
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._connect(create=True) as conn:
+            conn.execute(
+                "INSERT INTO api_keys (key_id, key_hash, user_id, tenant_id, role, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (key_id, hash_key(key), identity.user_id, identity.tenant_id, identity.role, now),
+            )
+        return key, KeyRecord(
+            key_id=key_id, user=identity.user_id, tenant=identity.tenant_id, role=identity.role, created_at=now
+        )
+
+    def lookup(self, key: str) -> Identity | None:
+        """The identity of a valid, unrevoked key; None for anything else."""
+        key_id = key_id_of(key)
+        if key_id is None or not self.path.exists():
+            return None
+        try:
+            with self._connect(create=False) as conn:
+                row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        except sqlite3.OperationalError:  # no table yet
+            return None
+        if row is None or row["revoked_at"] is not None:
+            return None
+        if not hmac.compare_digest(row["key_hash"], hash_key(key)):
+            return None
+        return Identity(user_id=row["user_id"], tenant_id=row["tenant_id"], role=row["role"], key_id=key_id)
+
+    def list(self) -> list[KeyRecord]:
+        if not self.path.exists():
+            return []
+        with self._connect(create=True) as conn:
+            rows = conn.execute("SELECT * FROM api_keys ORDER BY created_at, key_id").fetchall()
+        return [_record(r) for r in rows]
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke a key by id. KeyError if unknown, ValueError if already revoked."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._connect(create=True) as conn:
+            row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise KeyError(key_id)
+            if row["revoked_at"] is not None:
+                raise ValueError(f"key {key_id} was already revoked at {row['revoked_at']}")
+            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (now, key_id))
+            row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        return _record(row)
+
+
+def _record(row: Any) -> KeyRecord:
+    return KeyRecord(
+        key_id=row["key_id"],
+        user=row["user_id"],
+        tenant=row["tenant_id"],
+        role=row["role"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
