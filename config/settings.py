@@ -110,14 +110,15 @@ class Workflow(BaseModel):
     requires: tuple[str, ...] = ()
     escalate: bool = False
     done: str = ""
-    order: str = "optional"
-    """Whether the answer is about one order: `required` (ask which one when it is not clear), `optional`."""
+    order: str = "auto"
+    """Whether the answer is about one order: `required` (ask which one when it is not clear), `optional`, or
+    `auto` (required when the action needs an order_id)."""
     order_statuses: tuple[str, ...] = ()
     """Statuses of the customer's orders to offer when asking which order (empty: all)."""
 
     @property
     def needs_order(self) -> bool:
-        return self.order == "required" or "order_id" in self.requires
+        return self.order == "required" or (self.order == "auto" and "order_id" in self.requires)
 
 
 class Settings(BaseModel):

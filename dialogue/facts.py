@@ -37,7 +37,7 @@ def consistent(sentence: str, status: str | None, *, strict: bool = False) -> bo
     low = sentence.lower()
     named = {s for s, words in STATUS_WORDS.items() if any(w in low for w in words)}
     if strict:
-        return named == {status}
+        return status in named
     return not named or status in named
 
 
@@ -143,11 +143,11 @@ def invoice_sentences(data: dict[str, Any]) -> list[str]:
 
 
 def account_sentences(data: dict[str, Any], intent: str | None) -> list[str]:
-    if intent in ("switch_account", "edit_account", "set_up_shipping_address"):
+    if intent in ("switch_account", "edit_account", "set_up_shipping_address", "change_shipping_address"):
         phone = f" and phone number {data['phone']}" if data.get("phone") else ""
         out = [f"Your account is {data.get('name')}, with email address {data.get('email')}{phone}."]
         default = next((a for a in data.get("addresses") or [] if a.get("is_default")), None)
-        if default and intent == "set_up_shipping_address":
+        if default and intent in ("set_up_shipping_address", "change_shipping_address"):
             out.append(
                 f"Your default address is {default['line1']}, {default['postcode']} {default['city']}."
             )
@@ -156,15 +156,6 @@ def account_sentences(data: dict[str, Any], intent: str | None) -> list[str]:
         state = "subscribed to" if data.get("newsletter_subscribed") else "not subscribed to"
         return [f"Your account is currently {state} the newsletter."]
     return []
-
-
-def failed_payments(orders: list[dict[str, Any]]) -> list[str]:
-    failed = [o for o in orders if o.get("status") == "payment_failed"]
-    return [
-        f"I can see that the payment for your order {o['order_id']} "
-        f"({_money(o.get('total'), o.get('currency', 'EUR'))}) failed, so that order is waiting for a new payment."
-        for o in failed[:2]
-    ]
 
 
 def confirmation(tool: str, data: dict[str, Any]) -> str:

@@ -271,7 +271,7 @@ _STOP = frozenset(
     dollars pound pounds refund money should would could can will shall may might must do does did done have has had
     get got go going want wanted need needed like use using instead correct wrong old previous current default
     billing home work office house apartment flat floor unit suite apt room via about into onto over under up down
-    out off again still already""".split()
+    out off again still already set setup put make add""".split()
 )
 
 

@@ -48,9 +48,10 @@ _ORDINAL = re.compile(r"\b(?:the\s+)?(first|1st|second|2nd|third|3rd|fourth|4th|
                       r"(?:\s+(?:one|order))?\b", re.I)
 _IT = re.compile(
     r"\b(?:it|that(?: one| order)?|this(?: one| order)?|the (?:same )?order|same (?:one|order)|the parcel|"
-    r"the package|my parcel|my package)\b",
+    r"the package|my parcel|my package|the one (?:with|from|for|that|i))\b",
     re.I,
 )
+_STATUS_PICK = re.compile(r"\b(pending|processing|shipped|delivered|cancell?ed|refunded|failed)\b", re.I)
 _RECENT = re.compile(
     r"\b(?:(?:my|the) (?:latest|newest|most recent|last) (?:order|one|purchase)|(?:latest|newest|most recent) one|"
     r"the (?:one|order) i (?:just )?(?:placed|made|ordered) last)\b",
@@ -101,6 +102,12 @@ def is_yes(text: str) -> bool:
 def asks_only(text: str) -> bool:
     """A question about whether something is possible ("can I still cancel it?"), not a request to do it."""
     return bool(_ASK_ONLY.search(text)) and not _REQUEST.search(text)
+
+
+def short_follow_up(text: str) -> bool:
+    """A short message that leans on the last one ("and the one before that?", "what about order 1004?")."""
+    words = _WORD.findall(text.lower())
+    return len(words) <= 10 and (words[:1] in (["and"], ["what"], ["how"], ["also"]) or len(words) <= 6)
 
 
 def refers_to_order(text: str) -> bool:
@@ -162,13 +169,22 @@ def interpret(
                 entities=slots,
                 reason="the message supplies what the task asked for" if supplies else "same task",
             )
+    if task.get("step") == "answered" and task.get("intent") not in (None, "out_of_scope") and (
+        intent == "out_of_scope" or confidence < auto_threshold
+    ) and (refers_to_order(text) or "order_id" in entities) and short_follow_up(text):
+        # "and for the one with the bottles?": the same question about another order.
+        slots = {k: v for k, v in (task.get("slots") or {}).items() if k not in ("order_id", "order_ids")}
+        slots.update(entities)
+        return Turn("continue", task["intent"], float(task.get("confidence", confidence)),
+                    {"slots": slots, "step": "collecting", "order_id": None}, entities=slots,
+                    reason="a follow-up about another order")
     new_task = {
         "intent": intent,
         "confidence": confidence,
         "slots": {**entities, "request": text[:200]},
         "missing": [],
         "asked": [],
-        "candidates": [],
+        "candidates": list(task.get("candidates") or []),
         "step": "collecting",
         "order_id": task.get("order_id"),
         "pending_action": task.get("pending_action"),
@@ -187,8 +203,8 @@ def slot_intent(text: str, entities: dict[str, Any], intent: str) -> str | None:
     "back"/"refund" ask for money back. Deterministic evidence, used only where it is unambiguous.
     """
     has_order = "order_id" in entities or bool(_IT.search(text))
-    if entities.get("address") and has_order and intent not in _ADDRESS_INTENTS:
-        return "change_shipping_address"
+    if entities.get("address") and has_order:
+        return intent if intent in _ADDRESS_INTENTS else "change_shipping_address"
     if entities.get("amount") and "order_id" in entities and _REFUND_WORDS.search(text):
         if intent not in ("get_refund", "track_refund", "check_refund_policy"):
             return "get_refund"
@@ -256,7 +272,11 @@ def resolve_order(
                 return Resolution(offered[index], how="ordinal")
         if len(offered) == 1 and is_yes(text):
             return Resolution(offered[0], how="confirmed")
-        picked = _by_words(text, [mine[c] for c in offered]) or _by_day(text, [mine[c] for c in offered], today)
+        picked = (
+            _by_status(text, [mine[c] for c in offered])
+            or _by_words(text, [mine[c] for c in offered])
+            or _by_day(text, [mine[c] for c in offered], today)
+        )
         if len(picked) == 1:
             return Resolution(int(picked[0]["order_id"]), how="described")
     current = task.get("order_id") or (None if offered else last_order_id)
@@ -273,6 +293,16 @@ def resolve_order(
                 return Resolution(int(picked[0]["order_id"]), how="described")
             return Resolution(candidates=tuple(int(o["order_id"]) for o in picked), how="described")
     return Resolution(candidates=tuple(int(o["order_id"]) for o in pool), how="open orders")
+
+
+def _by_status(text: str, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """'the pending one', 'the one that failed'."""
+    match = _STATUS_PICK.search(text)
+    if not match:
+        return []
+    word = match.group(1).lower().replace("canceled", "cancelled")
+    word = "payment_failed" if word == "failed" else word
+    return [o for o in orders if o.get("status") == word]
 
 
 def _by_day(text: str, orders: list[dict[str, Any]], today: date) -> list[dict[str, Any]]:

@@ -21,7 +21,6 @@ from dialogue.facts import (
     account_sentences,
     confirmation,
     consistent,
-    failed_payments,
     invoice_sentences,
     order_sentences,
     refund_sentences,
@@ -402,6 +401,10 @@ def _facts(lookups: dict[str, Any], intent: str | None, today: date) -> tuple[li
     elif order:
         out.append(_sentence(f"I couldn't find that order: {order.get('error')}") +
                    " Please check the number in your order list under Account > Orders.")
+    for more in lookups.get("get_order_more") or []:
+        if more.get("ok"):
+            status = None  # several orders: no single status to keep articles consistent with
+            out += order_sentences(more.get("data") or {}, intent, today)
     refund = lookups.get("get_refund_status") or {}
     if refund.get("ok") and intent in ("track_refund", "get_refund"):
         out += refund_sentences(refund.get("data") or {})
@@ -413,9 +416,6 @@ def _facts(lookups: dict[str, Any], intent: str | None, today: date) -> tuple[li
     account = lookups.get("get_account") or {}
     if account.get("ok"):
         out += account_sentences(account.get("data") or {}, intent)
-    listed = lookups.get("list_orders") or {}
-    if listed.get("ok") and intent == "payment_issue":
-        out += failed_payments((listed.get("data") or {}).get("orders", []))
     return out, status
 
 

@@ -140,6 +140,9 @@ def make(services: ServicesProvider):
         ticket = state.get("ticket", "")
         args = build_args(flow.action, intent, ticket, entities)
         missing = [r for r in flow.requires if r not in args]
+        if flow.order == "optional" and set(missing) == set(flow.requires):
+            # Nothing of the action was given ("how do I add an address?"): a question to answer, not a task.
+            return Command(goto="supervisor", update=update)
         plan: dict[str, Any] = {"tool": flow.action, "args": args, "missing": missing}
         if not missing:
             try:

@@ -22,6 +22,10 @@ from tools.shop import TOOLS, run_tool
 
 NAME = "retrieve_knowledge"
 
+import re  # noqa: E402
+
+OTHER_CODE = re.compile(r"\b(?!PAY-402\b)[A-Z]{2,4}-[A-Z0-9]{2,}(?:-[A-Z0-9]+)*\b")
+"""An error code other than the card decline: the message is about that, not about a failed order's payment."""
 # Write tools whose preconditions need only the order: candidates offered for them are dry-run first.
 DRY_RUN_CANDIDATES = ("cancel_order", "issue_refund")
 # Read tools and the entities they need; tools without needs run as they are.
@@ -50,7 +54,10 @@ def make(services: ServicesProvider):
         entities = dict(state.get("entities", {}))
         update: dict = {**visited(NAME), "knowledge": items}
         task = dict(state.get("task") or {})
-        if flow is not None and "order_id" not in entities and (flow.needs_order or refers_to_order(text)):
+        wants_order = flow is not None and (
+            flow.needs_order or refers_to_order(text) or (flow.order_statuses and not OTHER_CODE.search(text))
+        )
+        if flow is not None and "order_id" not in entities and wants_order:
             listed = run_tool(svc.shop, "list_orders", {}, user_id=ctx.user_id)
             if listed.ok:
                 found = resolve_order(
@@ -66,6 +73,11 @@ def make(services: ServicesProvider):
                     entities["order_id"] = found.order_id
                     update["entities"] = {"order_id": found.order_id, "order_id_from": found.how}
                     update["task"] = {"order_id": found.order_id, "candidates": [], "missing": []}
+                elif not flow.needs_order and len(found.candidates) == 1 and flow.order_statuses:
+                    # The only order in the statuses this question is about (one failed payment): that one.
+                    entities["order_id"] = found.candidates[0]
+                    update["entities"] = {"order_id": found.candidates[0], "order_id_from": "only candidate"}
+                    update["task"] = {"order_id": found.candidates[0], "candidates": [], "missing": []}
                 elif flow.needs_order:
                     candidates = list(found.candidates)
                     if flow.action in DRY_RUN_CANDIDATES:
@@ -87,6 +99,14 @@ def make(services: ServicesProvider):
                 continue  # the order in question is looked up on its own
             args = {need: entities[need]} if need else {}
             lookups[tool] = run_tool(svc.shop, tool, args, user_id=ctx.user_id).model_dump()
+        others = [int(o) for o in entities.get("order_ids") or [] if int(o) != entities.get("order_id")][:2]
+        if others and flow is not None and "get_order" in flow.read_tools:
+            # "orders 1008 and 1006": each one is looked up, and they are what "the first one" refers to next.
+            lookups["get_order_more"] = [
+                run_tool(svc.shop, "get_order", {"order_id": o}, user_id=ctx.user_id).model_dump() for o in others
+            ]
+            update["task"] = {"order_id": entities["order_id"], "missing": [],
+                              "candidates": [entities["order_id"], *others]}
         if "order_id" in entities and "task" not in update:
             update["task"] = {"order_id": entities["order_id"], "missing": [], "candidates": []}
         update["lookups"] = lookups

@@ -29,4 +29,4 @@ def test_notebook_code_cells_run(path: Path, seeded_settings, model_cache, tmp_p
                 exec(compile("".join(cell["source"]), f"{path.name}", "exec"), namespace)  # noqa: S102
     printed = out.getvalue()
     assert "Cancel order 1009" in printed
-    assert "completed -> Done: Cancel order 1009" in printed
+    assert "completed -> Done: order 1009 is cancelled" in printed
