@@ -400,6 +400,35 @@ def cmd_memory(settings: Settings, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lessons(settings: Settings, a: argparse.Namespace) -> int:
+    """Lessons wait for a reviewer; an approved one becomes a knowledge-base article of its tenant."""
+    from memory.lessons import LessonQueue, as_dict
+
+    queue = LessonQueue(settings.data_dir / "lessons.sqlite")
+    if a.action == "list":
+        rows = queue.list(tenant_id=a.tenant, status=None if a.status == "all" else a.status)
+        if a.json:
+            print(json.dumps([as_dict(r) for r in rows], default=str))
+        else:
+            for r in rows:
+                print(f"{r.id:>4} [{r.status}] {r.tenant_id} {r.intent}: {r.fix[:100]}")
+            print(f"{len(rows)} lesson(s)")
+        return 0
+    if a.lesson_id is None:
+        raise UsageError(f"lessons {a.action} needs a lesson id (see 'python app.py lessons list')")
+    knowledge = None
+    if a.action == "approve":
+        from graphs.services import build_services
+
+        knowledge = build_services(settings).knowledge
+    try:
+        lesson = queue.review(a.lesson_id, "approved" if a.action == "approve" else "rejected", knowledge=knowledge)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(json.dumps(as_dict(lesson), default=str) if a.json else f"lesson {lesson.id} {lesson.status}")
+    return 0
+
+
 def cmd_demo(settings: Settings, a: argparse.Namespace) -> int:
     from demo.scenarios import run_demo
 
@@ -470,6 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="run the sample tickets")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("lessons", help="review lessons learned from human answers (list | approve ID | reject ID)")
+    s.add_argument("action", choices=("list", "approve", "reject"))
+    s.add_argument("lesson_id", nargs="?", type=int)
+    s.add_argument("--tenant", default=None)
+    s.add_argument("--status", default="pending", choices=("pending", "approved", "rejected", "all"))
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_lessons)
 
     for name, help_ in (
         ("train-intents", "train an intent classifier on labelled data"),

@@ -1,0 +1,57 @@
+"""Lessons from human answers: neutral words, reviewed before anyone else sees them, then cited like articles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory.lessons import LessonQueue, make_lesson, neutral
+
+
+def test_a_reply_becomes_a_neutral_lesson() -> None:
+    lesson = make_lesson(
+        "My order 1006 from dana@example.com never came, call me on +31 6 12345678",
+        "Hi Dana, Sam here. For order 1006 the carrier lost the parcel: we send a replacement of EUR 129.00 at "
+        "no cost to you within two days. Best regards, Sam",
+        intent="track_order",
+        cause="Customer wants to know where their order is.",
+    )
+    assert lesson is not None
+    for private in ("Dana", "Sam", "1006", "dana@example.com", "12345678", "129.00", "Hi", "regards"):
+        assert private not in lesson["fix"] + lesson["problem"], private
+    assert "carrier lost the parcel" in lesson["fix"] and "replacement" in lesson["fix"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["Hi, Sam here. Could you tell me the order number?", "Thanks!", "Hello Dana, what is the tracking number?"],
+)
+def test_replies_that_only_ask_or_greet_teach_nothing(reply: str) -> None:
+    assert make_lesson("where is my stuff", reply, intent="track_order", cause="x") is None
+
+
+def test_neutral_text_generalises_amounts_and_orders() -> None:
+    assert neutral("Refund €6 on order #1004 to your card.") == "Refund the amount on the order to the customer's card."
+
+
+def test_review_queue_publishes_only_approved_lessons(tmp_path: Path) -> None:
+    published: list[Any] = []
+
+    class Knowledge:
+        def upsert_articles(self, articles: list[Any]) -> None:
+            published.extend(articles)
+
+    queue = LessonQueue(tmp_path / "lessons.sqlite")
+    lesson = {"problem": "p", "cause": "c", "fix": "choose Parcel locker at checkout for a locker", "intent": "x"}
+    first = queue.propose(lesson, tenant_id="t1")
+    assert queue.propose(lesson, tenant_id="t1") == first  # the same fix is queued once
+    assert published == [] and [x.status for x in queue.list(tenant_id="t1")] == ["pending"]
+    approved = queue.review(first, "approved", knowledge=Knowledge())
+    assert approved.status == "approved" and published[0].id == f"lesson-{first}"
+    assert published[0].kind == "lesson" and published[0].tenant_id == "t1"
+    with pytest.raises(ValueError, match="already approved"):
+        queue.review(first, "rejected")
+    with pytest.raises(ValueError, match="no lesson 999"):
+        queue.review(999, "approved", knowledge=Knowledge())

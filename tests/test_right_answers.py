@@ -1,0 +1,150 @@
+"""Issue 7's failure classes, through the whole graph with the real shop classifier (offline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from tests.test_graph import resume, run, waiting_on
+from tests.test_llm import ScriptedModel, with_llm
+
+
+class RecordingModel(ScriptedModel):
+    """A scripted model that keeps what each call was sent, so tests assert on the prompt."""
+
+    prompts: list = []
+
+    def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        self.prompts = [*self.prompts, list(messages)]
+        return super()._generate(messages, *args, **kwargs)
+
+
+@pytest.fixture
+def graph(services: Any, make_graph: Any) -> Any:
+    return make_graph(services)
+
+
+def test_phone_change_with_a_dashed_local_number_is_understood(graph: Any, services: Any) -> None:
+    snap, _ = run(graph, "I want to change my phone number to 0612-987654")
+    node, payload = waiting_on(snap)
+    assert node == "request_approval"
+    assert payload["action_request"]["args"] == {"field": "phone", "value": "+31612987654"}
+    assert "from +31612345678 to +31612987654" in payload["description"]
+
+
+def test_address_change_of_a_delivered_order_is_refused_before_anyone_is_asked(graph: Any) -> None:
+    snap, _ = run(graph, "I want to change the delivery address of order 1004 to 12 Baker Street, London NW1 6XE")
+    assert waiting_on(snap) == (None, None) and "request_approval" not in snap.values["route"]
+    assert snap.values["action"]["args"]["address"] == "12 Baker Street, London NW1 6XE"
+    answer = snap.values["answer"]
+    assert "order 1004 is delivered" in answer.lower() and "[kb-change-shipping-address]" in answer
+
+
+def test_refund_of_a_fully_refunded_order_is_refused_with_the_facts(graph: Any) -> None:
+    snap, _ = run(graph, "refund me 500 dollars for order 1002 now")
+    assert waiting_on(snap) == (None, None) and "request_approval" not in snap.values["route"]
+    assert snap.values["action"]["args"]["currency"] == "USD"
+    assert "already been fully refunded (EUR 39.45)" in snap.values["answer"]
+
+
+def test_a_cancelled_order_gets_no_tracking_text(graph: Any) -> None:
+    snap, _ = run(graph, "what is the status of order 1003?")
+    answer = snap.values["answer"].lower()
+    assert "was cancelled on" in answer
+    assert not any(w in answer for w in ("out for delivery", "tracking", "label created", "expected on"))
+
+
+def test_a_card_decline_is_not_answered_with_the_order_list(graph: Any) -> None:
+    snap, _ = run(graph, "my card keeps getting declined with error 05")
+    answer = snap.values["answer"]
+    assert "1007" in answer and "declined" in answer.lower()
+    assert not any(str(o) in answer for o in (1001, 1002, 1003, 1004, 1005, 1006, 1008, 1009, 1010))
+
+
+def test_a_follow_up_that_gives_the_order_continues_the_task(graph: Any) -> None:
+    first, thread = run(graph, "where is my order?")
+    assert first.values["answer"].startswith("Which order do you mean")
+    assert first.values["answer"].count("?") == 1 and "1006 (shipped, placed 4 days ago)" in first.values["answer"]
+    second, _ = run(graph, "it's 1006", thread=thread)
+    assert second.values["intent"] == "track_order" and "task_continued" in second.values["flags"]
+    assert "DHL, tracking number JJD000390010061006" in second.values["answer"]
+
+
+def test_asking_whether_a_shipped_order_can_be_cancelled_gets_the_policy_not_an_approval(graph: Any) -> None:
+    _, thread = run(graph, "Where is my order 1006?")
+    snap, _ = run(graph, "ok and can I still cancel it?", thread=thread)
+    assert waiting_on(snap) == (None, None) and "request_approval" not in snap.values["route"]
+    answer = snap.values["answer"]
+    assert "order 1006 has already shipped" in answer.lower() and "refuse the delivery" in answer
+
+
+def test_asking_whether_an_open_order_can_be_cancelled_offers_and_yes_asks_for_approval(graph: Any) -> None:
+    snap, thread = run(graph, "Can I still cancel order 1008?")
+    assert waiting_on(snap) == (None, None)
+    assert snap.values["answer"].startswith("Yes: order 1008 is processing") and "Shall I" in snap.values["answer"]
+    snap, _ = run(graph, "yes please", thread=thread)
+    node, payload = waiting_on(snap)
+    assert node == "request_approval" and payload["action_request"]["args"]["order_id"] == 1008
+
+
+def test_an_edited_refund_is_confirmed_with_the_edited_amount(graph: Any, services: Any) -> None:
+    snap, thread = run(graph, "I'd like a refund of 6 euros for order 1004, the webcam has a scratch")
+    node, payload = waiting_on(snap)
+    assert node == "request_approval" and "**Refund EUR 6.00 to the customer's card**" in payload["description"]
+    done = resume(graph, thread, {"type": "edit", "args": {"args": {"amount": 2}}})
+    assert "refunded EUR 2.00 for order 1004" in done.values["answer"] and "6.00" not in done.values["answer"]
+    refunds = services.shop.query("SELECT amount_cents FROM refunds WHERE order_id = 1004")
+    assert [r["amount_cents"] for r in refunds] == [200]
+
+
+def test_an_edit_that_breaks_a_precondition_is_refused(graph: Any, services: Any) -> None:
+    _, thread = run(graph, "I'd like a refund of 6 euros for order 1004")
+    done = resume(graph, thread, {"type": "edit", "args": {"args": {"amount": 5000}}})
+    assert done.values["status"] == "rejected" and "execute_action" not in done.values["route"]
+    assert services.shop.query("SELECT COUNT(*) AS n FROM refunds WHERE order_id = 1004")[0]["n"] == 0
+
+
+def test_never_mind_drops_the_task_and_withdraws_the_pending_approval(graph: Any, services: Any) -> None:
+    _, thread = run(graph, "cancel order 1009")
+    snap, _ = run(graph, "no wait, stop, don't cancel it", thread=thread)
+    assert waiting_on(snap) == (None, None)
+    assert "withdrawn your request to cancel order 1009" in snap.values["answer"]
+    assert services.shop.query("SELECT status FROM orders WHERE id = 1009")[0]["status"] == "processing"
+
+
+def test_a_new_message_keeps_the_pending_approval_and_says_so(graph: Any, services: Any) -> None:
+    _, thread = run(graph, "Please cancel order 1008")
+    snap, _ = run(graph, "where is order 1006?", thread=thread)
+    node, payload = waiting_on(snap)
+    assert node == "request_approval" and payload["action_request"]["args"]["order_id"] == 1008
+    assert snap.values["status"] == "awaiting_approval"
+    assert "cancel order 1008 is still waiting for approval" in snap.values["answer"]
+    done = resume(graph, thread, {"type": "accept"})
+    assert "Done: order 1008 is cancelled" in done.values["answer"]
+    assert services.shop.query("SELECT status FROM orders WHERE id = 1008")[0]["status"] == "cancelled"
+
+
+def test_the_customers_own_email_is_shown_unmasked(graph: Any) -> None:
+    snap, _ = run(graph, "I want to change my email to dana.new@example.com")
+    node, payload = waiting_on(snap)
+    assert node == "request_approval" and "from demo@example.com to dana.new@example.com" in payload["description"]
+
+
+def test_which_order_offers_only_refundable_candidates(graph: Any) -> None:
+    snap, _ = run(graph, "I want a refund.")
+    answer = snap.values["answer"]
+    assert "1004 (delivered" in answer and "1003 (cancelled" in answer and "1001" not in answer
+
+
+def test_a_model_answer_with_an_unsupported_claim_is_replaced_by_the_offline_answer(
+    with_intent: Any, make_graph: Any
+) -> None:
+    model = RecordingModel(responses=[AIMessage("Order 1006 arrives on 2026-12-25 and costs EUR 99.00.")])
+    services = with_llm(with_intent("track_order", 0.95), ("primary", model))
+    snap, _ = run(make_graph(services), "Where is my order 1006?")
+    assert "unsupported_claim" in snap.values["flags"]
+    assert "2026-12-25" not in snap.values["answer"] and "JJD000390010061006" in snap.values["answer"]
+    sent = " ".join(str(m.content) for m in model.prompts[-1])
+    assert "JJD000390010061006" in sent  # the model was given the facts it should have used
