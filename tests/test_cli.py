@@ -52,7 +52,7 @@ def cli(data_dir: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch, caps
     def _run(*argv: str) -> tuple[int, Any, str]:
         code = app.main(list(argv))
         out, err = capsys.readouterr()
-        return code, (json.loads(out) if out.strip().startswith("{") else None), err
+        return code, (json.loads(out) if out.strip().startswith(("{", "[")) else None), err
 
     return _run
 
@@ -209,3 +209,21 @@ def test_ingest_cli_is_idempotent_and_rejects_missing_paths(
 
     hits = ChromaMemory.persistent(data_dir / "chroma", embedder).search_knowledge("Can you gift wrap my order?")
     assert "recycled paper" in hits[0].text
+
+
+def test_lessons_are_reviewed_from_the_cli(cli: Any, data_dir: Path) -> None:
+    from memory.lessons import LessonQueue
+
+    queue = LessonQueue(data_dir / "lessons.sqlite")
+    lesson_id = queue.propose(
+        {"problem": "p", "cause": "c", "fix": "Lockers hold parcels for seven days before they return.", "intent": "x"},
+        tenant_id="default",
+    )
+    code, rows, _ = cli("lessons", "list", "--json")
+    assert code == 0 and [r["id"] for r in rows] == [lesson_id] and rows[0]["status"] == "pending"
+    code, _, err = cli("lessons", "approve", "--json")
+    assert code == 2 and "needs a lesson id" in err
+    code, out, _ = cli("lessons", "reject", str(lesson_id), "--json")
+    assert code == 0 and out["status"] == "rejected"
+    code, _, err = cli("lessons", "approve", str(lesson_id), "--json")
+    assert code == 2 and "already rejected" in err
