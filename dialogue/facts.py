@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-METHOD = {"card": "your card", "paypal": "your PayPal account"}
+from tools.shop import METHOD_NAMES
+
+METHOD = METHOD_NAMES
 
 STATUS_WORDS: dict[str, tuple[str, ...]] = {
     "label_created": ("label created", "not collected"),

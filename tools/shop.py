@@ -505,7 +505,8 @@ def get_refund_status(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
 # Each write tool declares its preconditions once, in a `check_*` function that raises ToolRefusal (with what the
 # customer can do instead, and the article that says so) or returns a preview of the effect. The registry runs it
 # alone as a dry run before approval, and again in the write transaction right before the tool itself.
-_METHOD = {"card": "your card", "paypal": "your PayPal account"}
+METHOD_NAMES = {"card": "your card", "paypal": "your PayPal account"}
+"""Payment methods as the customer reads them."""
 _REFUSE_OR_RETURN = (
     "You can refuse the delivery: the parcel comes back to us and we refund the items once it arrives (the "
     f"delivery charge is kept). Or accept it and return it within {RETURN_WINDOW_DAYS} days of delivery, free of "
@@ -519,7 +520,8 @@ _RETURN_INSTEAD = (
 
 def _method(ctx: ToolContext, order_id: int) -> str:
     payment = _payment(ctx, order_id)
-    return _METHOD.get(payment["method"], "the original payment method") if payment else "the original payment method"
+    fallback = "the original payment method"
+    return METHOD_NAMES.get(payment["method"], fallback) if payment else fallback
 
 
 def check_cancel(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
