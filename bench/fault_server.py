@@ -231,6 +231,7 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             if kind == "truncate":  # promise more bytes than are sent, then drop the connection
                 data = json.dumps(completion(model, text)).encode()
                 self.send_response(200)
+                self.send_header("Connection", "close")  # so no client reuses the dropped connection
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -242,6 +243,8 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
         def _stream(self, model: str, text: str, *, truncate: bool, clean: bool = False) -> None:
             self.send_response(200)
+            if truncate:  # the connection is dropped after this response: say so, or a pooled client reuses it
+                self.send_header("Connection", "close")
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
