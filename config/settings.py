@@ -72,7 +72,7 @@ class GroundingPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     article_min_relevance: float = Field(0.45, ge=0, le=1)
     """An article grounds an answer when its relevance reaches this..."""
-    intent_article_min_relevance: float = Field(0.3, ge=0, le=1)
+    intent_article_min_relevance: float = Field(0.25, ge=0, le=1)
     """...or this, when the article is written for the ticket's intent."""
     fact_boost: float = Field(0.7, ge=0, le=1)
     """Share of the intent's doubt that identity-checked facts (an order lookup, a checked precondition, an

@@ -74,7 +74,7 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
             )
     elif status == "delivered":
         out.append(f"{what} was delivered on {_day(order.get('delivered_at'))}.")
-        if intent in ("get_refund", "check_refund_policy", "check_cancellation_fee", "complaint"):
+        if intent in RETURN_INTENTS:
             days = order.get("days_since_delivery")
             if order.get("within_return_window"):
                 out.append(f"That was {days} days ago, so it is within the 30-day returns window.")
@@ -111,6 +111,17 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
     if status in ("pending", "processing") and intent in ("check_cancellation_fee", "change_order", "cancel_order"):
         out.append(f"While it is {status}, it can be cancelled free of charge, with a full refund of any payment.")
     return out
+
+
+RETURN_INTENTS = ("get_refund", "check_refund_policy", "check_cancellation_fee", "complaint")
+
+
+def answers_intent(order: dict[str, Any], intent: str | None) -> bool:
+    """The order's own facts settle this kind of question (its returns window; whether cancelling is free)."""
+    status = order.get("status")
+    if intent in RETURN_INTENTS and status == "delivered" and order.get("days_since_delivery") is not None:
+        return True
+    return intent == "check_cancellation_fee" and status in ("pending", "processing")
 
 
 def refund_sentences(data: dict[str, Any]) -> list[str]:

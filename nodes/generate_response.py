@@ -19,6 +19,7 @@ from langgraph.runtime import Runtime
 from dialogue.facts import (
     METHOD,
     account_sentences,
+    answers_intent,
     confirmation,
     consistent,
     invoice_sentences,
@@ -130,7 +131,8 @@ def assess(
 ) -> dict[str, Any]:
     """Answer confidence: the intent's confidence combined with the answer's grounding; the tier follows from it.
 
-    `about_one_order`: the workflow's answer is about one order (`order: required`), so that order's facts answer it.
+    `about_one_order`: the workflow's answer is about one order (`order: required`), so that order's facts answer it;
+    facts from a lookup made for the question itself (an invoice, refunds, the account) count the same way.
     """
     from classifier.policy import decide
 
@@ -154,7 +156,7 @@ def assess(
         # Nothing stands behind the answer: a human reads it first (review), whatever the intent's confidence.
         confidence = intent_conf * g.ungrounded_factor
         decision = "review" if decision == "auto" else decision
-    elif facts and decision == "review" and about_one_order:
+    elif facts and decision == "review" and (about_one_order or ground.get("specific")):
         # The question is about the customer's own order and identity-checked facts answer it: they take away
         # part of the doubt about the intent.
         confidence = intent_conf + (1.0 - intent_conf) * g.fact_boost
@@ -278,6 +280,11 @@ def compose(
         facts, status = _facts(lookups, intent, today)
         if facts:
             ground["facts"] = True
+            # Facts from a lookup made for this question (invoice, refunds, account), not just the order's state.
+            ground["specific"] = any(
+                (lookups.get(t) or {}).get("ok") or (lookups.get(t) or {}).get("error")
+                for t in ("get_invoice", "get_refund_status", "get_account")
+            ) or answers_intent(((lookups.get("get_order") or {}).get("data") or {}), intent)
             parts.extend(facts)
 
     analysis = state.get("analysis") or {}
