@@ -160,7 +160,7 @@ def account_sentences(data: dict[str, Any], intent: str | None) -> list[str]:
         phone = f" and phone number {data['phone']}" if data.get("phone") else ""
         out = [f"Your account is {data.get('name')}, with email address {data.get('email')}{phone}."]
         default = next((a for a in data.get("addresses") or [] if a.get("is_default")), None)
-        if default and intent in ("set_up_shipping_address", "change_shipping_address"):
+        if default and intent == "change_shipping_address":
             out.append(
                 f"Your default address is {default['line1']}, {default['postcode']} {default['city']}."
             )

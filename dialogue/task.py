@@ -48,8 +48,11 @@ _ORDINAL = re.compile(r"\b(?:the\s+)?(first|1st|second|2nd|third|3rd|fourth|4th|
                       r"(?:\s+(?:one|order))?\b", re.I)
 _IT = re.compile(
     r"\b(?:it|that(?: one| order)?|this(?: one| order)?|the (?:same )?order|same (?:one|order)|the parcel|"
-    r"the package|my parcel|my package|the one (?:with|from|for|that|i))\b",
+    r"the package|my parcel|my package)\b",
     re.I,
+)
+_DESCRIBED = re.compile(
+    r"\b(?:(?:the|that) (?:one|order) (?:with|from|for|that|i|containing)|the \w+ (?:one|order))\b", re.I
 )
 _STATUS_PICK = re.compile(r"\b(pending|processing|shipped|delivered|cancell?ed|refunded|failed)\b", re.I)
 _RECENT = re.compile(
@@ -104,6 +107,18 @@ def asks_only(text: str) -> bool:
     return bool(_ASK_ONLY.search(text)) and not _REQUEST.search(text)
 
 
+_HOWTO = re.compile(
+    r"^\W*(?:how (?:do|can|would|should|could) (?:i|we|you)|what(?:'s| is| are| does)|where (?:do|can|does) i|"
+    r"is there a way|do you (?:have|offer|allow))\b",
+    re.I,
+)
+
+
+def is_howto(text: str) -> bool:
+    """A general question ("how do I add an address?", "what's my default address?"), not a request to act."""
+    return bool(_HOWTO.match(text))
+
+
 def short_follow_up(text: str) -> bool:
     """A short message that leans on the last one ("and the one before that?", "what about order 1004?")."""
     words = _WORD.findall(text.lower())
@@ -112,7 +127,10 @@ def short_follow_up(text: str) -> bool:
 
 def refers_to_order(text: str) -> bool:
     """The message points at an order without its number ("it", "that order", "the last one", ...)."""
-    return bool(_IT.search(text) or _RECENT.search(text) or _ORDINAL.search(text) or _WHEN.search(text))
+    return bool(
+        _IT.search(text) or _DESCRIBED.search(text) or _RECENT.search(text) or _ORDINAL.search(text)
+        or _WHEN.search(text)
+    )
 
 
 def _content_words(text: str) -> set[str]:
@@ -280,7 +298,9 @@ def resolve_order(
         if len(picked) == 1:
             return Resolution(int(picked[0]["order_id"]), how="described")
     current = task.get("order_id") or (None if offered else last_order_id)
-    if current is not None and int(current) in mine and _IT.search(text) and not _WHEN.search(text):
+    if current is not None and int(current) in mine and _IT.search(text) and not (
+        _WHEN.search(text) or _DESCRIBED.search(text)
+    ):
         return Resolution(int(current), how="reference")
     by_date = sorted(orders, key=lambda o: (str(o["created_at"]), int(o["order_id"])), reverse=True)
     if _RECENT.search(text) and by_date:
@@ -322,13 +342,13 @@ def _by_day(text: str, orders: list[dict[str, Any]], today: date) -> list[dict[s
 
 
 def _by_words(text: str, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Orders whose item names share a word with the message ("the headphones", "the lamp order")."""
+    """Orders whose item names or carrier share a word with the message ("the headphones", "the UPS one")."""
     words = {w.rstrip("s") for w in _content_words(text)}
     if not words:
         return []
     hits = []
     for o in orders:
-        names = {w.rstrip("s") for w in _content_words(str(o.get("items") or ""))}
+        names = {w.rstrip("s") for w in _content_words(f"{o.get('items') or ''} {o.get('carrier') or ''}")}
         if names & words:
             hits.append(o)
     return hits

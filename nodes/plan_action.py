@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from dialogue.task import asks_only
+from dialogue.task import asks_only, is_howto
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
@@ -140,7 +140,7 @@ def make(services: ServicesProvider):
         ticket = state.get("ticket", "")
         args = build_args(flow.action, intent, ticket, entities)
         missing = [r for r in flow.requires if r not in args]
-        if flow.order == "optional" and set(missing) == set(flow.requires):
+        if missing and set(missing) == set(flow.requires) and (flow.order == "optional" or is_howto(ticket)):
             # Nothing of the action was given ("how do I add an address?"): a question to answer, not a task.
             return Command(goto="supervisor", update=update)
         plan: dict[str, Any] = {"tool": flow.action, "args": args, "missing": missing}

@@ -44,7 +44,7 @@ def approval_request(action: dict[str, Any], *, intent: str | None, ticket: str)
     return {
         "action_request": {"action": action["tool"], "args": args},
         "config": {"allow_accept": True, "allow_edit": True, "allow_respond": True, "allow_ignore": True},
-        "description": f"{action['description']}\n\n**Customer wrote:** {ticket[:500]}\n\n**Intent:** {intent}",
+        "description": f"{action['description']}\n\nCustomer wrote: {ticket[:500]}\n\nIntent: {intent}",
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from dialogue.task import refers_to_order, resolve_order
+from dialogue.task import is_howto, refers_to_order, resolve_order
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
@@ -78,6 +78,8 @@ def make(services: ServicesProvider):
                     entities["order_id"] = found.candidates[0]
                     update["entities"] = {"order_id": found.candidates[0], "order_id_from": "only candidate"}
                     update["task"] = {"order_id": found.candidates[0], "candidates": [], "missing": []}
+                elif flow.needs_order and is_howto(text) and not refers_to_order(text) and not task.get("candidates"):
+                    pass  # "how do I change an address?": a question to answer, not an order to pick
                 elif flow.needs_order:
                     candidates = list(found.candidates)
                     if flow.action in DRY_RUN_CANDIDATES:

@@ -380,7 +380,7 @@ def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
 def list_orders(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
     """Summaries of the caller's orders."""
     rows = ctx.conn.execute(
-        "SELECT o.id, o.status, o.created_at, o.total_cents, o.currency, GROUP_CONCAT("
+        "SELECT o.id, o.status, o.created_at, o.total_cents, o.currency, o.carrier, GROUP_CONCAT("
         "CASE WHEN i.quantity > 1 THEN i.quantity || ' x ' || p.name ELSE p.name END, ', ') AS names, "
         "SUM(i.quantity) AS qty FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p "
         "ON p.id = i.product_id WHERE o.customer_id = ? GROUP BY o.id ORDER BY o.created_at DESC, o.id DESC",
@@ -395,6 +395,7 @@ def list_orders(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
             "currency": r["currency"],
             "items": r["names"],
             "item_count": r["qty"],
+            "carrier": r["carrier"],
         }
         for r in rows
     ]
