@@ -122,6 +122,8 @@ class LongTermMemory(Protocol):
 
     def upsert_articles(self, articles: list[Article]) -> UpsertReport: ...
 
+    def article_text(self, article_id: str, *, tenant_id: str = "default") -> str: ...
+
     def search_knowledge(
         self,
         query: str,
@@ -362,6 +364,7 @@ class ChromaMemory:
         # Bitext questions outside the benchmark's held-out split (recall@5 0.933 -> 0.951 there).
         self.lexical_weight = lexical_weight
         self._lexical: dict[str, tuple[int, Any, Any, dict[str, int]]] = {}
+        self._articles: dict[tuple[str, str], str] = {}  # whole-article texts, cleared on every write
 
     @classmethod
     def persistent(cls, path: Path | str, embedder: Embedder, **kwargs: Any) -> ChromaMemory:
@@ -597,6 +600,7 @@ class ChromaMemory:
     def upsert_articles(self, articles: list[Article]) -> UpsertReport:
         """Chunk and store articles; unchanged chunks are kept, changed or vanished ones replaced."""
         self._lexical.clear()
+        self._articles.clear()
         report = UpsertReport(articles=len(articles))
         by_tenant: dict[str, list[Article]] = {}
         for article in articles:
@@ -669,6 +673,7 @@ class ChromaMemory:
     def delete_article(self, article_id: str, *, tenant_id: str = "default") -> int:
         """Remove every chunk of one article; returns how many chunks went."""
         self._lexical.clear()
+        self._articles.clear()
 
         def delete(kb: Any) -> int:
             ids = kb.get(where={"article_id": article_id}, include=[])["ids"]
@@ -677,6 +682,19 @@ class ChromaMemory:
             return len(ids)
 
         return self._on(_KB, tenant_id, None, delete, 0)
+
+    def article_text(self, article_id: str, *, tenant_id: str = "default") -> str:
+        """The whole article, its chunks joined in order ("" when the tenant has no such article)."""
+        key = (tenant_id, article_id)
+        if key not in self._articles:
+
+            def read(kb: Any) -> str:
+                got = kb.get(where={"article_id": article_id}, include=["documents", "metadatas"])
+                parts = sorted(zip(got["metadatas"], got["documents"], strict=True), key=lambda p: p[0].get("chunk", 0))
+                return "\n\n".join(doc for _, doc in parts)
+
+            self._articles[key] = self._on(_KB, tenant_id, None, read, "")
+        return self._articles[key]
 
     def search_knowledge(
         self,

@@ -56,6 +56,22 @@ QUESTIONS = {
     "amount": "the amount",
 }
 FIELD_NAMES = {"phone": "phone number", "email": "email address", "name": "name"}
+# What kind of answer a question wants, and what a sentence that gives it contains: a price for "how much",
+# a duration for "how long". A sentence of the wanted kind gets ANSWER_TYPE_BONUS on top of its similarity.
+ANSWER_TYPES = {
+    "cost": (
+        re.compile(r"\b(?:how much|cost|costs|price|pay|fee|fees|charge|charged|free)\b", re.I),
+        re.compile(r"(?:€|\beur\b|\$)\s?\d|\d\s?(?:€|eur\b)|\bfree\b|\bno (?:fee|charge)\b|\d\s?%", re.I),
+    ),
+    "duration": (
+        re.compile(r"\b(?:how long|how fast|how quickly|when will|how many days|how soon)\b", re.I),
+        re.compile(
+            r"\b\d+(?:\s?(?:–|-|to)\s?\d+)?\s(?:business )?(?:days?|hours?|weeks?|minutes?)\b|\bnext day\b", re.I
+        ),
+    ),
+}
+ANSWER_TYPE_BONUS = 0.1
+STATUS_QUESTIONS = ("track_order", "delivery_period")
 WORD = re.compile(r"[a-z0-9]+")
 STOP = set(
     "the a an and or to of in on for my i is it me you your we be can do does how what when with this that "
@@ -293,18 +309,21 @@ def compose(
     ):
         parts.append(f"From what you sent: {analysis['summary']}")
 
-    if not action.get("error") and result is None:
+    not_found = bool((lookups.get("get_order") or {}).get("error"))
+    if not action.get("error") and result is None and not not_found:
         scorer = scorer or SentenceScorer()
         matched = {k["id"] for k in analysis.get("known_issues", [])}
         items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" or i["id"] in matched]
         limit = 1 if (parts or action.get("offer")) else 2
+        strict = intent in STATUS_QUESTIONS
         for item in _best_items(items):
             text = item["text"]
             if item.get("kind") == "known_issue":
                 text = _section(text, ("fix", "workaround", "resolution")) or text
-            # With an order's facts in hand, only passages about its own status are worth adding.
+            # With an order's facts in hand, a status question only gets passages about that status; any other
+            # question gets passages that do not contradict it.
             sentences = scorer.best(
-                text, state.get("ticket", ""), 2 if parts else 3, keep=lambda x: consistent(x, status, strict=True)
+                text, state.get("ticket", ""), 2 if parts else 3, keep=lambda x: consistent(x, status, strict=strict)
             )
             if not sentences:
                 continue
@@ -503,10 +522,12 @@ class SentenceScorer:
             return []
         words = _words(ticket)
         overlap = [len(_words(s) & words) for s in sentences]
+        kinds = [k for k, (asks, _) in ANSWER_TYPES.items() if asks.search(ticket)]
+        typed = [sum(ANSWER_TYPE_BONUS for k in kinds if ANSWER_TYPES[k][1].search(x)) for x in sentences]
         if self.embedder is not None:
             sims = self._vectors(sentences) @ self._vectors([ticket])[0]
-            scores = [float(sim) + 0.02 * o for sim, o in zip(sims, overlap, strict=True)]
+            scores = [float(sim) + 0.02 * o + t for sim, o, t in zip(sims, overlap, typed, strict=True)]
         else:
-            scores = [float(o) for o in overlap]
+            scores = [float(o) + t for o, t in zip(overlap, typed, strict=True)]
         ranked = sorted(range(len(sentences)), key=lambda k: (-scores[k], k))[:n]
         return [sentences[k] for k in sorted(ranked)]

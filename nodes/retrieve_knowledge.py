@@ -45,7 +45,11 @@ def make(services: ServicesProvider):
         hits = svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id, intents=[intent] if confident else None)
         if confident and not hits:
             hits = svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id)
-        items.extend(_item(hit, "article") for hit in hits)
+        for hit in hits:
+            item = _item(hit, "article")
+            # The answer picks its sentences from the whole article, not only from the chunk that matched.
+            item["text"] = svc.knowledge.article_text(item["id"], tenant_id=ctx.tenant_id) or item["text"]
+            items.append(item)
         for hit in svc.knowledge.search_cases(text, tenant_id=ctx.tenant_id, user_id=ctx.user_id, k=2):
             items.append(_item(hit, "case"))
         items = [i for i in items if i["relevance"] >= svc.policy.retrieval.min_relevance] or items[:1]
