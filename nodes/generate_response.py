@@ -466,11 +466,16 @@ def _words(text: str) -> set[str]:
 
 
 def sentences_of(text: str) -> list[str]:
-    """Plain sentences of a markdown article; each table row becomes one sentence naming its columns."""
+    """Plain sentences of a markdown article, in order; each table row becomes one sentence naming its columns.
+
+    A section that opens with a paragraph carries its heading into that first sentence ("Methods we do not
+    accept: Cash on delivery, ..."), so the sentence keeps its meaning on its own.
+    """
     out: list[str] = []
     prose: list[str] = []
     heading = ""
     rows: list[list[str]] = []
+    opening = False  # the next prose line opens a section with a paragraph
 
     def flush_table() -> None:
         if len(rows) > 1:
@@ -480,22 +485,37 @@ def sentences_of(text: str) -> list[str]:
                 out.append(f"{heading + ' — ' if heading else ''}{r[0]}: {cells}.")
         rows.clear()
 
+    def flush_prose() -> None:
+        body = " ".join(prose).replace("**", "").replace("`", "")
+        out.extend(x.strip() for x in re.split(r"(?<=[.!?])\s+", body) if len(x.strip()) > 20)
+        prose.clear()
+
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("|"):
+            flush_prose()
             cells = [c.strip().replace("**", "") for c in stripped.strip("|").split("|")]
             if not all(set(c) <= set("-: ") for c in cells):
                 rows.append(cells)
             continue
         flush_table()
         if stripped.startswith("#"):
+            flush_prose()
             heading = stripped.lstrip("#").strip()
+            opening = stripped.startswith("##")
             continue
+        if not stripped:
+            continue
+        item = re.match(r"^(?:[-*]|\d+\.)\s+", stripped)
+        if opening and not item and heading:
+            stripped = f"{heading}: {stripped[0].upper()}{stripped[1:]}"
+        opening = False
+        if item:
+            flush_prose()  # a list item is a sentence of its own, never glued to the line before
         prose.append(re.sub(r"^(?:[-*]|\d+\.)\s+", "", stripped))
     flush_table()
-    body = " ".join(prose).replace("**", "").replace("`", "")
-    out += [s.strip() for s in re.split(r"(?<=[.!?])\s+", body) if len(s.strip()) > 20]
-    return [" ".join(s.split()) for s in out]
+    flush_prose()
+    return [" ".join(x.split()) for x in out]
 
 
 class SentenceScorer:
