@@ -81,7 +81,9 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
             elif days is not None:
                 out.append(f"That was {days} days ago, outside the 30-day returns window.")
     elif status == "cancelled":
-        reason = f" ({order['cancel_reason']})" if order.get("cancel_reason") else ""
+        reason = f" (reason given: {order['cancel_reason'][0].lower()}{order['cancel_reason'][1:]})" if order.get(
+            "cancel_reason"
+        ) else ""
         out.append(f"{what} was cancelled on {_day(order.get('cancelled_at'))}{reason}, so it will not be shipped.")
         if float(order.get("paid") or 0) > 0:
             if float(order.get("refunded") or 0) >= float(order.get("paid") or 0):
@@ -95,7 +97,7 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
         out.append(f"{what} was returned and fully refunded: {_money(order.get('refunded'), cur)} to {method}.")
     elif status == "payment_failed":
         pay = order.get("payment") or {}
-        why = f": {pay['error_message'].lower()} (error {pay['error_code']})" if pay.get("error_message") else ""
+        why = f": {pay['error_message'].lower()}, error {pay['error_code']}" if pay.get("error_message") else ""
         out.append(f"The payment for {what[0].lower() + what[1:]} failed{why}, so it has not been processed.")
         out.append(
             "You can retry the payment with another card or method from the order page within 48 hours of ordering; "

@@ -310,7 +310,9 @@ def compose(
         parts.append(f"From what you sent: {analysis['summary']}")
 
     not_found = bool((lookups.get("get_order") or {}).get("error"))
-    if not action.get("error") and result is None and not not_found:
+    # A status question the order's own facts answer needs no article on top.
+    answered = intent in STATUS_QUESTIONS and ground.get("facts") and status is not None
+    if not action.get("error") and result is None and not not_found and not answered:
         scorer = scorer or SentenceScorer()
         matched = {k["id"] for k in analysis.get("known_issues", [])}
         items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" or i["id"] in matched]

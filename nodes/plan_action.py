@@ -82,7 +82,8 @@ def describe(tool: str, args: dict[str, Any], preview: dict[str, Any] | None = N
                 f"- old: {p.get('old_address', '?')}\n- new: {p.get('new_address', args.get('address'))}"
             )
         case "update_account":
-            return f"**Change the account's {args.get('field')}** from {p.get('old_value')} to {p.get('new_value')}"
+            field = {"phone": "phone number", "email": "email address"}.get(str(args.get("field")), args.get("field"))
+            return f"**Change the account's {field}** from {p.get('old_value')} to {p.get('new_value')}"
         case "delete_account":
             return (
                 f"**Delete the customer's account**: erased on {p.get('erase_on', '?')} after a "
