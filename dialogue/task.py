@@ -23,7 +23,7 @@ from typing import Any, Literal
 OPEN_STEPS = ("collecting", "confirming", "awaiting_approval")
 """Steps in which the task still expects something from the customer (or from an approver)."""
 
-TurnKind = Literal["new", "continue", "drop"]
+TurnKind = Literal["new", "continue", "drop", "ack"]
 
 _DROP_PHRASE = (
     r"(?:no+|nope|nah|wait|stop|never\s*mind|nevermind|forget (?:it|about it|that)|cancel that|don'?t bother|"
@@ -40,6 +40,7 @@ _YES = re.compile(
     r"that'?s (?:right|it|the one|correct)|yes please)\b[\s\w,.!']{0,40}$",
     re.I,
 )
+_THANKS = re.compile(r"^\W*(?:thanks?|thank you|thx|cheers|great|perfect|cool)\b[\s\w,.!']{0,30}$", re.I)
 _ORDINALS = {
     "first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3, "fifth": 4,
     "5th": 4, "last": -1, "latter": -1, "former": 0, "other": None,
@@ -168,6 +169,10 @@ def interpret(
     if is_open(task) and is_drop(text):
         return Turn("drop", task.get("intent"), float(task.get("confidence", confidence)), {"step": "done"},
                     reason="the customer dropped the task")
+    if task.get("step") == "awaiting_approval" and (is_yes(text) or _THANKS.match(text)):
+        # "ok" / "yes" / "thanks" while a colleague decides: nothing new to do; the approval stands.
+        return Turn("ack", task.get("intent"), float(task.get("confidence", confidence)), {},
+                    reason="an acknowledgement while the approval waits")
     short = len(_WORD.findall(text.lower())) <= 6
     confident_new = intent != "out_of_scope" and confidence >= auto_threshold and intent != task.get("intent")
     if is_open(task):
@@ -339,6 +344,15 @@ def _by_day(text: str, orders: list[dict[str, Any]], today: date) -> list[dict[s
     else:
         days = set(range(5, 10))
     return [o for o in orders if _days_ago(o, today) in days]
+
+
+def named_item(text: str, items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The one item of a several-item order that the message names ("a refund for my monitor"), else None."""
+    if len(items) < 2:
+        return None
+    words = {w.rstrip("s") for w in _content_words(text)}
+    hits = [i for i in items if {w.rstrip("s") for w in _content_words(str(i.get("name", "")))} & words]
+    return hits[0] if len(hits) == 1 else None
 
 
 def _by_words(text: str, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -57,7 +57,8 @@ def make(services: ServicesProvider):
         confidence = turn.confidence
         intent = turn.intent or intent
         # Saying "that is outside what this desk handles" is safe to send on its own.
-        decision = "auto" if intent == "out_of_scope" or turn.kind == "drop" else decide(confidence, thresholds)
+        fixed = intent == "out_of_scope" or turn.kind in ("drop", "ack")
+        decision = "auto" if fixed else decide(confidence, thresholds)
         update.update(
             intent=intent,
             confidence=round(confidence, 4),
@@ -71,7 +72,8 @@ def make(services: ServicesProvider):
             update["task"] = turn.task
             update["entities"] = turn.entities
         if turn.kind != "new":
-            update["flags"] = [*update.get("flags", []), "task_dropped" if turn.kind == "drop" else "task_continued"]
+            flag = {"drop": "task_dropped", "ack": "task_ack"}.get(turn.kind, "task_continued")
+            update["flags"] = [*update.get("flags", []), flag]
         return update
 
     return classify_intent

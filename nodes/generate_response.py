@@ -246,6 +246,12 @@ def compose(
                 "Is there anything else I can help with?"
             ), [], fixed
         return "OK, I'll leave that. Is there anything else I can help with?", [], fixed
+    if "task_ack" in flags and task.get("pending_action"):
+        summary = _plain(task["pending_action"].get("summary"))
+        return (
+            f"Thanks. Your request to {summary} is waiting for a colleague's approval; "
+            "I'll confirm here as soon as it is decided."
+        ), [], fixed
     if state.get("intent") == "out_of_scope":
         return SCOPE, [], fixed
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from dialogue.task import asks_only, is_howto
+from dialogue.task import asks_only, is_howto, named_item
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
@@ -140,11 +141,25 @@ def make(services: ServicesProvider):
         task = dict(state.get("task") or {})
         ticket = state.get("ticket", "")
         args = build_args(flow.action, intent, ticket, entities)
+        asked_text = f"{entities.get('request', '')} {ticket}"
+        whole = re.search(r"\b(?:full|whole|entire|everything|all of it|complete)\b", asked_text, re.I)
+        if flow.action == "issue_refund" and "amount" not in args and not whole:
+            # "A refund for my monitor" of a monitor-and-webcam order is the monitor's price, not the whole order.
+            order = ((state.get("lookups") or {}).get("get_order") or {}).get("data") or {}
+            if order.get("order_id") == args.get("order_id"):
+                item = named_item(asked_text, order.get("items") or [])
+                if item is not None:
+                    args["amount"] = float(item["line_total"])
         missing = [r for r in flow.requires if r not in args]
         if missing and set(missing) == set(flow.requires) and (flow.order == "optional" or is_howto(ticket)):
             # Nothing of the action was given ("how do I add an address?"): a question to answer, not a task.
             return Command(goto="supervisor", update=update)
-        plan: dict[str, Any] = {"tool": flow.action, "args": args, "missing": missing}
+        plan: dict[str, Any] = {
+            "tool": flow.action,
+            "args": args,
+            "missing": missing,
+            "request": str(entities.get("request") or ticket)[:500],  # what the customer asked, for the approver
+        }
         if not missing:
             try:
                 args = spec.args_model.model_validate(args).model_dump(mode="json", exclude_none=True)

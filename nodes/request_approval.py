@@ -60,7 +60,8 @@ def make(services: ServicesProvider):
             update["approval"] = {"type": "accept", "by": "policy"}
             return Command(goto="execute_action", update=update)
 
-        raw = interrupt(approval_request(action, intent=state.get("intent"), ticket=state.get("ticket", "")))
+        asked = action.get("request") or state.get("ticket", "")
+        raw = interrupt(approval_request(action, intent=state.get("intent"), ticket=asked))
         try:
             response = parse_response(raw)
         except ValidationError as exc:

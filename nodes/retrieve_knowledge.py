@@ -76,7 +76,8 @@ def make(services: ServicesProvider):
                 if found.order_id is not None:
                     entities["order_id"] = found.order_id
                     update["entities"] = {"order_id": found.order_id, "order_id_from": found.how}
-                    update["task"] = {"order_id": found.order_id, "candidates": [], "missing": []}
+                    slots = {**(task.get("slots") or {}), "order_id": found.order_id}
+                    update["task"] = {"order_id": found.order_id, "candidates": [], "missing": [], "slots": slots}
                 elif not flow.needs_order and len(found.candidates) == 1 and flow.order_statuses:
                     # The only order in the statuses this question is about (one failed payment): that one.
                     entities["order_id"] = found.candidates[0]

@@ -44,7 +44,7 @@ def make(services: ServicesProvider):
             or action.get("missing")
             or action.get("error")
             or (state.get("grounding") or {}).get("question")
-            or "task_dropped" in (state.get("flags") or [])
+            or {"task_dropped", "task_ack"} & set(state.get("flags") or [])
         )
         if fixed or decision == "auto" or state.get("action_result") is not None:
             # Executed actions were already approved by a human; their confirmation goes out as is.

@@ -39,8 +39,9 @@ def make(services: ServicesProvider):
             raise ValueError(f"no workflow for intent {intent!r}; add it to config/workflows.yaml")
         if hops == 1:
             flow = svc.workflows[intent]
-            if "task_dropped" in (state.get("flags") or []):
-                # "Never mind": nothing to look up or do; the response says what was dropped.
+            if {"task_dropped", "task_ack"} & set(state.get("flags") or []):
+                # "Never mind" / "ok, thanks": nothing to look up or do; the response says what was dropped or
+                # that the approval still stands.
                 pending = []
             elif state.get("decision") == "escalate":
                 # Too unsure to act: gather knowledge for the human, then hand over.

@@ -148,3 +148,26 @@ def test_a_model_answer_with_an_unsupported_claim_is_replaced_by_the_offline_ans
     assert "2026-12-25" not in snap.values["answer"] and "JJD000390010061006" in snap.values["answer"]
     sent = " ".join(str(m.content) for m in model.prompts[-1])
     assert "JJD000390010061006" in sent  # the model was given the facts it should have used
+
+
+def test_a_refund_for_one_named_item_is_that_items_price(graph: Any) -> None:
+    snap, _ = run(graph, "I want a refund for my monitor from order 1004")
+    node, payload = waiting_on(snap)
+    assert node == "request_approval" and payload["action_request"]["args"]["amount"] == 329.0
+    assert "**Refund EUR 329.00" in payload["description"]
+
+
+def test_ok_thanks_while_an_approval_waits_keeps_it_and_says_so(graph: Any) -> None:
+    _, thread = run(graph, "Please cancel order 1008")
+    snap, _ = run(graph, "ok thanks", thread=thread)
+    node, payload = waiting_on(snap)
+    assert node == "request_approval" and payload["action_request"]["args"]["order_id"] == 1008
+    assert "cancel order 1008 is waiting for a colleague's approval" in snap.values["answer"]
+    assert "Customer wrote: Please cancel order 1008" in payload["description"]
+
+
+def test_a_full_refund_stays_full_even_when_an_item_is_named(graph: Any) -> None:
+    snap, _ = run(graph, "I want a full refund for order 1004, the monitor is not what I expected.")
+    node, payload = waiting_on(snap)
+    assert node == "request_approval" and "amount" not in payload["action_request"]["args"]
+    assert "**Refund EUR 393.90" in payload["description"]
