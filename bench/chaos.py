@@ -259,7 +259,8 @@ def run(*, quick: bool = False, seed: int = 0, tickets: int | None = None, kills
         env = {**os.environ, "PYTHONPATH": str(REPO), "SWITCHBOARD_LOG_LEVEL": "ERROR"}
         log = (chaos_dir / "worker.log").open("w")
         stats: dict[str, Any] = {"kills": dict.fromkeys(KILL_POINTS, 0), "resubmitted": 0, "continued": 0,
-                                 "restarts": 0, "latencies": [], "warm": [], "restart_s": []}
+                                 "restarts": 0, "latencies": [], "warm": [], "restart_s": [],
+                                 "ops": []}
         box = {"worker": Worker(chaos_dir, env, log)}
 
         def restart() -> None:
@@ -341,6 +342,7 @@ def run(*, quick: bool = False, seed: int = 0, tickets: int | None = None, kills
                     recover(ticket)  # e.g. "not waiting": take the state from the checkpoint
                     continue
                 stats["latencies"].append(reply["ms"])
+                stats["ops"].append((reply["ms"], cmd["op"], ticket.kind, box["worker"].served))
                 if box["worker"].served:  # the first run in a fresh process pays its lazy loading
                     stats["warm"].append(reply["ms"])
                 box["worker"].served += 1
@@ -373,6 +375,8 @@ def run(*, quick: bool = False, seed: int = 0, tickets: int | None = None, kills
         "p95_ms": lat[int(0.95 * (len(lat) - 1))] if lat else None,
         "p50_ms": lat[len(lat) // 2] if lat else None,
         "warm_p95_ms": warm[int(0.95 * (len(warm) - 1))] if warm else None,
+        "slowest": [{"ms": ms, "op": op, "kind": kind, "nth_in_process": nth + 1}
+                    for ms, op, kind, nth in sorted(stats["ops"], reverse=True)[:3]],
         "seed": seed,
         "quick": quick,
         "wall_s": round(time.perf_counter() - started, 1),
