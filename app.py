@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ from config.settings import Settings  # noqa: E402
 
 INTERRUPT_STATUS = {"request_approval": "awaiting_approval", "review_gate": "awaiting_review", "escalate": "escalated"}
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "llm_calls", "cost_usd")
+# Every step's checkpoint is written before the next step starts: an approval or a write always follows a saved
+# checkpoint, so a crash loses at most the step that was running (LangGraph's default, "async", may lose more).
+DURABILITY = "sync"
 
 
 class UsageError(Exception):
@@ -167,7 +170,7 @@ def ask(
     if thread is not None:
         validate_id(thread, "thread id")
     thread_id = thread or str(uuid.uuid4())
-    with _runtime(settings, rt) as rt:
+    with _runtime(settings, rt) as rt, thread_lease(settings, thread_id):
         started = time.perf_counter()
         if thread is not None:
             snap = rt.graph.get_state(rt.config(thread_id))
@@ -184,8 +187,22 @@ def ask(
             {"messages": [{"role": "user", "content": text}]},
             owned_config(rt, thread_id, user, tenant),
             context=Context(user_id=user, tenant_id=tenant, channel=channel),
+            durability=DURABILITY,
         )
         return result_of(rt, thread_id, started)
+
+
+@contextmanager
+def thread_lease(settings: Settings, thread_id: str) -> Iterator[None]:
+    """Hold the thread's lease (memory.locks) for one run: a second concurrent run on it exits 2, never forks it."""
+    from memory.locks import ThreadBusy, hold
+
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(hold(settings.checkpoint_target, thread_id, ttl_s=settings.policy().limits.lease_ttl_s))
+        except ThreadBusy as exc:
+            raise UsageError(str(exc)) from None
+        yield
 
 
 @contextmanager
@@ -235,27 +252,56 @@ def resume_value(node: str, payload: dict[str, Any], args: argparse.Namespace) -
 def resume(settings: Settings, thread_id: str, args: argparse.Namespace, rt: Runtime | None = None) -> dict[str, Any]:
     from langgraph.types import Command
 
-    from graphs.context import Context
-
     validate_id(thread_id, "thread id")
     if rt is None and not thread_exists(settings, thread_id):
         raise UsageError(f"unknown thread {thread_id}")
-    with _runtime(settings, rt) as rt:
+    with _runtime(settings, rt) as rt, thread_lease(settings, thread_id):
         started = time.perf_counter()
         snap = rt.graph.get_state(rt.config(thread_id))
         if not snap.values:
             raise UsageError(f"unknown thread {thread_id}")
         check_owner(snap, thread_id, args.user, args.tenant)
         node, payload = pending_of(snap)
+        decided = any(getattr(args, k, None) for k in ("approve", "reject")) or any(
+            getattr(args, k, None) is not None for k in ("edit", "respond")
+        )
+        if not decided:
+            return continue_run(rt, snap, thread_id, args, started)
         if not node:
             raise UsageError(f"thread {thread_id} is not waiting for anyone (status {snap.values.get('status')})")
         value = resume_value(node, payload, args)
-        approver = getattr(args, "approver", None) or "operator"
-        validate_id(approver, "approver")
-        # The CLI is the trusted local operator: it resumes as the thread's owner and records who answered.
-        ctx = Context(user_id=args.user, tenant_id=args.tenant, channel="cli", role="admin", approver_id=approver)
-        rt.graph.invoke(Command(resume=value), owned_config(rt, thread_id, args.user, args.tenant), context=ctx)
+        ctx = operator_context(args)
+        rt.graph.invoke(
+            Command(resume=value),
+            owned_config(rt, thread_id, args.user, args.tenant),
+            context=ctx,
+            durability=DURABILITY,
+        )
         return result_of(rt, thread_id, started)
+
+
+def operator_context(args: argparse.Namespace) -> Any:
+    """The CLI is the trusted local operator: it resumes as the thread's owner and records who answered."""
+    from graphs.context import Context
+
+    approver = getattr(args, "approver", None) or "operator"
+    validate_id(approver, "approver")
+    return Context(user_id=args.user, tenant_id=args.tenant, channel="cli", role="admin", approver_id=approver)
+
+
+def continue_run(rt: Runtime, snap: Any, thread_id: str, args: argparse.Namespace, started: float) -> dict[str, Any]:
+    """`resume THREAD` with no decision: continue an interrupted or crashed run from its last checkpoint."""
+    node, _ = pending_of(snap)
+    if node:
+        raise UsageError(
+            f"thread {thread_id} is waiting ({INTERRUPT_STATUS[node]}); answer it with --approve, --reject, "
+            "--edit JSON or --respond TEXT"
+        )
+    if not snap.next:
+        raise UsageError(f"thread {thread_id} has nothing to continue (status {snap.values.get('status')})")
+    config = owned_config(rt, thread_id, args.user, args.tenant)
+    rt.graph.invoke(None, config, context=operator_context(args), durability=DURABILITY)
+    return result_of(rt, thread_id, started)
 
 
 # ---------------------------------------------------------------- output
@@ -464,9 +510,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_ask)
 
-    s = sub.add_parser("resume", help="answer a thread waiting for approval, review or a human")
+    s = sub.add_parser(
+        "resume",
+        help="answer a thread waiting for approval, review or a human; with no decision, continue a crashed run",
+        description="Answer a thread waiting for approval, review or a human. With no decision, continue an "
+        "interrupted or crashed run from its last checkpoint.",
+    )
     s.add_argument("thread")
-    g = s.add_mutually_exclusive_group(required=True)
+    g = s.add_mutually_exclusive_group()
     g.add_argument("--approve", action="store_true")
     g.add_argument("--reject", action="store_true")
     g.add_argument("--edit", metavar="JSON", help='approval: new tool arguments; review: {"draft": "..."}')
@@ -548,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("switchboard").debug("unhandled error", exc_info=True)
         print(
             f"error: {type(exc).__name__}: {exc} (SWITCHBOARD_LOG_LEVEL=DEBUG shows the trace; "
-            "an interrupted thread resumes from its last checkpoint)",
+            "python app.py resume THREAD continues an interrupted run from its last checkpoint)",
             file=sys.stderr,
         )
         return 1

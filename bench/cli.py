@@ -1,12 +1,16 @@
-"""`python app.py bench KIND ...`: memory (tokens, embeddings, Chroma, retrieval), embeddings, or latency."""
+"""`python app.py bench KIND ...`: memory (tokens, embeddings, Chroma, retrieval), embeddings, latency, or chaos."""
 
 from __future__ import annotations
 
 
 def bench_main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("memory", "embeddings", "latency"):
-        print("usage: app.py bench {memory|embeddings|latency} [options]")
+    if not argv or argv[0] not in ("memory", "embeddings", "latency", "chaos"):
+        print("usage: app.py bench {memory|embeddings|latency|chaos} [options]")
         return 2
+    if argv[0] == "chaos":
+        from bench.chaos import main as chaos_main
+
+        return chaos_main(argv[1:])
     if argv[0] == "memory":
         from bench.memory import main
 

@@ -35,6 +35,18 @@ class Limits(BaseModel):
     max_input_chars: int = 4000
     max_hops: int = 8
     max_log_lines: int = 40
+    ticket_budget_s: float = Field(120.0, gt=0)
+    """Wall-clock seconds per ticket (between supervisor hops) before it is escalated to a human."""
+    max_specialist_failures: int = Field(2, ge=1)
+    """Consecutive failures of one specialist before the ticket is escalated; below it the specialist runs again."""
+    lease_ttl_s: float = Field(300.0, gt=0)
+    """Life of a run's per-thread lease (memory.locks); a crashed holder's lease expires after it."""
+
+    @model_validator(mode="after")
+    def _lease_outlives_ticket(self) -> Limits:
+        if self.lease_ttl_s <= self.ticket_budget_s:
+            raise ValueError("limits.lease_ttl_s must exceed limits.ticket_budget_s")
+        return self
 
 
 class RetrievalPolicy(BaseModel):

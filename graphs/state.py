@@ -112,6 +112,13 @@ class SupportState(TypedDict):
     pending_specialists: NotRequired[list[str]]
     """Specialists the supervisor still has to run for this ticket (from the workflow)."""
     hops: NotRequired[int]
+    """Supervisor hops for the current ticket (`limits.max_hops`)."""
+    ticket_started_at: NotRequired[float]
+    """Wall-clock start (epoch s) of the ticket's budget (`limits.ticket_budget_s`), set by the supervisor on hop 1
+    and restarted after an executed approval."""
+    failures: NotRequired[Annotated[dict[str, dict[str, Any]], merge_dict]]
+    """Consecutive failures per specialist for the current ticket: {node: {count, error}} (`limits.
+    max_specialist_failures`); written by `nodes.supervisor.watch` around each specialist (parallel ones too)."""
     knowledge: NotRequired[Annotated[list[dict[str, Any]], merge_knowledge]]
     """Retrieved articles, cases and tool lookups [{id, kind, title, text, score}]."""
     lookups: NotRequired[dict[str, Any]]

@@ -86,15 +86,19 @@ def build_supervisor(services: Services | ServicesProvider | None = None) -> Sta
     def node(name: str, fn, **kwargs) -> None:  # noqa: ANN001 - a node function
         g.add_node(name, instrument(name, fn, ticket=name == "remember"), **kwargs)
 
+    def specialist(name: str, fn, retry: RetryPolicy | None = None, *, command: bool = False) -> None:  # noqa: ANN001
+        # Failures (raised on the last attempt, or a tool result not ok) are counted for the supervisor's limits.
+        node(name, supervisor.watch(name, fn, retry, command=command), retry_policy=retry)
+
     node("guard_input", guard_input.make(provider))
     node("compress_context", compress_context.make(provider))
     node("classify_intent", classify_intent.make(provider))
     node("supervisor", supervisor.make(provider))
-    node("retrieve_knowledge", retrieve_knowledge.make(provider), retry_policy=io_retry("retrieve_knowledge"))
-    node("analyze_technical", analyze_technical.make(provider))
-    node("plan_action", plan_action.make(provider), retry_policy=io_retry("plan_action"))
+    specialist("retrieve_knowledge", retrieve_knowledge.make(provider), io_retry("retrieve_knowledge"))
+    specialist("analyze_technical", analyze_technical.make(provider))
+    specialist("plan_action", plan_action.make(provider), io_retry("plan_action"), command=True)
     node("request_approval", request_approval.make(provider))
-    node("execute_action", execute_action.make(provider), retry_policy=execute_action.RETRY)
+    specialist("execute_action", execute_action.make(provider), execute_action.RETRY)
     node("generate_response", generate_response.make(provider))
     node("review_gate", review_gate.make(provider))
     node("escalate", escalate.make(provider))
