@@ -255,7 +255,9 @@ def test_policy_has_the_expected_keys_and_sane_values() -> None:
     assert policy["version"] == 1
     expected = {
         "confidence": {"auto", "review"},
-        "limits": {"max_input_chars", "max_hops", "max_log_lines"},
+        "limits": {
+            "max_input_chars", "max_hops", "max_log_lines", "ticket_budget_s", "max_specialist_failures", "lease_ttl_s"
+        },
         "retrieval": {
             "top_k",
             "relevance_weight",
