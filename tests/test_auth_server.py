@@ -7,12 +7,7 @@ interrupt once (module fixture); the tests then try to reach it as everyone else
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,18 +17,13 @@ import httpx
 import pytest
 
 from config.settings import Settings
+from tests.devserver import dev_server, langgraph_cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.server
 
 REFUND = "I want a refund for order 1004, the monitor is faulty."
 DENIED = (403, 404)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -51,9 +41,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    cli = Path(sys.executable).parent / "langgraph"
-    if not cli.exists():
-        pytest.skip("langgraph-cli is not installed (make test installs it)")
+    langgraph_cli()
     from auth.keys import KeyStore
 
     data = tmp_path_factory.mktemp("auth-server") / "data"
@@ -70,49 +58,8 @@ def served(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytes
     store.revoke(record.key_id)
 
     logs = tmp_path_factory.mktemp("auth-server-logs") / "server.log"  # outside the watched project folder
-    port = free_port()
-    env = {
-        **os.environ,
-        "SWITCHBOARD_DATA_DIR": str(data),
-        "SWITCHBOARD_MODEL_CACHE": str(model_cache),
-        "LANGSMITH_TRACING": "false",
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGGRAPH_NO_VERSION_CHECK": "1",
-        "ANONYMIZED_TELEMETRY": "False",
-    }
-    for var in ("OPENAI_API_KEY", "SWITCHBOARD_AUTH_ALLOW_STUDIO", "SWITCHBOARD_AUTH_DB"):
-        env.pop(var, None)
-    with logs.open("w") as log:
-        proc = subprocess.Popen(
-            [str(cli), "dev", "--port", str(port), "--host", "127.0.0.1", "--no-browser", "--no-reload"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{logs.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev did not answer on {url}:\n{logs.read_text()[-3000:]}")
-            time.sleep(0.5)  # polling a subprocess's readiness, not waiting on our own state
+    with dev_server(data, model_cache, logs, drop_env=("SWITCHBOARD_AUTH_ALLOW_STUDIO", "SWITCHBOARD_AUTH_DB")) as url:
         yield Served(url=url, keys=keys, revoked_key=revoked, log=logs)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        text = logs.read_text()
-        assert "BlockingError" not in text, text[-3000:]
 
 
 @pytest.fixture(scope="module")

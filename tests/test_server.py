@@ -3,34 +3,22 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from config.settings import Settings
+from tests.devserver import dev_server, langgraph_cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    cli = Path(sys.executable).parent / "langgraph"
-    if not cli.exists():
-        pytest.skip("langgraph-cli is not installed (make test installs it)")
+    langgraph_cli()
     data = tmp_path_factory.mktemp("server") / "data"
     shutil.copytree(seeded_settings.data_dir, data)
     from auth.keys import KeyStore
@@ -38,52 +26,9 @@ def server(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytes
     # The served API requires a key (tests/test_auth_server.py covers auth); an admin may also approve.
     key, _ = KeyStore(data / "auth.sqlite").create("demo", "default", "admin")
     logs = tmp_path_factory.mktemp("server-logs") / "server.log"  # outside the watched project folder
-    port = free_port()
-    env = {
-        **os.environ,
-        "SWITCHBOARD_DATA_DIR": str(data),
-        "SWITCHBOARD_MODEL_CACHE": str(model_cache),
-        "LANGSMITH_TRACING": "false",
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGGRAPH_NO_VERSION_CHECK": "1",
-        "ANONYMIZED_TELEMETRY": "False",
-    }
-    env.pop("OPENAI_API_KEY", None)
-    with logs.open("w") as log:
-        proc = subprocess.Popen(
-            [str(cli), "dev", "--port", str(port), "--host", "127.0.0.1", "--no-browser", "--no-reload"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        import httpx
-
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{logs.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev did not answer on {url}:\n{logs.read_text()[-3000:]}")
-            time.sleep(0.5)  # polling a subprocess's readiness, not waiting on our own state
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("LANGGRAPH_API_KEY", key)  # langgraph-sdk clients send it as x-api-key
-            yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        text = logs.read_text()
-        assert "BlockingError" not in text, text[-3000:]
+    with dev_server(data, model_cache, logs) as url, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LANGGRAPH_API_KEY", key)  # langgraph-sdk clients send it as x-api-key
+        yield url
 
 
 def test_refund_ticket_interrupts_resumes_and_keeps_history(server: str) -> None:
