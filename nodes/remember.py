@@ -77,6 +77,7 @@ def make(services: ServicesProvider):
                 "flags": state.get("flags", []),
                 "action": action.get("tool"),
                 "approval": (state.get("approval") or {}).get("type"),
+                "approver": (state.get("approval") or {}).get("approver"),
                 "lesson_proposed": learned,
             },
         )

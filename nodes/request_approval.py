@@ -62,12 +62,13 @@ def make(services: ServicesProvider):
 
         asked = action.get("request") or state.get("ticket", "")
         raw = interrupt(approval_request(action, intent=state.get("intent"), ticket=asked))
+        approver = context_of(runtime).approver_id  # who answered, from their own credentials (or the CLI's --as)
         try:
             response = parse_response(raw)
         except ValidationError as exc:
             # A malformed answer never executes anything: it counts as a refusal, with the reason kept.
             update.update(
-                approval={"type": "invalid", "by": "human", "reason": exc.errors()[0]["msg"]},
+                approval={"type": "invalid", "by": "human", "approver": approver, "reason": exc.errors()[0]["msg"]},
                 status="rejected",
                 flags=["invalid_approval_response"],
                 task={"step": "done", "pending_action": None},
@@ -75,7 +76,7 @@ def make(services: ServicesProvider):
             return Command(goto="generate_response", update=update)
 
         if response.type == "accept":
-            update["approval"] = {"type": "accept", "by": "human"}
+            update["approval"] = {"type": "accept", "by": "human", "approver": approver}
             return Command(goto="execute_action", update=update)
         if response.type == "edit":
             try:
@@ -88,7 +89,7 @@ def make(services: ServicesProvider):
                     raise ValueError(f"the edited action is not allowed: {dry.error}")
             except ValueError as exc:
                 update.update(
-                    approval={"type": "invalid", "by": "human", "reason": str(exc)},
+                    approval={"type": "invalid", "by": "human", "approver": approver, "reason": str(exc)},
                     status="rejected",
                     flags=["invalid_approval_response"],
                     task={"step": "done", "pending_action": None},
@@ -98,11 +99,11 @@ def make(services: ServicesProvider):
 
             preview = dry.data.get("preview", {})
             action.update(args=args, preview=preview, description=describe(action["tool"], args, preview))
-            update.update(action=action, approval={"type": "edit", "by": "human", "args": args})
+            update.update(action=action, approval={"type": "edit", "by": "human", "approver": approver, "args": args})
             return Command(goto="execute_action", update=update)
         reason = str(response.args) if response.type == "response" and response.args else ""
         update.update(
-            approval={"type": response.type, "by": "human", "reason": reason},
+            approval={"type": response.type, "by": "human", "approver": approver, "reason": reason},
             status="rejected",
             task={"step": "done", "pending_action": None},
         )

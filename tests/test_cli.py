@@ -227,3 +227,12 @@ def test_lessons_are_reviewed_from_the_cli(cli: Any, data_dir: Path) -> None:
     assert code == 0 and out["status"] == "rejected"
     code, _, err = cli("lessons", "approve", str(lesson_id), "--json")
     assert code == 2 and "already rejected" in err
+
+
+def test_the_approver_is_recorded_in_the_decision_log(cli: Any, data_dir: Path) -> None:
+    _, out, _ = cli("ask", "Please cancel order 1009", "--json")
+    code, done, _ = cli("resume", out["thread_id"], "--approve", "--as", "rita", "--json")
+    assert code == 0 and done["status"] == "completed"
+    records = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
+    last = [r for r in records if r["thread_id"] == out["thread_id"]][-1]
+    assert (last["approval"], last["approver"], last["user_id"]) == ("accept", "rita", "demo")
