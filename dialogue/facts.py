@@ -11,9 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from tools.shop import METHOD_NAMES
-
-METHOD = METHOD_NAMES
+from tools.shop import method_name
 
 STATUS_WORDS: dict[str, tuple[str, ...]] = {
     "label_created": ("label created", "not collected"),
@@ -93,7 +91,7 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
             else:
                 out.append(f"You paid {_money(order.get('paid'), cur)}, and no refund is recorded for it yet.")
     elif status == "refunded":
-        method = METHOD.get((order.get("payment") or {}).get("method", ""), "the original payment method")
+        method = method_name((order.get("payment") or {}).get("method"))
         out.append(f"{what} was returned and fully refunded: {_money(order.get('refunded'), cur)} to {method}.")
     elif status == "payment_failed":
         pay = order.get("payment") or {}
@@ -181,7 +179,7 @@ def confirmation(tool: str, data: dict[str, Any]) -> str:
             refund = data.get("refund") or {}
             money = (
                 f" A refund of {_money(refund.get('amount'), cur)} to "
-                f"{METHOD.get(refund.get('method', ''), 'the original payment method')} has been started and should "
+                f"{method_name(refund.get('method'))} has been started and should "
                 f"reach you by {refund.get('expected_by')}."
                 if refund
                 else f" {str(data.get('note', '')).capitalize()}."
@@ -190,7 +188,7 @@ def confirmation(tool: str, data: dict[str, Any]) -> str:
         case "issue_refund":
             return (
                 f"Done: I've refunded {_money(data.get('amount'), cur)} for order {data.get('order_id')} to "
-                f"{METHOD.get(data.get('method', ''), 'the original payment method')}. It should reach you by "
+                f"{method_name(data.get('method'))}. It should reach you by "
                 f"{data.get('expected_by')}."
             )
         case "update_shipping_address":

@@ -17,7 +17,6 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from dialogue.facts import (
-    METHOD,
     account_sentences,
     answers_intent,
     confirmation,
@@ -32,6 +31,7 @@ from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from memory.session import build_context
 from nodes.common import visited
+from tools.shop import method_name
 
 NAME = "generate_response"
 
@@ -375,7 +375,7 @@ def _offer(action: dict[str, Any]) -> str:
     if tool == "issue_refund":
         return (
             f"Yes: order {p.get('order_id')} can be refunded ({p.get('currency')} {float(p.get('amount', 0)):.2f} "
-            f"to {METHOD.get(p.get('method', ''), 'the original payment method')}). Shall I request the refund?"
+            f"to {method_name(p.get('method'))}). Shall I request the refund?"
         )
     if tool == "update_shipping_address":
         return (

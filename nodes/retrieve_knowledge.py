@@ -11,6 +11,8 @@ yesterday", "the headphones"); when that leaves several, they become the candida
 
 from __future__ import annotations
 
+import re
+
 from langgraph.runtime import Runtime
 
 from dialogue.task import is_howto, refers_to_order, resolve_order
@@ -21,8 +23,6 @@ from nodes.common import visited
 from tools.shop import TOOLS, run_tool
 
 NAME = "retrieve_knowledge"
-
-import re  # noqa: E402
 
 OTHER_CODE = re.compile(r"\b(?!PAY-402\b)[A-Z]{2,4}-[A-Z0-9]{2,}(?:-[A-Z0-9]+)*\b")
 """An error code other than the card decline: the message is about that, not about a failed order's payment."""

@@ -508,6 +508,11 @@ def get_refund_status(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
 # alone as a dry run before approval, and again in the write transaction right before the tool itself.
 METHOD_NAMES = {"card": "your card", "paypal": "your PayPal account"}
 """Payment methods as the customer reads them."""
+
+
+def method_name(method: str | None) -> str:
+    """'your card', 'your PayPal account', or 'the original payment method' for anything else."""
+    return METHOD_NAMES.get(method or "", "the original payment method")
 _REFUSE_OR_RETURN = (
     "You can refuse the delivery: the parcel comes back to us and we refund the items once it arrives (the "
     f"delivery charge is kept). Or accept it and return it within {RETURN_WINDOW_DAYS} days of delivery, free of "
@@ -521,8 +526,7 @@ _RETURN_INSTEAD = (
 
 def _method(ctx: ToolContext, order_id: int) -> str:
     payment = _payment(ctx, order_id)
-    fallback = "the original payment method"
-    return METHOD_NAMES.get(payment["method"], fallback) if payment else fallback
+    return method_name(payment["method"] if payment else None)
 
 
 def check_cancel(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
