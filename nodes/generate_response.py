@@ -66,7 +66,9 @@ ANSWER_TYPES = {
     "duration": (
         re.compile(r"\b(?:how long|how fast|how quickly|when will|how many days|how soon)\b", re.I),
         re.compile(
-            r"\b\d+(?:\s?(?:–|-|to)\s?\d+)?\s(?:business )?(?:days?|hours?|weeks?|minutes?)\b|\bnext day\b", re.I
+            r"\b\d+(?:\s?(?:–|-|to)\s?\d+)?\s(?:business )?(?:days?|hours?|weeks?|minutes?)\b|\bnext day\b|"
+            r"\b\d{1,2}\s?–\s?\d{1,2}\b",  # a table's "2–4" (its unit in the heading)
+            re.I,
         ),
     ),
 }
@@ -318,11 +320,12 @@ def compose(
     not_found = bool((lookups.get("get_order") or {}).get("error"))
     # A status question the order's own facts answer needs no article on top.
     answered = intent in STATUS_QUESTIONS and ground.get("facts") and status is not None
-    if not action.get("error") and result is None and not not_found and not answered:
+    # An offer ("yes, it can still be cancelled; shall I?") already states the policy for this order.
+    if not action.get("error") and result is None and not not_found and not answered and not action.get("offer"):
         scorer = scorer or SentenceScorer()
         matched = {k["id"] for k in analysis.get("known_issues", [])}
         items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" or i["id"] in matched]
-        limit = 1 if (parts or action.get("offer")) else 2
+        limit = 1 if parts else 2
         strict = intent in STATUS_QUESTIONS
         for item in _best_items(items):
             text = item["text"]
