@@ -28,3 +28,38 @@ def decide(confidence: float, thresholds: Mapping[str, float] | Any) -> Tier:
     if confidence >= review:
         return "review"
     return "escalate"
+
+
+def _knowledge_only(flow: Any) -> bool:
+    """A workflow that answers from the knowledge base alone: no action, no hand-over, no order to pin down."""
+    return (
+        flow is not None
+        and tuple(flow.specialists) == ("retrieve_knowledge",)
+        and flow.action is None
+        and not flow.escalate
+        and not flow.needs_order
+    )
+
+
+def interchangeable(
+    intent: str, candidates: list[tuple[str, float]], workflows: Mapping[str, Any], *, min_p: float = 0.1
+) -> list[str]:
+    """`intent` and the candidate intents that would build the same answer for this ticket.
+
+    Two knowledge-only workflows with the same read tools differ only in which articles they prefer, and retrieval
+    searches the union of the group's articles. The answer is then right whichever of them the ticket is, so the
+    tier may rest on their summed probability ("how much is express delivery?" is delivery_options or
+    delivery_period; either way the delivery articles answer it). Candidates below `min_p` are left out: they
+    would widen the search without changing the confidence.
+    """
+    flow = workflows.get(intent)
+    if not _knowledge_only(flow):
+        return [intent]
+    group = [intent]
+    for other, p in candidates:
+        peer = workflows.get(other)
+        if other == intent or float(p) < min_p:
+            continue
+        if _knowledge_only(peer) and tuple(peer.read_tools) == tuple(flow.read_tools):
+            group.append(other)
+    return group

@@ -41,6 +41,14 @@ def consistent(sentence: str, status: str | None, *, strict: bool = False) -> bo
     return not named or status in named
 
 
+def about_status(sentence: str, status: str | None) -> bool:
+    """The sentence names the order's own status ("Once the order is shipped, ...")."""
+    if not status:
+        return False
+    low = sentence.lower()
+    return any(w in low for w in STATUS_WORDS.get(status, ()))
+
+
 def _day(ts: str | None) -> str:
     return str(ts)[:10] if ts else ""
 
@@ -121,6 +129,8 @@ def answers_intent(order: dict[str, Any], intent: str | None) -> bool:
     status = order.get("status")
     if intent in RETURN_INTENTS and status == "delivered" and order.get("days_since_delivery") is not None:
         return True
+    if intent == "delivery_period" and order.get("order_id") is not None:
+        return True  # "when will my headphones get here?": that order's status and estimate are the answer
     return intent == "check_cancellation_fee" and status in ("pending", "processing")
 
 

@@ -110,7 +110,9 @@ def asks_only(text: str) -> bool:
 
 _HOWTO = re.compile(
     r"^\W*(?:how (?:do|can|would|should|could) (?:i|we|you)|what(?:'s| is| are| does)|where (?:do|can|does) i|"
-    r"is there a way|do you (?:have|offer|allow))\b",
+    r"is there a way|do you (?:have|offer|allow)|"
+    r"(?:what|which)\b[\w\s,'-]{0,60}?\b(?:do|does|did) (?:you|the shop) (?:have|hold|keep|store|show|use)|"
+    r"(?:what|which)\b[\w\s,'-]{0,60}?\b(?:is|are) (?:on file|registered|stored|saved|on my account))\b",
     re.I,
 )
 
@@ -118,6 +120,15 @@ _HOWTO = re.compile(
 def is_howto(text: str) -> bool:
     """A general question ("how do I add an address?", "what's my default address?"), not a request to act."""
     return bool(_HOWTO.match(text))
+
+
+_ASKS_YOU = re.compile(r"^\W*(?:and\s+)?(?:can|could|would|will) you\b", re.I)
+
+
+def is_question(text: str) -> bool:
+    """A question to answer ("and will I still get emails about my orders?"), not a request put as a question
+    ("can you unsubscribe me?", "please change it?")."""
+    return text.rstrip().endswith("?") and not _ASKS_YOU.match(text) and not _REQUEST.search(text)
 
 
 def short_follow_up(text: str) -> bool:
@@ -194,7 +205,7 @@ def interpret(
             )
     if task.get("step") == "answered" and task.get("intent") not in (None, "out_of_scope") and (
         intent == "out_of_scope" or confidence < auto_threshold
-    ) and (refers_to_order(text) or "order_id" in entities) and short_follow_up(text):
+    ) and (refers_to_order(text) or "order_id" in entities) and short_follow_up(text) and not asks_only(text):
         # "and for the one with the bottles?": the same question about another order.
         slots = {k: v for k, v in (task.get("slots") or {}).items() if k not in ("order_id", "order_ids")}
         slots.update(entities)
@@ -229,7 +240,8 @@ def slot_intent(text: str, entities: dict[str, Any], intent: str) -> str | None:
     if entities.get("address") and has_order:
         return intent if intent in _ADDRESS_INTENTS else "change_shipping_address"
     if entities.get("amount") and "order_id" in entities and _REFUND_WORDS.search(text):
-        if intent not in ("get_refund", "track_refund", "check_refund_policy"):
+        # An amount back on a named order is a refund request, even put as a question ("can I get 20 back?").
+        if intent not in ("get_refund", "track_refund"):
             return "get_refund"
     return None
 
@@ -353,6 +365,16 @@ def named_item(text: str, items: list[dict[str, Any]]) -> dict[str, Any] | None:
     words = {w.rstrip("s") for w in _content_words(text)}
     hits = [i for i in items if {w.rstrip("s") for w in _content_words(str(i.get("name", "")))} & words]
     return hits[0] if len(hits) == 1 else None
+
+
+def order_by_item(text: str, orders: list[dict[str, Any]]) -> int | None:
+    """The one order whose items the message names ("when will my new headphones get here?"), else None."""
+    words = {w.rstrip("s") for w in _content_words(text)}
+    hits = [
+        o for o in orders
+        if {w.rstrip("s") for w in _content_words(str(o.get("items") or ""))} & words
+    ]
+    return int(hits[0]["order_id"]) if len(hits) == 1 else None
 
 
 def _by_words(text: str, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -359,9 +359,8 @@ class Observed:
         if not text and name == "review_response":
             text = str((request.get("args") or {}).get("draft") or "")
         description = str(pending.get("description") or "") if isinstance(pending, dict) else ""
+        # The approver's copy of the customer's words is not the system's statement; the preview is.
         description = "\n".join(line for line in description.splitlines() if not line.startswith("Customer wrote:"))
-        if said:
-            description = description.replace(said, "")
         return cls(
             status=result.get("status"),
             intent=result.get("intent"),
@@ -623,8 +622,11 @@ class ConversationRunner:
 
 
 def conversation_facts(conv: Conversation, suite: Suite) -> dict[str, set[Any]]:
-    """Facts an answer in this conversation may state: its orders (named or mentioned) and published amounts."""
-    ids = set(conv.orders)
+    """Facts an answer in this conversation may state: its orders (named or mentioned), the orders of its
+    customers (identity-checked data the shop holds for them, e.g. candidates in a clarifying question) and
+    published amounts."""
+    customers = {conv.user, *(t.user for t in conv.turns if t.user)}
+    ids = set(conv.orders) | {i for i, o in suite.orders.items() if o.customer in customers}
     for turn in conv.turns:
         texts = [turn.say or "", *turn.must, *turn.facts, json.dumps(turn.args or {})]
         for text in texts:
@@ -761,6 +763,7 @@ def run(
     out_dir: Path | str = REPORTS,
     *,
     limit: int | None = None,
+    only: Collection[str] = (),
     suite_path: Path = SUITE,
     embedder: Any = None,
     progress: Callable[[int, int], None] | None = None,
@@ -769,6 +772,10 @@ def run(
     not), write answers.json and answers.png to `out_dir` and return the report."""
     suite = load_suite(suite_path)
     conversations = suite.conversations[:limit] if limit else suite.conversations
+    if only:
+        conversations = [c for c in conversations if c.id in only]
+        if missing := set(only) - {c.id for c in conversations}:
+            raise ValueError(f"no such conversation in {suite_path.name}: {', '.join(sorted(missing))}")
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="switchboard-answers-") as tmp:
@@ -832,18 +839,20 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", type=Path, default=None, help="a seeded data dir to copy (default: a fresh seed in a temp dir)"
     )
     parser.add_argument("--suite", type=Path, default=SUITE)
+    parser.add_argument("--only", default="", help="comma-separated conversation ids to run (debugging)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    only = [c.strip() for c in args.only.split(",") if c.strip()]
 
     with tempfile.TemporaryDirectory(prefix="switchboard-answers-src-") as fresh:
         source = args.data_dir or fresh_seed_settings(Path(fresh))
         if args.json or not sys.stdout.isatty():
-            report = run(source, args.out, limit=args.limit, suite_path=args.suite)
+            report = run(source, args.out, limit=args.limit, only=only, suite_path=args.suite)
         else:
             from rich.progress import Progress
 
             with Progress() as bar:
                 task = bar.add_task("conversations", total=args.limit or len(load_suite(args.suite).conversations))
-                report = run(source, args.out, limit=args.limit, suite_path=args.suite,
+                report = run(source, args.out, limit=args.limit, only=only, suite_path=args.suite,
                              progress=lambda done, total: bar.update(task, completed=done, total=total))
     if args.json:
         print(json.dumps(report, default=str))

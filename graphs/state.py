@@ -98,6 +98,7 @@ class SupportState(TypedDict):
     intent: NotRequired[str | None]
     confidence: NotRequired[float]
     candidates: NotRequired[list[dict[str, Any]]]
+    intent_group: NotRequired[list[str]]
     """Top intents with calibrated probabilities [{intent, p}]."""
     decision: NotRequired[Decision]
     entities: NotRequired[Annotated[dict[str, Any], merge_dict]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from classifier.cascade import refine_with_llm
-from classifier.policy import decide
+from classifier.policy import decide, interchangeable
 from dialogue.task import interpret, slot_intent
 from graphs.context import Context
 from graphs.services import ServicesProvider
@@ -46,6 +46,10 @@ def make(services: ServicesProvider):
             # The slots say it plainly (an order and an address, an order and an amount back): trust them.
             intent, confidence = hinted, max(confidence, SLOT_EVIDENCE_CONFIDENCE)
             update["flags"] = [*update.get("flags", []), "intent_from_slots"]
+        group = [intent]
+        if hinted is None and not prediction.is_oos:
+            group = interchangeable(intent, list(prediction.candidates), svc.workflows)
+            confidence += sum(float(p) for i, p in prediction.candidates if i in group[1:])
         turn = interpret(
             text,
             entities,
@@ -64,6 +68,8 @@ def make(services: ServicesProvider):
             confidence=round(confidence, 4),
             intent_confidence=round(confidence, 4),
             candidates=[{"intent": i, "p": round(float(p), 4)} for i, p in prediction.candidates],
+            # Knowledge-only intents that would build the same answer (their summed probability is the confidence).
+            intent_group=group if turn.kind == "new" else [intent],
             decision=decision,
         )
         if turn.kind == "new":

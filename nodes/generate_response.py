@@ -17,6 +17,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from dialogue.facts import (
+    about_status,
     account_sentences,
     answers_intent,
     confirmation,
@@ -25,6 +26,7 @@ from dialogue.facts import (
     order_sentences,
     refund_sentences,
 )
+from dialogue.geo import with_regions
 from dialogue.task import describe_candidates
 from graphs.context import Context
 from graphs.services import ServicesProvider
@@ -64,7 +66,9 @@ ANSWER_TYPES = {
         re.compile(r"(?:€|\beur\b|\$)\s?\d|\d\s?(?:€|eur\b)|\bfree\b|\bno (?:fee|charge)\b|\d\s?%", re.I),
     ),
     "duration": (
-        re.compile(r"\b(?:how long|how fast|how quickly|when will|how many days|how soon)\b", re.I),
+        # "How long ...?", and money that has not arrived yet: how long it takes is the answer.
+        re.compile(r"\b(?:how long|how fast|how quickly|when will|how many days|how soon|can'?t find|cannot find|"
+                   r"(?:has ?n'?t|have ?n'?t|not) (?:arrived|received|got|come|shown|showing|appeared))\b", re.I),
         re.compile(
             r"\b\d+(?:\s?(?:–|-|to)\s?\d+)?\s(?:business )?(?:days?|hours?|weeks?|minutes?)\b|\bnext day\b|"
             r"\b\d{1,2}\s?–\s?\d{1,2}\b",  # a table's "2–4" (its unit in the heading)
@@ -73,6 +77,7 @@ ANSWER_TYPES = {
     ),
 }
 ANSWER_TYPE_BONUS = 0.1
+STATUS_BONUS = 0.1  # a passage about the order's own status ("once shipped, return it") over a general one
 STATUS_QUESTIONS = ("track_order", "delivery_period")
 WORD = re.compile(r"[a-z0-9]+")
 STOP = set(
@@ -334,16 +339,23 @@ def compose(
             # With an order's facts in hand, a status question only gets passages about that status; any other
             # question gets passages that do not contradict it.
             sentences = scorer.best(
-                text, state.get("ticket", ""), 2 if parts else 3, keep=lambda x: consistent(x, status, strict=strict)
+                text,
+                state.get("ticket", ""),
+                2 if parts else 3,
+                keep=lambda x: consistent(x, status, strict=strict),
+                prefer=lambda x: about_status(x, status),
             )
             if not sentences:
                 continue
             label = item.get("title") or "Help"
-            parts.append(f"{label}: {' '.join(sentences)} [{item['id']}]")
+            # "Title: Section: text" reads like raw key-value output; a sentence with its own label gets a dash.
+            sep = " — " if re.match(r"[^:.!?]{3,60}: ", sentences[0]) else ": "
+            parts.append(f"{label}{sep}{' '.join(sentences)} [{item['id']}]")
             citations.append(item["id"])
             ground.setdefault("articles", []).append(
                 {"id": item["id"], "relevance": float(item.get("relevance", 0.0)),
-                 "for_intent": intent in (item.get("intents") or []) or item.get("kind") == "known_issue"}
+                 "for_intent": bool(set(state.get("intent_group") or [intent]) & set(item.get("intents") or []))
+                 or item.get("kind") == "known_issue"}
             )
             if len(citations) >= limit:
                 break
@@ -422,6 +434,8 @@ def clarifying_question(
         return f"What should your new {FIELD_NAMES.get(field, field)} be?"
     if "field" in missing:
         return "Which detail should I change: your name, email address or phone number?"
+    if missing == ["subscribed"]:
+        return "Would you like to subscribe to the newsletter, or unsubscribe from it?"
     return "Could you tell me " + " and ".join(QUESTIONS.get(m, m) for m in missing) + "?"
 
 
@@ -487,6 +501,7 @@ def sentences_of(text: str) -> list[str]:
     heading = ""
     rows: list[list[str]] = []
     opening = False  # the next prose line opens a section with a paragraph
+    in_list = False  # lower-case list items are being joined onto the sentence that introduced them
 
     def flush_table() -> None:
         if len(rows) > 1:
@@ -521,9 +536,18 @@ def sentences_of(text: str) -> list[str]:
         if opening and not item and heading:
             stripped = f"{heading}: {stripped[0].upper()}{stripped[1:]}"
         opening = False
-        if item:
-            flush_prose()  # a list item is a sentence of its own, never glued to the line before
-        prose.append(re.sub(r"^(?:[-*]|\d+\.)\s+", "", stripped))
+        body = re.sub(r"^(?:[-*]|\d+\.)\s+", "", stripped)
+        if item:  # "- **The VAT rate looks wrong.** Most goods ..." keeps its question with its answer
+            body = re.sub(r"^\*\*([^*]+?)[.?]\*\*\s+(?=\S)", r"\1: ", body)
+            # "You can ask within 90 days for:" + "- the billing name," + "- the billing address.": lower-case
+            # items finish the sentence that introduces them; any other item is a sentence of its own.
+            if body[:1].islower() and prose and (in_list or prose[-1].rstrip().endswith(":")):
+                prose.append(body)
+                in_list = True
+                continue
+            flush_prose()
+        in_list = bool(item) and in_list
+        prose.append(body)
     flush_table()
     flush_prose()
     return [" ".join(x.split()) for x in out]
@@ -546,15 +570,29 @@ class SentenceScorer:
             self._cache.update(zip(missing, self.embedder.embed(missing), strict=True))
         return np.stack([self._cache[t] for t in texts])
 
-    def best(self, text: str, ticket: str, n: int, keep: Callable[[str], bool] | None = None) -> list[str]:
-        """The `n` sentences of `text` closest to `ticket` (among those `keep` accepts), in article order."""
+    def best(
+        self,
+        text: str,
+        ticket: str,
+        n: int,
+        keep: Callable[[str], bool] | None = None,
+        prefer: Callable[[str], bool] | None = None,
+    ) -> list[str]:
+        """The `n` sentences of `text` closest to `ticket` (among those `keep` accepts), in article order.
+
+        Sentences `prefer` accepts (about the order's own status) get STATUS_BONUS."""
         sentences = [x for x in sentences_of(text) if keep is None or keep(x)]
         if not sentences:
             return []
+        ticket = with_regions(ticket)  # "delivery to Spain" is answered by the article's "EU" row
         words = _words(ticket)
         overlap = [len(_words(s) & words) for s in sentences]
         kinds = [k for k, (asks, _) in ANSWER_TYPES.items() if asks.search(ticket)]
-        typed = [sum(ANSWER_TYPE_BONUS for k in kinds if ANSWER_TYPES[k][1].search(x)) for x in sentences]
+        typed = [
+            sum(ANSWER_TYPE_BONUS for k in kinds if ANSWER_TYPES[k][1].search(x))
+            + (STATUS_BONUS if prefer is not None and prefer(x) else 0.0)
+            for x in sentences
+        ]
         if self.embedder is not None:
             sims = self._vectors(sentences) @ self._vectors([ticket])[0]
             scores = [float(sim) + 0.02 * o + t for sim, o, t in zip(sims, overlap, typed, strict=True)]

@@ -20,7 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from dialogue.task import asks_only, is_howto, named_item
+from dialogue.task import asks_only, is_howto, is_question, named_item
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
@@ -48,7 +48,8 @@ def build_args(tool: str, intent: str, ticket: str, entities: dict[str, Any]) ->
         case "delete_account":
             return {"reason": reason}
         case "set_newsletter_subscription":
-            return {"subscribed": entities.get("subscribed", True)}
+            # Only what the customer said: "will I still get order emails?" subscribes nobody.
+            return _only(entities, "subscribed")
         case "create_ticket":
             priority = "high" if intent == "complaint" else "normal"
             args: dict[str, Any] = {"subject": intent.replace("_", " "), "body": ticket, "priority": priority}
@@ -151,7 +152,9 @@ def make(services: ServicesProvider):
                 if item is not None:
                     args["amount"] = float(item["line_total"])
         missing = [r for r in flow.requires if r not in args]
-        if missing and set(missing) == set(flow.requires) and (flow.order == "optional" or is_howto(ticket)):
+        if missing and set(missing) == set(flow.requires) and (
+            flow.order == "optional" or is_howto(ticket) or ("order_id" not in missing and is_question(ticket))
+        ):
             # Nothing of the action was given ("how do I add an address?"): a question to answer, not a task.
             return Command(goto="supervisor", update=update)
         plan: dict[str, Any] = {

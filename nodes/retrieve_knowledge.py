@@ -15,7 +15,7 @@ import re
 
 from langgraph.runtime import Runtime
 
-from dialogue.task import is_howto, refers_to_order, resolve_order
+from dialogue.task import is_howto, order_by_item, refers_to_order, resolve_order
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
@@ -42,7 +42,8 @@ def make(services: ServicesProvider):
         items: list[dict] = []
         # Only a confident intent narrows the search; an unsure one must not hide the right article.
         confident = intent and intent != "out_of_scope" and state.get("decision") == "auto"
-        hits = svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id, intents=[intent] if confident else None)
+        group = list(state.get("intent_group") or [intent])
+        hits = svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id, intents=group if confident else None)
         if confident and not hits:
             hits = svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id)
         for hit in hits:
@@ -95,6 +96,14 @@ def make(services: ServicesProvider):
                         ]
                     lookups["list_orders"] = listed.model_dump()
                     update["task"] = {"missing": ["order_id"], "candidates": candidates}
+        elif flow is not None and "order_id" not in entities and "get_order" in flow.read_tools:
+            # "When will my new headphones get here?": the one order whose items the message names.
+            listed = run_tool(svc.shop, "list_orders", {}, user_id=ctx.user_id)
+            named = order_by_item(text, listed.data.get("orders", [])) if listed.ok else None
+            if named is not None:
+                entities["order_id"] = named
+                update["entities"] = {"order_id": named, "order_id_from": "described"}
+                update["task"] = {"order_id": named, "candidates": [], "missing": []}
         for tool in flow.read_tools if flow else ():
             spec = TOOLS.get(tool)
             if spec is None or spec.permission != "read":

@@ -26,6 +26,7 @@ from evals.answers import (
     run,
     score_turn,
     summarize,
+    unsupported,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +156,15 @@ def test_conversation_facts_cover_named_orders(suite: Any) -> None:
     conv = next(c for c in suite.conversations if c.id == "track-shipped-1006")
     facts = conversation_facts(conv, suite)
     assert 1006 in facts["order"] and "JJD000390010061006" in facts["tracking"] and 129.0 in facts["amount"]
-    assert 1001 not in facts["order"]
+    # The customer's own other orders may be stated (candidates in a question); another customer's never.
+    assert 1001 in facts["order"] and 123.9 in facts["amount"]
+    assert not {1011, 1012, 1013, 1014, 1015} & facts["order"] and 73.95 not in facts["amount"]
+
+
+def test_an_order_of_another_customer_is_an_unsupported_claim(suite: Any) -> None:
+    conv = next(c for c in suite.conversations if c.id == "track-shipped-1006")
+    facts = conversation_facts(conv, suite)
+    assert unsupported("Order 1006 has shipped. Order 1012 is on its way too.", facts) == ["order 1012"]
 
 
 # ------------------------------------------------------------------------------------------ the scorer
