@@ -1,0 +1,123 @@
+"""What the answer says and does for questions that look like requests, and which passages answer them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from classifier.policy import interchangeable
+from config.settings import Workflow
+from dialogue.geo import regions_in, with_regions
+from dialogue.task import is_howto, is_question, order_by_item
+from nodes.generate_response import sentences_of
+from tests.test_graph import run, waiting_on
+
+
+@pytest.fixture
+def graph(services: Any, make_graph: Any) -> Any:
+    return make_graph(services)
+
+
+def newsletter_subscribed(services: Any, user: str = "demo") -> bool:
+    from tools.shop import run_tool
+
+    return run_tool(services.shop, "get_account", {}, user_id=user).data["newsletter_subscribed"]
+
+
+def test_a_question_about_emails_after_unsubscribing_subscribes_nobody(graph: Any, services: Any) -> None:
+    snap, thread = run(graph, "unsubscribe me from the newsletter")
+    assert newsletter_subscribed(services) is False
+    snap, _ = run(graph, "and will I still get emails about my orders?", thread)
+    assert newsletter_subscribed(services) is False, "a question must not re-subscribe the customer"
+    answer = snap.values["answer"].lower()
+    assert "you're subscribed" not in answer and "service emails" in answer
+    assert waiting_on(snap) == (None, None)
+
+
+def test_an_order_named_by_its_item_is_looked_up(graph: Any) -> None:
+    snap, _ = run(graph, "When will my new headphones get here?")
+    assert snap.values["entities"].get("order_id") == 1006
+    answer = snap.values["answer"]
+    assert "1006" in answer and "expected on" in answer.lower()
+    assert snap.values["decision"] == "auto"
+
+
+def test_an_amount_back_on_a_named_order_is_a_refund_request_even_as_a_question(graph: Any) -> None:
+    snap, _ = run(graph, "Can I get 20 euros back on order 1004?")
+    assert snap.values["intent"] == "get_refund"
+
+
+def test_order_by_item_needs_exactly_one_match() -> None:
+    orders = [
+        {"order_id": 1, "items": "Aurora Wireless Headphones"},
+        {"order_id": 2, "items": "Volt 65 W USB-C Charger, Hub 7-in-1 USB-C Adapter"},
+        {"order_id": 3, "items": "Volt 65 W USB-C Charger"},
+    ]
+    assert order_by_item("when do my headphones arrive?", orders) == 1
+    assert order_by_item("where is my charger?", orders) is None  # two orders hold one
+    assert order_by_item("how long does delivery take?", orders) is None
+
+
+def test_questions_and_requests_are_told_apart() -> None:
+    assert is_question("and will I still get emails about my orders?")
+    assert not is_question("can you unsubscribe me?")
+    assert not is_question("please change my email?")
+    assert not is_question("unsubscribe me")
+    assert is_howto("Which email address and phone number do you have on file for me?")
+    assert is_howto("What email do you have for me right now?")
+    assert not is_howto("Which of my orders can you refund?")
+
+
+def test_interchangeable_intents_are_knowledge_only_with_the_same_tools() -> None:
+    kb = Workflow(specialists=("retrieve_knowledge",), read_tools=("get_order",))
+    flows = {
+        "delivery_options": kb,
+        "delivery_period": kb,
+        "check_invoice": Workflow(specialists=("retrieve_knowledge",), read_tools=("get_invoice",)),
+        "cancel_order": Workflow(specialists=("retrieve_knowledge", "plan_action"), action="cancel_order",
+                                 requires=("order_id",)),
+    }
+    cands = [("delivery_options", 0.52), ("delivery_period", 0.4), ("check_invoice", 0.05), ("cancel_order", 0.03)]
+    assert interchangeable("delivery_options", cands, flows) == ["delivery_options", "delivery_period"]
+    # an action flow never pools its doubt with another
+    assert interchangeable("cancel_order", [("cancel_order", 0.5), ("delivery_period", 0.45)], flows) == [
+        "cancel_order"
+    ]
+    # a candidate below the floor does not widen the group
+    assert interchangeable("delivery_options", [("delivery_options", 0.9), ("delivery_period", 0.05)], flows) == [
+        "delivery_options"
+    ]
+
+
+def test_an_ambiguous_delivery_question_is_answered_without_review(graph: Any) -> None:
+    snap, _ = run(graph, "How much is express delivery and how fast is it?")
+    values = snap.values
+    assert values["decision"] == "auto", values.get("candidates")
+    assert "[kb-delivery-options]" in values["answer"] and "9.95" in values["answer"]
+
+
+def test_lower_case_list_items_finish_the_sentence_that_introduces_them() -> None:
+    article = (
+        "## Correcting an invoice\n\nYou can ask for a correction within **90 days** for:\n\n"
+        "- the billing name,\n- the billing address.\n\n"
+        "- **The VAT rate looks wrong.** Most goods carry the standard rate.\n"
+    )
+    sentences = sentences_of(article)
+    assert sentences[0] == (
+        "Correcting an invoice: You can ask for a correction within 90 days for: the billing name, the billing address."
+    )
+    assert "The VAT rate looks wrong: Most goods carry the standard rate." in sentences
+
+
+def test_countries_are_read_as_the_regions_policies_use() -> None:
+    assert regions_in("How long does standard delivery to Spain take?") == ["EU"]
+    assert regions_in("shipping to Norway or Germany?") == ["neighbouring countries", "EU"]
+    assert regions_in("delivery to my house") == []
+    assert with_regions("to España please") == "to España please (EU)"
+
+
+def test_standard_delivery_to_an_eu_country_quotes_the_eu_row(graph: Any) -> None:
+    snap, _ = run(graph, "How long does standard delivery to Spain take?")
+    answer = snap.values["answer"]
+    assert "5–8" in answer and "Rest of the world" not in answer
