@@ -91,6 +91,10 @@ class GroundingPolicy(BaseModel):
     executed action) take away, for tickets in the review band."""
     ungrounded_factor: float = Field(0.6, ge=0, le=1)
     """Confidence multiplier for an answer that no fact, precondition or relevant article supports."""
+    strong_article_relevance: float = Field(0.5, ge=0, le=1)
+    """An article written for the ticket's intent this relevant to the ticket answers it on its own..."""
+    article_boost: float = Field(0.5, ge=0, le=1)
+    """...and takes this share of the intent's doubt away, for tickets in the review band."""
 
 
 class Policy(BaseModel):

@@ -184,6 +184,13 @@ def assess(
         # part of the doubt about the intent.
         confidence = intent_conf + (1.0 - intent_conf) * g.fact_boost
         decision = decide(confidence, policy.confidence)
+    elif decision == "review" and any(
+        a["for_intent"] and a["relevance"] >= g.strong_article_relevance for a in ground.get("articles", [])
+    ):
+        # A passage written for this intent that closely matches the ticket answers it whichever way the doubt
+        # about the intent goes.
+        confidence = intent_conf + (1.0 - intent_conf) * g.article_boost
+        decision = decide(confidence, policy.confidence)
     else:
         confidence = intent_conf
     confidence = round(confidence, 4)
@@ -496,7 +503,13 @@ def sentences_of(text: str) -> list[str]:
     A section that opens with a paragraph carries its heading into that first sentence ("Methods we do not
     accept: Cash on delivery, ..."), so the sentence keeps its meaning on its own.
     """
-    out: list[str] = []
+    return [sentence for sentence, _ in sentences_in_paragraphs(text)]
+
+
+def sentences_in_paragraphs(text: str) -> list[tuple[str, str]]:
+    """`sentences_of` with each sentence's paragraph: "Let it arrive and return it" is about a shipped order
+    because its paragraph opens with "Once the order is shipped"."""
+    out: list[tuple[str, str]] = []
     prose: list[str] = []
     heading = ""
     rows: list[list[str]] = []
@@ -508,12 +521,13 @@ def sentences_of(text: str) -> list[str]:
             header, body = rows[0], rows[1:]
             for r in body:  # one sentence per row, so the scorer can pick the row that answers
                 cells = ", ".join(f"{h} {c}" for h, c in zip(header[1:], r[1:], strict=False) if c)
-                out.append(f"{heading + ' — ' if heading else ''}{r[0]}: {cells}.")
+                row = f"{heading + ' — ' if heading else ''}{r[0]}: {cells}."
+                out.append((row, row))
         rows.clear()
 
     def flush_prose() -> None:
-        body = " ".join(prose).replace("**", "").replace("`", "")
-        out.extend(x.strip() for x in re.split(r"(?<=[.!?])\s+", body) if len(x.strip()) > 20)
+        body = " ".join(" ".join(prose).replace("**", "").replace("`", "").split())
+        out.extend((x.strip(), body) for x in re.split(r"(?<=[.!?])\s+", body) if len(x.strip()) > 20)
         prose.clear()
 
     for line in text.splitlines():
@@ -531,6 +545,8 @@ def sentences_of(text: str) -> list[str]:
             opening = stripped.startswith("##")
             continue
         if not stripped:
+            if not (prose and prose[-1].rstrip().endswith(":")):
+                flush_prose()  # a blank line ends a paragraph (a lead-in "for:" waits for its list)
             continue
         item = re.match(r"^(?:[-*]|\d+\.)\s+", stripped)
         if opening and not item and heading:
@@ -550,7 +566,7 @@ def sentences_of(text: str) -> list[str]:
         prose.append(body)
     flush_table()
     flush_prose()
-    return [" ".join(x.split()) for x in out]
+    return [(" ".join(x.split()), p) for x, p in out]
 
 
 class SentenceScorer:
@@ -581,7 +597,9 @@ class SentenceScorer:
         """The `n` sentences of `text` closest to `ticket` (among those `keep` accepts), in article order.
 
         Sentences `prefer` accepts (about the order's own status) get STATUS_BONUS."""
-        sentences = [x for x in sentences_of(text) if keep is None or keep(x)]
+        # `keep` and `prefer` read the sentence's paragraph: its opening says which orders it is about.
+        pairs = [(x, p) for x, p in sentences_in_paragraphs(text) if keep is None or keep(p)]
+        sentences = [x for x, _ in pairs]
         if not sentences:
             return []
         ticket = with_regions(ticket)  # "delivery to Spain" is answered by the article's "EU" row
@@ -590,8 +608,8 @@ class SentenceScorer:
         kinds = [k for k, (asks, _) in ANSWER_TYPES.items() if asks.search(ticket)]
         typed = [
             sum(ANSWER_TYPE_BONUS for k in kinds if ANSWER_TYPES[k][1].search(x))
-            + (STATUS_BONUS if prefer is not None and prefer(x) else 0.0)
-            for x in sentences
+            + (STATUS_BONUS if prefer is not None and prefer(p) else 0.0)
+            for x, p in pairs
         ]
         if self.embedder is not None:
             sims = self._vectors(sentences) @ self._vectors([ticket])[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +122,19 @@ def test_standard_delivery_to_an_eu_country_quotes_the_eu_row(graph: Any) -> Non
     snap, _ = run(graph, "How long does standard delivery to Spain take?")
     answer = snap.values["answer"]
     assert "5–8" in answer and "Rest of the world" not in answer
+
+
+def test_a_strong_article_for_the_intent_lifts_a_review_band_answer() -> None:
+    from config.settings import load_policy
+    from nodes.generate_response import assess
+
+    policy = load_policy(Path(__file__).resolve().parents[1] / "config" / "policy.yaml")
+    state = {"intent_confidence": 0.81, "decision": "review"}
+    strong = {"articles": [{"id": "kb-x", "relevance": 0.53, "for_intent": True}]}
+    weak = {"articles": [{"id": "kb-x", "relevance": 0.35, "for_intent": True}]}
+    other = {"articles": [{"id": "kb-x", "relevance": 0.7, "for_intent": False}]}
+    assert assess(state, strong, policy)["decision"] == "auto"
+    assert assess(state, weak, policy)["decision"] == "review"
+    assert assess(state, other, policy)["decision"] == "review"
+    # escalations stay escalations: the boost is for the review band only
+    assert assess({"intent_confidence": 0.4, "decision": "escalate"}, strong, policy)["decision"] == "escalate"
