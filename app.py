@@ -214,8 +214,28 @@ def _runtime(settings: Settings, rt: Runtime | None) -> Iterator[Runtime]:
             yield opened
 
 
-def resume_value(node: str, payload: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Turn --approve/--reject/--edit/--respond into an Agent Inbox response for the waiting node."""
+def resume_value(
+    node: str, payload: dict[str, Any], args: argparse.Namespace, rt: Runtime | None = None
+) -> dict[str, Any]:
+    """Turn --approve/--reject/--edit/--respond into an Agent Inbox response for the waiting node, checked the way
+    the graph will check it (nodes.hitl; an approval's edit also against the tool's preconditions, given `rt`), so
+    a reply the graph would refuse exits 2 and writes nothing."""
+    from nodes import hitl
+
+    value = _resume_value(node, payload, args)
+    try:
+        reply = hitl.parse_reply(value, payload)
+        if node == "request_approval" and reply.kind == "edit" and rt is not None:
+            from nodes.request_approval import check_edit
+
+            action = {"tool": payload["action_request"]["action"], "args": payload["action_request"]["args"]}
+            check_edit(rt.services.shop, action, reply.args, user_id=args.user)
+    except hitl.ReplyError as exc:
+        raise UsageError(str(exc)) from exc
+    return value
+
+
+def _resume_value(node: str, payload: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     allowed = payload.get("config", {})
     if args.approve:
         if not allowed.get("allow_accept"):
@@ -269,24 +289,37 @@ def resume(settings: Settings, thread_id: str, args: argparse.Namespace, rt: Run
             return continue_run(rt, snap, thread_id, args, started)
         if not node:
             raise UsageError(f"thread {thread_id} is not waiting for anyone (status {snap.values.get('status')})")
-        value = resume_value(node, payload, args)
-        ctx = operator_context(args)
+        ctx = operator_context(args, settings)
+        from nodes import hitl
+
+        try:
+            hitl.require_reviewer(ctx.role)  # the graph enforces it too; checked first so a refusal writes nothing
+        except hitl.ReplyError as exc:
+            raise UsageError(f"{exc} (SWITCHBOARD_CLI_ROLE sets the CLI's role)") from exc
+        value = resume_value(node, payload, args, rt)
         rt.graph.invoke(
             Command(resume=value),
             owned_config(rt, thread_id, args.user, args.tenant),
             context=ctx,
             durability=DURABILITY,
         )
-        return result_of(rt, thread_id, started)
+        result = result_of(rt, thread_id, started)
+        refused = (result["pending"] or {}).get("error") if result["status"] == INTERRUPT_STATUS[node] else None
+        if refused:
+            raise UsageError(f"the graph refused the answer: {refused}; thread {thread_id} still waits")
+        return result
 
 
-def operator_context(args: argparse.Namespace) -> Any:
-    """The CLI is the trusted local operator: it resumes as the thread's owner and records who answered."""
+def operator_context(args: argparse.Namespace, settings: Settings) -> Any:
+    """The CLI acts as its configured local identity (role `Settings.cli_role`, default admin; name `--as`): it
+    resumes as the thread's owner and records who answered. The graph refuses an answer from a customer role."""
     from graphs.context import Context
 
     approver = getattr(args, "approver", None) or "operator"
     validate_id(approver, "approver")
-    return Context(user_id=args.user, tenant_id=args.tenant, channel="cli", role="admin", approver_id=approver)
+    return Context(
+        user_id=args.user, tenant_id=args.tenant, channel="cli", role=settings.cli_role, approver_id=approver
+    )
 
 
 def continue_run(rt: Runtime, snap: Any, thread_id: str, args: argparse.Namespace, started: float) -> dict[str, Any]:
@@ -300,7 +333,7 @@ def continue_run(rt: Runtime, snap: Any, thread_id: str, args: argparse.Namespac
     if not snap.next:
         raise UsageError(f"thread {thread_id} has nothing to continue (status {snap.values.get('status')})")
     config = owned_config(rt, thread_id, args.user, args.tenant)
-    rt.graph.invoke(None, config, context=operator_context(args), durability=DURABILITY)
+    rt.graph.invoke(None, config, context=operator_context(args, rt.services.settings), durability=DURABILITY)
     return result_of(rt, thread_id, started)
 
 

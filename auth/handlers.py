@@ -33,6 +33,7 @@ from langgraph_sdk import Auth
 from auth.identity import OWNER_KEY, TENANT_KEY, Identity, identity_of
 from auth.keys import PREFIX, KeyStore
 from config.settings import Settings
+from graphs.context import ASSISTANT_FIELDS
 
 SETTINGS = Settings.from_env()
 KEYS = KeyStore(SETTINGS.auth_path)
@@ -250,10 +251,12 @@ def set_run_identity(kwargs: dict[str, Any], identity: Identity, *, answering: b
         context["tenant_id"] = identity.tenant_id
     context["role"] = identity.role
     context["approver_id"] = identity.user_id if identity.is_staff else None
+    for key in ASSISTANT_FIELDS:  # a strict assistant's settings: a run may not loosen (or set) them
+        context.pop(key, None)
     config = kwargs.get("config")
     configurable = config.get("configurable") if isinstance(config, dict) else None
     if isinstance(configurable, dict):
-        for key in IDENTITY_FIELDS:
+        for key in (*IDENTITY_FIELDS, *ASSISTANT_FIELDS):
             configurable.pop(key, None)
 
 

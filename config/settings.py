@@ -97,6 +97,22 @@ class GroundingPolicy(BaseModel):
     """...and takes this share of the intent's doubt away, for tickets in the review band."""
 
 
+class ApprovalPolicy(BaseModel):
+    """When a planned write waits for a human (config/policy.yaml `approval`); an assistant may only tighten it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    refund_auto_approve_eur: float = Field(0.0, ge=0)
+    """A refund of at most this amount (EUR) is approved by policy, recorded as such; 0: every refund waits."""
+    always_human: tuple[str, ...] = ("delete_account",)
+    """Write tools that always wait for a human, whatever the amount or an assistant's context."""
+
+    @model_validator(mode="after")
+    def _deletion_needs_a_human(self) -> ApprovalPolicy:
+        if "delete_account" not in self.always_human:
+            raise ValueError("approval.always_human must list delete_account: an account deletion always needs a human")
+        return self
+
+
 class Policy(BaseModel):
     """Everything in config/policy.yaml, validated."""
 
@@ -104,6 +120,7 @@ class Policy(BaseModel):
     version: int = 1
     confidence: ConfidencePolicy = ConfidencePolicy()
     grounding: GroundingPolicy = GroundingPolicy()
+    approval: ApprovalPolicy = ApprovalPolicy()
     limits: Limits = Limits()
     retrieval: RetrievalPolicy = RetrievalPolicy()
     session: SessionPolicy = SessionPolicy()
@@ -156,6 +173,7 @@ class Settings(BaseModel):
     auth_allow_studio: bool = False  # accept Studio's keyless requests from loopback (see README, Auth)
     studio_user: str = "demo"  # who such a Studio request acts as (role agent)
     studio_tenant: str = "default"
+    cli_role: Literal["customer", "agent", "admin"] = "admin"  # the CLI's local operator answering interrupts
 
     @property
     def llm_enabled(self) -> bool:
@@ -190,6 +208,7 @@ class Settings(BaseModel):
             auth_allow_studio=e.get("SWITCHBOARD_AUTH_ALLOW_STUDIO") == "1",
             studio_user=e.get("SWITCHBOARD_STUDIO_USER") or "demo",
             studio_tenant=e.get("SWITCHBOARD_STUDIO_TENANT") or "default",
+            cli_role=e.get("SWITCHBOARD_CLI_ROLE") or "admin",  # type: ignore[arg-type]  # validated by pydantic
         )
 
     def policy(self) -> Policy:

@@ -60,7 +60,8 @@ def run_case(graph: Any, case: dict[str, Any], shapes: dict[str, list[str]]) -> 
         if not waiting:
             break
         first = first or FIRST_STATUS[waiting[0]]
-        graph.invoke(Command(resume=STANDARD_ANSWERS[waiting[0]]), config, context=ctx)
+        reviewer = ctx.model_copy(update={"role": "agent", "approver_id": "eval"})  # only reviewers answer
+        graph.invoke(Command(resume=STANDARD_ANSWERS[waiting[0]]), config, context=reviewer)
     values = graph.get_state(config).values
     first = first or values.get("status")
     route = list(values.get("route", []))

@@ -9,6 +9,14 @@ client either: `context_of` takes it from the authenticated user the server puts
   server merges into the run's config metadata), with the reviewer recorded as `approver_id`.
 
 Without an authenticated user (the CLI, tests, notebooks: trusted local callers) the context is used as given.
+
+Assistant-level settings (`ASSISTANT_FIELDS`: a stricter auto threshold, a lower refund auto-approval limit) make
+a "strict" assistant. They can only tighten config/policy.yaml (`auto_threshold_of`, `refund_limit_of`), and under
+the served API only an assistant sets them: `auth.handlers` drops them from a run's own context before the server
+merges it over the assistant's, so a run can never loosen its assistant.
+
+The role decides who may answer a human-in-the-loop interrupt: only `agent` or `admin` (nodes.hitl), in the graph
+itself, whatever the client (API, Studio, CLI, notebook).
 """
 
 from __future__ import annotations
@@ -40,9 +48,37 @@ class Context(BaseModel):
         description="The reviewer who resumed the thread (approved, rejected, answered), from their own credentials.",
     )
 
+    auto_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Assistant setting: the confidence an answer needs to go out without human review. Only raises "
+        "config/policy.yaml's confidence.auto; a run cannot set it.",
+    )
+    refund_auto_approve_eur: float | None = Field(
+        None,
+        ge=0,
+        description="Assistant setting: refunds up to this amount (EUR) are approved by policy. Only lowers "
+        "config/policy.yaml's approval.refund_auto_approve_eur; a run cannot set it.",
+    )
+
     def namespace(self, *parts: str) -> tuple[str, ...]:
         """A store namespace owned by this customer: (tenant, user, *parts); the served API enforces the prefix."""
         return (self.tenant_id, self.user_id, *parts)
+
+
+ASSISTANT_FIELDS = ("auto_threshold", "refund_auto_approve_eur")
+"""Context fields only an assistant sets (the served API drops them from a run's context)."""
+
+
+def auto_threshold_of(configured: float, ctx: Context) -> float:
+    """The auto-complete threshold in force: the stricter (higher) of config's and the assistant's."""
+    return max(configured, ctx.auto_threshold) if ctx.auto_threshold is not None else configured
+
+
+def refund_limit_of(configured: float, ctx: Context) -> float:
+    """The refund auto-approval limit in force (EUR): the stricter (lower) of config's and the assistant's."""
+    return min(configured, ctx.refund_auto_approve_eur) if ctx.refund_auto_approve_eur is not None else configured
 
 
 def context_of(runtime: object) -> Context:

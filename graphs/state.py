@@ -12,7 +12,9 @@ from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 Decision = Literal["auto", "review", "escalate"]
-Status = Literal["completed", "awaiting_approval", "awaiting_review", "escalated", "rejected"]
+Status = Literal["in_progress", "completed", "awaiting_approval", "awaiting_review", "escalated", "rejected"]
+"""What the thread is doing: `in_progress` while a ticket runs, `awaiting_approval` / `awaiting_review` /
+`escalated` while it waits for a human (set upstream of the interrupt), then how the ticket ended."""
 
 RESET = "__reset__"
 
@@ -134,6 +136,8 @@ class SupportState(TypedDict):
     draft: NotRequired[str | None]
     citations: NotRequired[list[str]]
     review: NotRequired[dict[str, Any] | None]
+    hitl: NotRequired[Annotated[dict[str, Any], merge_dict]]
+    """The last reply a human-in-the-loop node refused, while it asks again: {node, error, attempts} (nodes.hitl)."""
     answer: NotRequired[str | None]
     status: NotRequired[Status]
     summary: NotRequired[str]

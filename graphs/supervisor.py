@@ -31,6 +31,7 @@ from nodes import (
     guard_input,
     guard_output,
     plan_action,
+    progress,
     remember,
     request_approval,
     retrieve_knowledge,
@@ -84,7 +85,8 @@ def build_supervisor(services: Services | ServicesProvider | None = None) -> Sta
         return retries.get(name, IO_RETRY)
 
     def node(name: str, fn, **kwargs) -> None:  # noqa: ANN001 - a node function
-        g.add_node(name, instrument(name, fn, ticket=name == "remember"), **kwargs)
+        # Every node reports on the `custom` stream what it found (nodes.progress).
+        g.add_node(name, instrument(name, progress.reporting(name, fn), ticket=name == "remember"), **kwargs)
 
     def specialist(name: str, fn, retry: RetryPolicy | None = None, *, command: bool = False) -> None:  # noqa: ANN001
         # Failures (raised on the last attempt, or a tool result not ok) are counted for the supervisor's limits.

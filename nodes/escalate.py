@@ -1,24 +1,30 @@
 """escalate: hand the ticket to a human, with everything gathered so far.
 
-The interrupt payload (Agent Inbox schema) carries the reason, the ticket, the classifier's view and
-the retrieved context. The human answers with `response` (the text sent to the customer; the
-resolution is remembered as a case) or `ignore` (the customer is told a colleague will follow up).
+The interrupt (Agent Inbox and LangChain v1, `nodes.hitl`) carries the reason, the ticket, the classifier's view and
+the retrieved context. The human replies to the customer (Inbox `response`, v1 `respond`: the text is sent and the
+resolution remembered as a case) or defers (Inbox `ignore`, v1 `reject`: the customer is told a colleague will
+follow up). Nothing else is allowed (no accept, no edit), and the graph enforces it: any other reply is refused and
+asked again, the thread still waiting. The node upstream (supervisor, review_gate) sets `status: escalated`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
-from graphs.context import Context
+from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
+from nodes import hitl
 from nodes.common import visited
-from nodes.request_approval import parse_response
 
 NAME = "escalate"
+ACTION = "handoff_to_human"
+INBOX: tuple[hitl.Kind, ...] = ("respond", "reject")
+V1 = ("respond", "reject")
 
 FOLLOW_UP = (
     "I've passed your request to a colleague in our support team, with everything you told me. "
@@ -26,56 +32,57 @@ FOLLOW_UP = (
 )
 
 
-def escalation_reason(state: SupportState) -> str:
+def escalation_reason(state: Mapping[str, Any]) -> str:
     if state.get("error"):
         return str(state["error"])
-    if state.get("review", {}) and state["review"].get("type") == "ignore":
+    if (state.get("review") or {}).get("type") == "ignore":
         return "the reviewer discarded the draft"
     if state.get("decision") == "escalate":
-        return f"low confidence ({state.get('confidence', 0):.2f}) in intent {state.get('intent')}"
+        return f"low confidence ({float(state.get('confidence') or 0):.2f}) in intent {state.get('intent')}"
     return f"the {state.get('intent')} workflow hands over to a human"
 
 
-def handoff_request(state: SupportState) -> dict[str, Any]:
-    return {
-        "action_request": {
-            "action": "handoff_to_human",
-            "args": {
-                "reason": escalation_reason(state),
-                "ticket": state.get("ticket", ""),
-                "intent": state.get("intent"),
-                "confidence": state.get("confidence", 0.0),
-                "candidates": state.get("candidates", [])[:3],
-                "knowledge": [k["id"] for k in state.get("knowledge", [])][:5],
-                "draft": state.get("draft"),
-            },
-        },
-        "config": {"allow_accept": False, "allow_edit": False, "allow_respond": True, "allow_ignore": True},
-        "description": f"Escalated: {escalation_reason(state)}. Reply to the customer, or ignore to follow up later.",
+def handoff_request(state: Mapping[str, Any], error: str | None = None) -> dict[str, Any]:
+    reason = escalation_reason(state)
+    args = {
+        "reason": reason,
+        "ticket": state.get("ticket", ""),
+        "intent": state.get("intent"),
+        "confidence": state.get("confidence", 0.0),
+        "candidates": (state.get("candidates") or [])[:3],
+        "knowledge": [k["id"] for k in state.get("knowledge") or []][:5],
+        "draft": state.get("draft"),
     }
+    description = (
+        f"**Escalated:** {reason}.\n\n**Customer wrote:** {' '.join(str(state.get('ticket', ''))[:500].split())}\n\n"
+        "Respond with the reply to send to the customer, or ignore (reject) to follow up later."
+    )
+    return hitl.request(action=ACTION, args=args, description=description, inbox=INBOX, v1=V1, error=error)
 
 
 def make(services: ServicesProvider):
-    def escalate(state: SupportState, runtime: Runtime[Context]) -> Command[Literal["guard_output"]]:
+    def escalate(state: SupportState, runtime: Runtime[Context]) -> Command[Literal["guard_output", "escalate"]]:
         update: dict = {**visited(NAME)}
+        req = handoff_request(state, error=hitl.error_for(state, NAME))
+        raw = interrupt(req)
+        ctx = context_of(runtime)
         try:
-            response = parse_response(interrupt(handoff_request(state)))
-        except ValueError:
-            response = None
-        text = ""
-        if response is not None and response.type in ("response", "edit", "accept"):
-            args = response.args
-            text = (args if isinstance(args, str) else str((args or {}).get("text") or "")).strip() if args else ""
-            if not text and response.type == "accept":
-                text = state.get("draft") or ""
-        if text:
+            hitl.require_reviewer(ctx.role)
+            reply = hitl.parse_reply(raw, req)
+        except hitl.ReplyError as exc:
+            return hitl.ask_again(NAME, state, exc, update)
+
+        who = {"reviewer": ctx.approver_id, "via": reply.dialect}
+        update["hitl"] = hitl.CLEARED
+        if reply.kind == "respond":
             update.update(
-                answer=text,
+                answer=reply.text,
                 status="completed",
-                review={"type": "resolved_by_human", "draft": state.get("draft"), "final": text},
+                review={"type": "resolved_by_human", "draft": state.get("draft"), "final": reply.text, **who},
             )
         else:
-            update.update(answer=FOLLOW_UP, status="escalated", review={"type": "ignore"})
+            note = {"note": reply.text} if reply.text else {}
+            update.update(answer=FOLLOW_UP, status="escalated", review={"type": "ignore", **who, **note})
         return Command(goto="guard_output", update=update)
 
     return escalate

@@ -37,7 +37,7 @@ def make(services: ServicesProvider):
         update: dict = {
             **visited(NAME),
             "action_result": result.model_dump(),
-            "status": "completed",
+            "status": "in_progress",  # the ticket goes on to its answer; guard_output settles "completed"
             "task": {"step": "done", "pending_action": None},
         }
         if not result.ok:

@@ -28,10 +28,11 @@ from dialogue.facts import (
 )
 from dialogue.geo import with_regions
 from dialogue.task import describe_candidates
-from graphs.context import Context
+from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from memory.session import build_context
+from nodes import review_gate
 from nodes.common import visited
 from tools.shop import method_name
 
@@ -98,6 +99,8 @@ def make(services: ServicesProvider):
         update: dict = {**visited(NAME), "draft": offline, "citations": citations}
         flow = svc.workflows.get(state.get("intent") or "out_of_scope")
         update.update(assess(state, ground, svc.policy, about_one_order=bool(flow and flow.needs_order)))
+        # The assistant's auto threshold, and `awaiting_review` written before review_gate waits.
+        update.update(review_gate.pending({**state, **update}, svc.policy, context_of(runtime)))
         task = state.get("task") or {}
         if ground.get("question"):
             update["task"] = {"asked": ground["question"], "step": "collecting"}

@@ -54,7 +54,8 @@ def fresh_ticket(trace_id: str) -> dict:
         "citations": [],
         "review": None,
         "answer": None,
-        "status": "completed",
+        "status": "in_progress",
+        "hitl": {RESET: 1},
         "error": None,
     }
 

@@ -29,7 +29,7 @@ def make(services: ServicesProvider):
             if flags:
                 update["flags"] = flags
         status = state.get("status") or "completed"
-        update["status"] = status
+        update["status"] = "completed" if status == "in_progress" else status  # the ticket is answered now
         return update
 
     return guard_output

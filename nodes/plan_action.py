@@ -25,6 +25,7 @@ from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from nodes.common import thread_id, visited
+from nodes.request_approval import needs_human
 from tools.shop import TOOLS, run_tool
 
 NAME = "plan_action"
@@ -196,6 +197,10 @@ def make(services: ServicesProvider):
             return Command(goto="supervisor", update=update)
 
         needs_approval = flow.approval == "required" or spec.permission == "needs_approval"
+        if needs_approval and not needs_human(flow.action, preview, svc.policy.approval, ctx):
+            # Within the configured (and the assistant's) auto-approval limit: approved by policy, on record.
+            needs_approval = False
+            plan["approved_by_policy"] = "within the auto-approval limit (config/policy.yaml approval)"
         plan.update(
             approval="required" if needs_approval else "none",
             idempotency_key=idempotency_key(thread_id(), state.get("trace_id", ""), flow.action, args),

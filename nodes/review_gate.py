@@ -1,85 +1,138 @@
 """review_gate: confidence decides autonomy.
 
-`auto` sends the draft as it is; `review` stops for a human (Agent Inbox payload: accept, edit the
-draft, respond with a replacement, or ignore to discard it); `escalate` hands the ticket to a human.
-Refusals and clarifying questions are fixed texts and always go out unreviewed.
+`gate` says what happens to the draft: `send` it as it is, stop for a human `review`, or `escalate` the ticket.
+Refusals, clarifying questions and confirmations of executed actions are fixed texts and always go out unreviewed.
+The review interrupt speaks Agent Inbox and LangChain v1 (`nodes.hitl`): approve (send the draft), edit
+(`args.draft`: the corrected answer), respond (a replacement text) or reject / ignore (discard it: escalate).
+Only a reviewer's run may answer; anything else is refused and asked again, the thread still waiting.
+
+`pending` is what `generate_response` writes before the gate: the decision under the assistant's (stricter) auto
+threshold, and `status: awaiting_review` when the gate will wait, so the thread's state is true while it waits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
-from graphs.context import Context
+from config.settings import Policy
+from graphs.context import Context, auto_threshold_of, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
+from nodes import hitl
 from nodes.common import visited
-from nodes.request_approval import HumanResponse, parse_response
 
 NAME = "review_gate"
+ACTION = "review_response"
+INBOX: tuple[hitl.Kind, ...] = ("approve", "edit", "respond", "reject")
+V1 = ("approve", "edit", "reject", "respond")
+DRAFT_SCHEMA = {
+    "type": "object",
+    "properties": {"draft": {"type": "string", "minLength": 1, "description": "The answer to send instead."}},
+    "required": ["draft"],
+    "additionalProperties": False,
+}
 
 
-def review_request(state: SupportState) -> dict[str, Any]:
-    return {
-        "action_request": {"action": "review_response", "args": {"draft": state.get("draft") or ""}},
-        "config": {"allow_accept": True, "allow_edit": True, "allow_respond": True, "allow_ignore": True},
-        "description": (
-            f"Review the draft answer before it is sent.\n\nCustomer wrote: {state.get('ticket', '')[:500]}\n"
-            f"Intent: {state.get('intent')} (confidence {state.get('confidence', 0):.2f})"
-        ),
-    }
+def gate(state: Mapping[str, Any]) -> Literal["send", "review", "escalate"]:
+    """What happens to the draft in `state`."""
+    action = state.get("action") or {}
+    fixed = (
+        state.get("status") == "rejected"
+        or state.get("intent") == "out_of_scope"
+        or action.get("missing")
+        or action.get("error")
+        or (state.get("grounding") or {}).get("question")
+        or {"task_dropped", "task_ack"} & set(state.get("flags") or [])
+    )
+    decision = state.get("decision", "escalate")
+    if fixed or decision == "auto" or state.get("action_result") is not None:
+        # Executed actions were already approved by a human; their confirmation goes out as is.
+        return "send"
+    return "escalate" if decision == "escalate" else "review"
+
+
+def pending(state: Mapping[str, Any], policy: Policy, ctx: Context) -> dict[str, Any]:
+    """The update `generate_response` adds for the gate (`state` includes its own update so far)."""
+    out: dict[str, Any] = {}
+    threshold = auto_threshold_of(policy.confidence.auto, ctx)
+    if state.get("decision") == "auto" and float(state.get("confidence") or 0.0) < threshold:
+        out["decision"] = "review"  # a strict assistant reviews what the default one would send
+    if gate({**state, **out}) == "review":
+        out["status"] = "awaiting_review"
+    return out
+
+
+def review_request(state: Mapping[str, Any], error: str | None = None) -> dict[str, Any]:
+    draft = state.get("draft") or ""
+    description = (
+        "**Review the draft answer before it is sent.**\n\n"
+        f"**Customer wrote:** {' '.join(str(state.get('ticket', ''))[:500].split())}\n\n"
+        f"**Intent:** `{state.get('intent')}` (confidence {float(state.get('confidence') or 0):.2f})\n\n"
+        f"**Draft:**\n\n{draft}\n\n"
+        "Approve to send it, edit `draft` to correct it, respond with a replacement, or reject to hand the ticket "
+        "to a colleague."
+    )
+    return hitl.request(
+        action=ACTION,
+        args={"draft": draft},
+        description=description,
+        inbox=INBOX,
+        v1=V1,
+        args_schema=DRAFT_SCHEMA,
+        error=error,
+    )
 
 
 def make(services: ServicesProvider):
-    def review_gate(state: SupportState, runtime: Runtime[Context]) -> Command[Literal["guard_output", "escalate"]]:
+    def review_gate(
+        state: SupportState, runtime: Runtime[Context]
+    ) -> Command[Literal["guard_output", "escalate", "review_gate"]]:
         update: dict = {**visited(NAME)}
         draft = state.get("draft") or ""
-        decision = state.get("decision", "escalate")
-        action = state.get("action") or {}
-        fixed = (
-            state.get("status") == "rejected"
-            or state.get("intent") == "out_of_scope"
-            or action.get("missing")
-            or action.get("error")
-            or (state.get("grounding") or {}).get("question")
-            or {"task_dropped", "task_ack"} & set(state.get("flags") or [])
-        )
-        if fixed or decision == "auto" or state.get("action_result") is not None:
-            # Executed actions were already approved by a human; their confirmation goes out as is.
+        where = gate(state)
+        if where == "send":
             update["answer"] = draft
             return Command(goto="guard_output", update=update)
-        if decision == "escalate":
+        if where == "escalate":
+            update["status"] = "escalated"  # truthful while escalate waits for a human
             return Command(goto="escalate", update=update)
 
+        req = review_request(state, error=hitl.error_for(state, NAME))
+        raw = interrupt(req)
+        ctx = context_of(runtime)
         try:
-            response: HumanResponse | None = parse_response(interrupt(review_request(state)))
-        except ValueError:
-            response = None
-        if response is None or response.type == "ignore":
-            update.update(answer=None, status="escalated", review={"type": "ignore", "draft": draft})
+            hitl.require_reviewer(ctx.role)
+            reply = hitl.parse_reply(raw, req)
+            text = _draft_of(reply.args) if reply.kind == "edit" else reply.text
+        except hitl.ReplyError as exc:
+            return hitl.ask_again(NAME, state, exc, update)
+
+        who = {"reviewer": ctx.approver_id, "via": reply.dialect}
+        update["hitl"] = hitl.CLEARED
+        if reply.kind == "reject":
+            review = {"type": "ignore", "draft": draft, **who, **({"note": text} if text else {})}
+            update.update(answer=None, status="escalated", review=review)
             return Command(goto="escalate", update=update)
-        if response.type == "accept":
-            update.update(answer=draft, review={"type": "accept"})
+        if reply.kind == "approve":
+            update.update(answer=draft, status="in_progress", review={"type": "accept", **who})
         else:
-            text = _text_of(response.args)
-            if not text:
-                update.update(answer=draft, review={"type": "accept", "note": "empty edit ignored"})
-            else:
-                update.update(answer=text, review={"type": response.type, "draft": draft, "final": text})
+            kind = "edit" if reply.kind == "edit" else "response"
+            review = {"type": kind, "draft": draft, "final": text, **who}
+            update.update(answer=text, status="in_progress", review=review)
         return Command(goto="guard_output", update=update)
 
     return review_gate
 
 
-def _text_of(args: Any) -> str:
-    if isinstance(args, str):
-        return args.strip()
-    if isinstance(args, dict):
-        inner = args.get("args", args)
-        if isinstance(inner, dict):
-            return str(inner.get("draft") or inner.get("text") or inner.get("answer") or "").strip()
-        if isinstance(inner, str):
-            return inner.strip()
-    return ""
+def _draft_of(args: Mapping[str, Any] | None) -> str:
+    draft = (args or {}).get("draft")
+    extra = sorted(set(args or {}) - {"draft"})
+    if extra:
+        raise hitl.ReplyError(f"a review edit takes only args.draft, not {', '.join(extra)}")
+    if not isinstance(draft, str) or not draft.strip():
+        raise hitl.ReplyError("a review edit must carry the corrected answer as a non-empty string in args.draft")
+    return draft.strip()

@@ -63,7 +63,7 @@ def make(services: ServicesProvider):
 
         reason = exhausted(hops, now - started, failures, limits)
         if reason:
-            update.update(error=reason, decision="escalate", pending_specialists=[])
+            update.update(error=reason, decision="escalate", pending_specialists=[], status="escalated")
             return Command(goto="escalate", update=update)
 
         intent = state.get("intent") or "out_of_scope"
@@ -98,6 +98,8 @@ def make(services: ServicesProvider):
         if nxt not in ("retrieve_knowledge", "analyze_technical", "plan_action", "escalate"):
             raise ValueError(f"unknown specialist {nxt!r} in workflow for {intent!r}")
         update["pending_specialists"] = pending[1:]
+        if nxt == "escalate":
+            update["status"] = "escalated"  # truthful while escalate waits for a human
         return Command(goto=nxt, update=update)
 
     return supervisor

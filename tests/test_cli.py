@@ -236,3 +236,27 @@ def test_the_approver_is_recorded_in_the_decision_log(cli: Any, data_dir: Path) 
     records = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
     last = [r for r in records if r["thread_id"] == out["thread_id"]][-1]
     assert (last["approval"], last["approver"], last["user_id"]) == ("accept", "rita", "demo")
+
+
+def test_a_customer_role_cli_cannot_answer_and_the_thread_still_waits(
+    cli: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, out, _ = cli("ask", "Please cancel order 1008", "--json")
+    monkeypatch.setenv("SWITCHBOARD_CLI_ROLE", "customer")
+    before = checkpoint_rows(data_dir)
+    code, _, err = cli("resume", out["thread_id"], "--approve", "--json")
+    assert code == 2 and "only a human reviewer" in err and len(err.strip().splitlines()) == 1
+    assert checkpoint_rows(data_dir) == before
+    monkeypatch.setenv("SWITCHBOARD_CLI_ROLE", "agent")
+    code, done, _ = cli("resume", out["thread_id"], "--approve", "--as", "rita", "--json")
+    assert code == 0 and done["status"] == "completed"
+
+
+def test_an_edit_the_tools_preconditions_refuse_exits_2_and_writes_nothing(cli: Any, data_dir: Path) -> None:
+    _, out, _ = cli("ask", "I want my money back for order 1004.", "--json")
+    assert out["status"] == "awaiting_approval"
+    before = checkpoint_rows(data_dir)
+    code, _, err = cli("resume", out["thread_id"], "--edit", '{"amount": 9999}', "--json")
+    assert code == 2 and "exceeds" in err and checkpoint_rows(data_dir) == before
+    code, done, _ = cli("resume", out["thread_id"], "--edit", '{"amount": 20}', "--json")
+    assert code == 0 and done["status"] == "completed" and "20.00" in done["answer"]

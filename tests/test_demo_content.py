@@ -271,7 +271,8 @@ def test_policy_has_the_expected_keys_and_sane_values() -> None:
         "grounding": {"article_min_relevance", "intent_article_min_relevance", "fact_boost", "ungrounded_factor"},
         "llm": {"timeout_s", "max_retries", "temperature"},
     }
-    assert set(policy) == set(expected) | {"version"}
+    assert set(policy) == set(expected) | {"version", "approval"}
+    assert policy["approval"]["refund_auto_approve_eur"] >= 0 and "delete_account" in policy["approval"]["always_human"]
     for section, keys in expected.items():
         assert set(policy[section]) == keys, section
         assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in policy[section].values())

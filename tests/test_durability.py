@@ -235,8 +235,8 @@ def test_crash_between_commit_and_checkpoint_replays_on_every_checkpointer(
     graph = make_graph(services, checkpointer)
     thread = str(uuid.uuid4())
     config = {"configurable": {"thread_id": thread}}
-    ctx = Context(user_id="demo")
-    graph.invoke({"messages": [HumanMessage(CANCEL)]}, config, context=ctx, durability="sync")
+    ctx = Context(user_id="demo", role="agent")  # a reviewer answers the approval (and continues the run)
+    graph.invoke({"messages": [HumanMessage(CANCEL)]}, config, context=Context(user_id="demo"), durability="sync")
     with monkeypatch.context() as m:
         committed = crash_after_commit(m)
         with pytest.raises(Crash):

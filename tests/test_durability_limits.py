@@ -69,11 +69,18 @@ def test_every_cycle_passes_through_the_supervisor_or_the_one_data_bounded_reask
     """Hops are counted by the supervisor, so a cycle that skips it would not be bounded by `max_hops`. The one
     that does (remember -> request_approval: an approval still waiting is asked again after a new message) runs at
     most once per ticket: remember takes that edge only while `task.pending_action` differs from `action`, and it
-    sets `action` to it."""
+    sets `action` to it. The interrupt nodes' edges to themselves (a refused reply is asked again, nodes.hitl) each
+    wait for a new human reply first, so the agent never loops on them by itself."""
     drawn = build_supervisor(services).compile().get_graph()
     edges = {(e.source, e.target) for e in drawn.edges}
     assert ("remember", "request_approval") in edges
-    rest = {(a, b) for a, b in edges if "supervisor" not in (a, b) and (a, b) != ("remember", "request_approval")}
+    asks_again = {(n, n) for n in ("request_approval", "review_gate", "escalate")}
+    assert asks_again <= edges
+    rest = {
+        (a, b)
+        for a, b in edges
+        if "supervisor" not in (a, b) and (a, b) != ("remember", "request_approval") and (a, b) not in asks_again
+    }
     graph: dict[str, set[str]] = {}
     for a, b in rest:
         graph.setdefault(a, set()).add(b)

@@ -44,8 +44,10 @@ def run(
 
 
 def resume(graph: Any, thread: str, value: Any, user: str = "demo", tenant: str = "default") -> Any:
+    """Answer as a human reviewer (only role agent/admin may answer an interrupt)."""
     config = {"configurable": {"thread_id": thread}}
-    graph.invoke(Command(resume=value), config, context=Context(user_id=user, tenant_id=tenant))
+    ctx = Context(user_id=user, tenant_id=tenant, role="agent", approver_id="rita")
+    graph.invoke(Command(resume=value), config, context=ctx)
     return graph.get_state(config)
 
 
@@ -223,12 +225,13 @@ def test_approval_edit_uses_the_edited_arguments(with_intent: Any, make_graph: A
     assert any(abs(float(r["amount"]) - 25.0) < 1e-9 for r in refunds["refunds"]), refunds
 
 
-def test_invalid_edit_executes_nothing(with_intent: Any, make_graph: Any) -> None:
+def test_invalid_edit_executes_nothing_and_the_approval_still_waits(with_intent: Any, make_graph: Any) -> None:
     graph = make_graph(with_intent("change_shipping_address"))
     _, thread = run(graph, TICKETS["change_shipping_address"])
     snap = resume(graph, thread, {"type": "edit", "args": {"address": "x"}})
-    assert snap.values["status"] == "rejected"
-    assert "invalid_approval_response" in snap.values["flags"]
+    node, payload = waiting_on(snap)
+    assert node == "request_approval" and snap.values["status"] == "awaiting_approval"
+    assert "edited address" in payload["error"] and payload["description"].startswith("**Your last answer was refused")
     assert "execute_action" not in snap.values["route"]
 
 

@@ -102,7 +102,9 @@ def test_an_edited_refund_is_confirmed_with_the_edited_amount(graph: Any, servic
 def test_an_edit_that_breaks_a_precondition_is_refused(graph: Any, services: Any) -> None:
     _, thread = run(graph, "I'd like a refund of 6 euros for order 1004")
     done = resume(graph, thread, {"type": "edit", "args": {"args": {"amount": 5000}}})
-    assert done.values["status"] == "rejected" and "execute_action" not in done.values["route"]
+    node, payload = waiting_on(done)  # refused, and asked again with the reason: the approval still waits
+    assert node == "request_approval" and "exceeds" in payload["error"]
+    assert done.values["status"] == "awaiting_approval" and "execute_action" not in done.values["route"]
     assert services.shop.query("SELECT COUNT(*) AS n FROM refunds WHERE order_id = 1004")[0]["n"] == 0
 
 
@@ -163,7 +165,7 @@ def test_ok_thanks_while_an_approval_waits_keeps_it_and_says_so(graph: Any) -> N
     node, payload = waiting_on(snap)
     assert node == "request_approval" and payload["action_request"]["args"]["order_id"] == 1008
     assert "cancel order 1008 is waiting for a colleague's approval" in snap.values["answer"]
-    assert "Customer wrote: Please cancel order 1008" in payload["description"]
+    assert "**Customer wrote:** Please cancel order 1008" in payload["description"]
 
 
 def test_a_full_refund_stays_full_even_when_an_item_is_named(graph: Any) -> None:
