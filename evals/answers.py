@@ -336,6 +336,9 @@ def merge_claims(*parts: dict[str, set[Any]]) -> dict[str, set[Any]]:
 
 
 # ------------------------------------------------------------------------------------------ scoring
+CUSTOMER_WROTE = re.compile(r"\W*customer wrote:", re.I)  # "Customer wrote: ..." or "**Customer wrote:** ..."
+
+
 @dataclasses.dataclass
 class Observed:
     """One turn's outcome, from the CLI's JSON contract."""
@@ -360,7 +363,7 @@ class Observed:
             text = str((request.get("args") or {}).get("draft") or "")
         description = str(pending.get("description") or "") if isinstance(pending, dict) else ""
         # The approver's copy of the customer's words is not the system's statement; the preview is.
-        description = "\n".join(line for line in description.splitlines() if not line.startswith("Customer wrote:"))
+        description = "\n".join(line for line in description.splitlines() if not CUSTOMER_WROTE.match(line))
         return cls(
             status=result.get("status"),
             intent=result.get("intent"),

@@ -325,3 +325,15 @@ def test_answers_floor(seeded_settings: Any, embedder: Any, tmp_path: Path) -> N
     assert report["conversations"] >= 80
     assert report["first_response_accuracy"] >= FLOOR, report["top_failure_reasons"]
     assert report["wrong_action_proposals"] == 0, [f for f in report["failures"] if "proposed" in f["reason"]]
+
+
+def test_the_approvers_copy_of_the_customers_words_is_not_the_systems_statement() -> None:
+    result = {
+        "status": "awaiting_approval",
+        "pending": {
+            "action_request": {"action": "update_shipping_address", "args": {"order_id": 1008}},
+            "description": "**Change the address**\n\n- new: Stationsplein 45\n\n**Customer wrote:** thanks!",
+        },
+    }
+    seen = Observed.from_result(result, "Please send it to Stationsplein 45, thanks!")
+    assert "thanks!" not in seen.description and "Stationsplein 45" in seen.description
