@@ -268,7 +268,10 @@ def test_policy_has_the_expected_keys_and_sane_values() -> None:
         },
         "session": {"window_turns", "summary_max_tokens", "context_token_budget"},
         "working_memory": {"ttl_seconds"},
-        "grounding": {"article_min_relevance", "intent_article_min_relevance", "fact_boost", "ungrounded_factor"},
+        "grounding": {
+            "article_min_relevance", "intent_article_min_relevance", "fact_boost", "ungrounded_factor",
+            "strong_article_relevance", "article_boost",
+        },
         "llm": {"timeout_s", "max_retries", "temperature"},
     }
     assert set(policy) == set(expected) | {"version", "approval"}
