@@ -22,7 +22,16 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from config.settings import Complexity, ErrorPolicies, LLMPolicy, ModelEndpoint, ModelRetry, Settings, Task
+from config.settings import (
+    Complexity,
+    ComplexityRules,
+    ErrorPolicies,
+    LLMPolicy,
+    ModelEndpoint,
+    ModelRetry,
+    Settings,
+    Task,
+)
 from llm.breaker import BreakerStore, CircuitBreaker, CircuitOpen, MemoryStore, RedisStore
 from llm.prices import usage_of
 from llm.retry import TruncatedReply, async_retrying, error_kind, retrying
@@ -47,7 +56,8 @@ class LLM:
     """A chain of chat models tried in order, each behind its own retries and circuit breaker.
 
     `models` are (endpoint name, chat model); `routes` maps task -> complexity -> endpoint names (empty:
-    every model in order); `endpoints` holds each endpoint's policy and `model_ids` its provider model id.
+    every model in order); `endpoints` holds each endpoint's policy and `model_ids` its provider model id;
+    `complexity` says when an answer is hard (llm.complexity; nodes pass task= and complexity= to generate()).
     `sleep` / `asleep` are the waits between retries (injected in tests).
     """
 
@@ -56,6 +66,7 @@ class LLM:
     endpoints: dict[str, ModelEndpoint] = field(default_factory=dict)
     routes: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
     model_ids: dict[str, str] = field(default_factory=dict)
+    complexity: ComplexityRules = field(default_factory=ComplexityRules)
     sleep: Callable[[float], Any] = time.sleep
     asleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     _chains: dict[tuple[str, ...], Runnable] = field(default_factory=dict, init=False, repr=False)
@@ -274,6 +285,7 @@ def build_llm(
         endpoints={name: policies.models[name] for name in ids},
         routes={task: dict(by) for task, by in policies.routes.items()},
         model_ids=ids,
+        complexity=policies.complexity,
         sleep=sleep,
         asleep=asleep,
     )
