@@ -552,7 +552,7 @@ def run_in_process(
         work = Path(tmp)
         (work / "models").mkdir()
         (work / "tools").mkdir()
-        n = fault_tickets or (24 if quick else 200)
+        n = fault_tickets or (40 if quick else 200)
         try:
             models = run_model_faults(fresh(work / "models"), settings, work / "models", tickets=n, seed=seed)
             tools = run_tool_faults(fresh(work / "tools"), settings, work / "tools")
@@ -566,11 +566,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         return worker_main(Path(argv[1]))
     parser = argparse.ArgumentParser(prog="app.py bench chaos")
-    parser.add_argument("--quick", action="store_true", help="8 tickets / 4 kills, 24 model-fault tickets (< 60 s)")
+    parser.add_argument("--quick", action="store_true", help="8 tickets / 4 kills, 40 model-fault tickets (< 60 s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tickets", type=int, help="tickets of the kill part (default 50, quick 8)")
     parser.add_argument("--kills", type=int, help="kill -9 trials (default 24, quick 4)")
-    parser.add_argument("--fault-tickets", type=int, help="tickets of the model-fault part (default 200, quick 24)")
+    parser.add_argument("--fault-tickets", type=int, help="tickets of the model-fault part (default 200, quick 40)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     report = run(quick=args.quick, seed=args.seed, tickets=args.tickets, kills=args.kills,

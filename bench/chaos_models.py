@@ -3,10 +3,11 @@
 The real `ChatOpenAI` client (built by `llm.build_llm`, so with the chain's retries, breakers and routes) talks to
 `bench.fault_server` on loopback, which answers `FAULTS`: 5xx, 429 with a short and a long Retry-After, hangs past
 the client's timeout, malformed JSON, truncated bodies and streams, slow replies. One scripted outage of the primary
-(`OUTAGE`) makes sure its breaker opens, re-opens on a failed trial and recovers on a slow one while other tickets
-keep arriving. Tickets run `CONCURRENCY` at a time through the CLI's own `app.ask` (lease, durability "sync"), so
-callers really do meet a half-open circuit together. Every model call falls back primary -> secondary -> offline
-tier, and a ticket the offline tier cannot answer well goes to a human.
+(`OUTAGE`, started with the first ticket after `OUTAGE_AT` that finds its circuit closed) makes sure its breaker
+opens, and recovers on a slow trial while other tickets keep arriving. Tickets run `CONCURRENCY` at a time through
+the CLI's own `app.ask` (lease, durability "sync"), so callers really do meet a half-open circuit together. Every
+model call falls back primary -> secondary -> offline tier, and a ticket the offline tier cannot answer well goes to
+a human.
 
 Measured, not asserted:
 
@@ -47,10 +48,10 @@ FAULTS = {  # adds up to FAULT_RATE
     "truncate": 0.04,
     "slow:0.3": 0.03,
 }
-OUTAGE = ["500", "500", "500", "500", "slow:0.5"]
-"""The primary's scripted outage: three failures open its breaker, the first trial fails (re-opens it), the next
-trial answers slowly (callers meanwhile are refused) and closes it."""
-OUTAGE_AT = 0.25  # after this share of the tickets
+OUTAGE = ["500", "500", "500", "slow:0.5"]
+"""The primary's scripted outage, started while its circuit is closed: three failures open its breaker, and the
+trial after the cool-down answers slowly (callers meanwhile are refused) and closes it."""
+OUTAGE_AT = 0.2  # after this share of the tickets
 CONCURRENCY = 4
 MODELS = {"primary": "chaos-primary", "secondary": "chaos-secondary", "strong": "chaos-strong"}
 POLICIES: dict[str, Any] = {
@@ -59,7 +60,7 @@ POLICIES: dict[str, Any] = {
             "timeout_s": 1.0,
             "retry": {"attempts": 2, "initial_s": 0.05, "factor": 2, "max_s": 0.2, "jitter_s": 0.05,
                       "max_retry_after_s": 0.5},
-            "breaker": {"failure_threshold": 3, "cooldown_s": 1.5},
+            "breaker": {"failure_threshold": 3, "cooldown_s": 0.5},
         }
     },
     "models": {"primary": {}, "secondary": {"stream": True}, "strong": {"model": MODELS["strong"]}},
@@ -143,8 +144,14 @@ def run_model_faults(
             started = time.perf_counter()
             warmup_s = started - warm
 
+            outage = {"due": outage_at}
+
             def one(n: int) -> None:
-                if n == outage_at:
+                with lock:
+                    start_outage = n >= outage["due"] > -1 and llm.breakers["primary"].state == "closed"
+                    if start_outage:
+                        outage["due"] = -1  # once
+                if start_outage:
                     server.script(MODELS["primary"], OUTAGE)
                 user, text = TICKETS[n % len(TICKETS)]
                 t0 = time.perf_counter()

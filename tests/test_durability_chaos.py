@@ -39,7 +39,7 @@ def test_chaos_quick_loses_nothing_doubles_nothing_and_every_ticket_ends(
     assert models["crashes"] == [] and models["ended_ok_ratio"] == 1.0, models
     assert report["fault_rate"] >= 0.25, models  # 30 % drawn, plus the scripted outage (a larger share on few tickets)
     assert report["breaker_opened"] >= 1 and models["breaker_recovered"] >= 1, models
-    assert report["breaker_trials_in_half_open"] == 1 and models["half_open_episodes"] >= 2, models
+    assert report["breaker_trials_in_half_open"] == 1 and models["half_open_episodes"] >= 1, models
     assert models["answered_by"]["secondary"] >= 1 and report["p95_ms"] is not None, models
     # part 3: tool faults
     assert tools["crashes"] == [] and tools["ended_ok_ratio"] == 1.0, tools
