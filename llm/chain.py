@@ -161,7 +161,10 @@ class LLM:
             breaker.release(permit, ok=True)
             return reply
 
-        return name, retrying(policy.retry, self.sleep, give_up=lambda: trial_failed)(attempt)
+        def give_up() -> bool:  # a failed trial gets no retry, nor does a request whose failure opened the circuit
+            return trial_failed or breaker.state == "open"
+
+        return name, retrying(policy.retry, self.sleep, give_up=give_up)(attempt)
 
     async def _acall(self, name: str, messages: list[BaseMessage]) -> tuple[str, AIMessage]:
         policy = self.endpoints.get(name, SINGLE_ATTEMPT)
@@ -183,7 +186,10 @@ class LLM:
             breaker.release(permit, ok=True)
             return reply
 
-        return name, await async_retrying(policy.retry, self.asleep, give_up=lambda: trial_failed)(attempt)
+        def give_up() -> bool:  # as in _call
+            return trial_failed or breaker.state == "open"
+
+        return name, await async_retrying(policy.retry, self.asleep, give_up=give_up)(attempt)
 
 
 def _complete(reply: Any, policy: ModelEndpoint) -> AIMessage:
