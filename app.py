@@ -1,4 +1,4 @@
-"""Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, eval, bench, memory, demo, apikey.
+"""Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, eval, bench, memory, demo, apikey, health.
 
     python app.py ask "Where is my order 1003?" --json
     python app.py resume THREAD --approve --json
@@ -597,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("eval", "run evaluations (eval intents ...)"),
         ("bench", "run benchmarks (bench memory ...)"),
         ("apikey", "API keys for the served API (apikey create | list | revoke)"),
+        ("health", "health checks and circuit breakers of models and tools (health [--json])"),
     ):
         s = sub.add_parser(name, help=help_, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
@@ -617,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         return delegate("bench.cli", "bench_main", argv[1:])
     if argv and argv[0] == "apikey":
         return delegate("auth.cli", "apikey_main", argv[1:])
+    if argv and argv[0] == "health":
+        return delegate("observability.health_cli", "health_main", argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(Settings.from_env(), args) or 0)

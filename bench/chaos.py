@@ -1,35 +1,48 @@
-"""Chaos benchmark: kill -9 a process running tickets, restart it, resume every thread; count what was lost.
+"""Chaos benchmark: processes killed, models failing, tools breaking; count what was lost, doubled or left hanging.
 
-    python app.py bench chaos --json [--quick] [--seed N]
+    python app.py bench chaos --json [--quick] [--seed N]      # bench/reports/chaos.json (chaos-quick.json)
 
-A driver runs a fixed mix of tickets (lookups, cancellations, refunds edited to EUR 1.00 at approval) one at a time
-through a worker subprocess that serves them with the CLI's own code (`app.ask` / `app.resume`: per-thread lease,
-durability "sync", `resume THREAD` continuing a crashed run). The driver SIGKILLs the worker at planned points:
+**Part 1, kill -9** (this module). A driver runs a fixed mix of tickets (lookups, cancellations, refunds edited to
+EUR 1.00 at approval) one at a time through a worker subprocess that serves them with the CLI's own code
+(`app.ask` / `app.resume`: per-thread lease, durability "sync", `resume THREAD` continuing a crashed run). It runs
+the mix once cleanly, then again while SIGKILLing the worker at planned points:
 
 - `random`: a random moment while a command runs (or right after it answered);
 - `awaiting_approval`: while a ticket waits for its approver;
 - `in_write`: inside a write tool's transaction, after the change and before the commit;
 - `after_commit`: after the write tool committed, before the step's checkpoint is written.
 
-Then it starts a new worker and recovers the ticket from what the checkpoint says (a ticket with no checkpoint is
-sent again, an approval still waiting is approved, a half-run is continued with `resume THREAD`). At the end every
-ticket's thread is inspected and the shop is audited:
+After each kill it starts a new worker and recovers the ticket from what the checkpoint says (a ticket with no
+checkpoint is sent again, an approval still waiting is approved, a half-run is continued with `resume THREAD`).
+At the end every ticket's thread is inspected and the shop is audited:
 
 - `tickets_lost`: a ticket whose thread is missing, unfinished, or no longer holds the customer's message;
 - `duplicate_effects`: refunds beyond one per completed refund ticket, cancellations of one order more than once,
   and any idempotency key with more than one committed write; `missing_effects`: a confirmed write with no effect;
-- `ended_ok_ratio`: share of tickets that ended `completed`; `p95_ms`: 95th percentile of the worker's command
-  latency (ask / approve / continue) over commands that were not killed (`warm_p95_ms` leaves out the first run
-  of each fresh process, which pays its lazy loading).
+- `final_states_equal_clean_run`: every ticket's final state (`final_state`: status, intent, decision, answer,
+  action and result) and the shop's effects (`shop_state`) equal the clean run's;
+- `ended_ok_ratio`: share of tickets that ended `completed`, not lost, as in the clean run; `p95_ms`: 95th
+  percentile of the worker's command latency (ask / approve / continue) over commands that were not killed
+  (`warm_p95_ms` leaves out the first run of each fresh process, which pays its lazy loading).
 
 The worker reads the seeded data directory of the settings (knowledge base, classifier, models) and writes only to
 a fresh temporary directory (shop, checkpoints, working memory, audit, lessons).
+
+**Part 2, model faults** (`bench.chaos_models`): 200 tickets while the real ChatOpenAI client meets 30 % faults from
+`bench.fault_server`. **Part 3, tool faults** (`bench.chaos_tools`): tools that raise or return malformed data.
+
+The report's top level holds the headline figures, each part's own report sits under `parts`:
+`kill_trials`, `tickets_lost`, `duplicate_effects`, `final_states_equal_clean_run` (part 1); `fault_rate`,
+`breaker_opened`, `breaker_trials_in_half_open`, `p95_ms` (ticket latency under model faults) and `ticket_budget_s`
+(part 2); `tool_faults_ended_ok_ratio`, `tool_crashes` (part 3); `tickets` (all parts) and `ended_ok_ratio` (share of
+all tickets that ended as each part requires: part 1 as in the clean run, parts 2 and 3 in an answer or with a human).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import queue
 import random
@@ -168,6 +181,7 @@ def _serve(app: Any, settings: Any, rt: Any, cmd: dict[str, Any]) -> dict[str, A
             "has_text": cmd.get("text") in texts,
             "action_ok": (values.get("action_result") or {}).get("ok"),
             "tool": (values.get("action") or {}).get("tool"),
+            "final": final_state(values),
         }
     decision = {"approve": False, "reject": False, "edit": None, "respond": None, "reason": None}
     if op == "approve":
@@ -235,7 +249,39 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def run(*, quick: bool = False, seed: int = 0, tickets: int | None = None, kills: int | None = None) -> dict[str, Any]:
+def final_state(values: dict[str, Any]) -> dict[str, Any]:
+    """What a ticket ended with, as compared with a clean run: status, intent, decision, the answer sent, the
+    action and its result (without `replayed`, which says how the result was obtained, not what it is)."""
+    result = dict(values.get("action_result") or {})
+    data = {k: v for k, v in (result.get("data") or {}).items() if k != "replayed"}
+    action = values.get("action") or {}
+    return {
+        "status": values.get("status"),
+        "intent": values.get("intent"),
+        "decision": values.get("decision"),
+        "answer": values.get("answer"),
+        "action": {"tool": action.get("tool"), "args": action.get("args")} if action else None,
+        "result": {"ok": result.get("ok"), "error": result.get("error"), "data": data} if result else None,
+    }
+
+
+def shop_state(path: Path) -> dict[str, Any]:
+    """The shop's final effects, without timestamps: order statuses, refunds, ledger entries."""
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            "orders": conn.execute("SELECT id, status FROM orders ORDER BY id").fetchall(),
+            "refunds": conn.execute("SELECT order_id, amount_cents, status FROM refunds ORDER BY id").fetchall(),
+            "ledger": conn.execute("SELECT tool, args_json FROM action_ledger ORDER BY tool, args_json").fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def run_kills(
+    *, quick: bool = False, seed: int = 0, tickets: int | None = None, kills: int | None = None
+) -> dict[str, Any]:
+    """Part 1: the ticket mix run cleanly, then again with kill -9 at planned points; see the module docstring."""
     from config.settings import Settings
     from graphs.services import classifier_dir
     from graphs.services import seed as seed_demo
@@ -244,12 +290,52 @@ def run(*, quick: bool = False, seed: int = 0, tickets: int | None = None, kills
     if not (settings.data_dir / "shop.sqlite").exists() or not (classifier_dir(settings) / "manifest.json").exists():
         seed_demo(settings)  # once, as build_services would; the workers then only read it
     rng = random.Random(seed)
-    n_tickets = tickets or (10 if quick else 36)
-    n_kills = kills if kills is not None else (5 if quick else 20)
+    n_tickets = tickets or (8 if quick else 50)
+    n_kills = kills if kills is not None else (4 if quick else 24)
     plan = [KILL_POINTS[i % len(KILL_POINTS)] for i in range(n_kills)]
     rng.shuffle(plan)
-    mix = ticket_mix(n_tickets)
     started = time.perf_counter()
+    clean = _drive(ticket_mix(n_tickets), [], random.Random(seed))
+    chaos = _drive(ticket_mix(n_tickets), plan, rng)
+    mismatches = [
+        t.n for t, c in zip(chaos["mix"], clean["mix"], strict=True) if t.final.get("final") != c.final.get("final")
+    ]
+    shop_equal = chaos["shop"] == clean["shop"]
+    mix, stats, audit = chaos["mix"], chaos["stats"], chaos["audit"]
+    lost = [t.n for t in mix if not (t.final.get("exists") and t.final.get("has_text") and not t.final.get("next")
+                                     and not t.final.get("waiting"))]
+    lat, warm = sorted(stats["latencies"]), sorted(stats["warm"])
+    return {
+        "tickets": len(mix),
+        "kill_trials": sum(stats["kills"].values()),
+        "kills_by_point": stats["kills"],
+        "tickets_lost": len(lost),
+        "lost_tickets": lost,
+        "duplicate_effects": audit["duplicate_effects"],
+        "missing_effects": audit["missing_effects"],
+        "replayed_writes": audit["replayed"],
+        "writes_committed": audit["committed"],
+        "final_states_equal_clean_run": not mismatches and shop_equal,
+        "tickets_differing_from_clean_run": mismatches,
+        "shop_equal_clean_run": shop_equal,
+        "ended_ok_ratio": round(sum(t.final.get("status") == "completed" and t.n not in lost and t.n not in mismatches
+                                    for t in mix) / len(mix), 3),
+        "statuses": {s: sum(t.final.get("status") == s for t in mix) for s in {t.final.get("status") for t in mix}},
+        "resubmitted": stats["resubmitted"],
+        "restarts": stats["restarts"],
+        "restart_s_mean": round(sum(stats["restart_s"]) / max(1, len(stats["restart_s"])), 2),
+        "p95_ms": lat[int(0.95 * (len(lat) - 1))] if lat else None,
+        "p50_ms": lat[len(lat) // 2] if lat else None,
+        "warm_p95_ms": warm[int(0.95 * (len(warm) - 1))] if warm else None,
+        "slowest": [{"ms": ms, "op": op, "kind": kind, "nth_in_process": nth + 1}
+                    for ms, op, kind, nth in sorted(stats["ops"], reverse=True)[:3]],
+        "seed": seed,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def _drive(mix: list[Ticket], plan: list[str], rng: random.Random) -> dict[str, Any]:
+    """Run `mix` through worker processes, killing one at each point of `plan` (none: the clean run)."""
     with tempfile.TemporaryDirectory(prefix="switchboard-chaos-") as tmp:
         chaos_dir = Path(tmp)
         from tools.shop import ShopDB
@@ -354,33 +440,8 @@ def run(*, quick: bool = False, seed: int = 0, tickets: int | None = None, kills
         box["worker"].stop()
         log.close()
         audit = audit_shop(chaos_dir / "shop.sqlite", mix)
-    lost = [t.n for t in mix if not (t.final.get("exists") and t.final.get("has_text") and not t.final.get("next")
-                                     and not t.final.get("waiting"))]
-    lat, warm = sorted(stats["latencies"]), sorted(stats["warm"])
-    return {
-        "tickets": len(mix),
-        "kill_trials": sum(stats["kills"].values()),
-        "kills_by_point": stats["kills"],
-        "tickets_lost": len(lost),
-        "lost_tickets": lost,
-        "duplicate_effects": audit["duplicate_effects"],
-        "missing_effects": audit["missing_effects"],
-        "replayed_writes": audit["replayed"],
-        "writes_committed": audit["committed"],
-        "ended_ok_ratio": round(sum(t.final.get("status") == "completed" for t in mix) / len(mix), 3),
-        "statuses": {s: sum(t.final.get("status") == s for t in mix) for s in {t.final.get("status") for t in mix}},
-        "resubmitted": stats["resubmitted"],
-        "restarts": stats["restarts"],
-        "restart_s_mean": round(sum(stats["restart_s"]) / max(1, len(stats["restart_s"])), 2),
-        "p95_ms": lat[int(0.95 * (len(lat) - 1))] if lat else None,
-        "p50_ms": lat[len(lat) // 2] if lat else None,
-        "warm_p95_ms": warm[int(0.95 * (len(warm) - 1))] if warm else None,
-        "slowest": [{"ms": ms, "op": op, "kind": kind, "nth_in_process": nth + 1}
-                    for ms, op, kind, nth in sorted(stats["ops"], reverse=True)[:3]],
-        "seed": seed,
-        "quick": quick,
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
+        shop = shop_state(chaos_dir / "shop.sqlite")
+    return {"mix": mix, "stats": stats, "audit": audit, "shop": shop}
 
 
 def audit_shop(path: Path, mix: list[Ticket]) -> dict[str, int]:
@@ -422,22 +483,102 @@ def audit_shop(path: Path, mix: list[Ticket]) -> dict[str, int]:
         conn.close()
 
 
+def run(
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    tickets: int | None = None,
+    kills: int | None = None,
+    fault_tickets: int | None = None,
+) -> dict[str, Any]:
+    """The three parts and the headline figures (see the module docstring)."""
+    kill = run_kills(quick=quick, seed=seed, tickets=tickets, kills=kills)
+    models, tools = run_in_process(quick=quick, seed=seed, fault_tickets=fault_tickets)
+    parts = {"kill": kill, "model_faults": models, "tool_faults": tools}
+    total = sum(p["tickets"] for p in parts.values())
+    ok = sum(round(p["ended_ok_ratio"] * p["tickets"]) for p in parts.values())
+    return {
+        "kill_trials": kill["kill_trials"],
+        "tickets_lost": kill["tickets_lost"],
+        "duplicate_effects": kill["duplicate_effects"],
+        "final_states_equal_clean_run": kill["final_states_equal_clean_run"],
+        "fault_rate": models["fault_rate"],
+        "tickets": total,
+        "ended_ok_ratio": round(ok / total, 3),
+        "breaker_opened": models["breaker_opened"],
+        "breaker_trials_in_half_open": models["breaker_trials_in_half_open"],
+        "p95_ms": models["p95_ms"],
+        "ticket_budget_s": models["ticket_budget_s"],
+        "tool_faults_ended_ok_ratio": tools["ended_ok_ratio"],
+        "tool_crashes": len(tools["crashes"]),
+        "quick": quick,
+        "seed": seed,
+        "parts": parts,
+        "wall_s": round(kill["wall_s"] + models["wall_s"] + models["warmup_s"] + tools["wall_s"], 1),
+    }
+
+
+def run_in_process(
+    *, quick: bool = False, seed: int = 0, fault_tickets: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parts 2 and 3 in this process, on one set of services (read from the settings' seeded data directory) with a
+    fresh shop, working memory, audit log and lessons each, in a temporary directory."""
+    import dataclasses
+
+    from bench.chaos_models import run_model_faults
+    from bench.chaos_tools import run_tool_faults
+    from config.settings import Settings
+    from graphs.services import build_services
+    from memory.lessons import LessonQueue
+    from memory.working import WorkingMemory
+    from tools.shop import ShopDB
+
+    settings = Settings.from_env()
+    services = build_services(settings)
+    quiet = logging.getLogger("switchboard")  # every injected fault logs a warning: expected here, so only errors
+    level = quiet.level
+    if "SWITCHBOARD_LOG_LEVEL" not in os.environ:
+        quiet.setLevel(logging.ERROR)
+
+    def fresh(work: Path) -> Any:
+        shop = ShopDB(work / "shop.sqlite")
+        shop.seed()
+        return dataclasses.replace(
+            services, shop=shop, working=WorkingMemory(work / "working.sqlite"), audit_path=work / "audit.jsonl",
+            lessons=LessonQueue(work / "lessons.sqlite"),
+        )
+
+    with tempfile.TemporaryDirectory(prefix="switchboard-chaos-") as tmp:
+        work = Path(tmp)
+        (work / "models").mkdir()
+        (work / "tools").mkdir()
+        n = fault_tickets or (40 if quick else 200)
+        try:
+            models = run_model_faults(fresh(work / "models"), settings, work / "models", tickets=n, seed=seed)
+            tools = run_tool_faults(fresh(work / "tools"), settings, work / "tools")
+        finally:
+            quiet.setLevel(level)
+    return models, tools
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
         return worker_main(Path(argv[1]))
     parser = argparse.ArgumentParser(prog="app.py bench chaos")
-    parser.add_argument("--quick", action="store_true", help="10 tickets, 5 kills (< 60 s)")
+    parser.add_argument("--quick", action="store_true", help="8 tickets / 4 kills, 40 model-fault tickets (< 60 s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tickets", type=int)
-    parser.add_argument("--kills", type=int)
+    parser.add_argument("--tickets", type=int, help="tickets of the kill part (default 50, quick 8)")
+    parser.add_argument("--kills", type=int, help="kill -9 trials (default 24, quick 4)")
+    parser.add_argument("--fault-tickets", type=int, help="tickets of the model-fault part (default 200, quick 40)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    report = run(quick=args.quick, seed=args.seed, tickets=args.tickets, kills=args.kills)
-    print(json.dumps(report) if args.json else "\n".join(f"{k:18} {v}" for k, v in report.items()))
+    report = run(quick=args.quick, seed=args.seed, tickets=args.tickets, kills=args.kills,
+                 fault_tickets=args.fault_tickets)
+    print(json.dumps(report) if args.json else "\n".join(f"{k:28} {v}" for k, v in report.items() if k != "parts"))
     out = Path(__file__).with_name("reports")
     out.mkdir(exist_ok=True)
-    (out / "chaos.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / ("chaos-quick.json" if args.quick else "chaos.json")).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

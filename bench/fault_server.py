@@ -22,8 +22,9 @@ Only `POST /v1/chat/completions` (streaming and not) is served. Faults, as writt
 | `hold`       | waits until `release()` (or `stop()`), then answers normally: a test's gate       |
 
 A scripted model answers its script in order, then `default` (normally `ok`); other models draw from
-`rates` with a `random.Random(seed)`. Every request is counted per model (and logged with its fault, in
-order) before its fault is applied.
+`rates` with a `random.Random(seed)`: independently per request, or with `exact=True` from a shuffled deck of 100 per
+100 requests (so the measured share is the configured one, not a binomial draw around it). Every request is counted
+per model (and logged with its fault, in order, with its arrival time in `arrivals`) before its fault is applied.
 Hand-written: the standard library's threaded HTTP server is enough, and no maintained PyPI package
 serves scripted OpenAI faults on a free loopback port.
 """
@@ -68,19 +69,30 @@ class FaultServer:
     """Threaded loopback server; `start()` binds a free port and returns self (also a context manager)."""
 
     def __init__(
-        self, rates: Mapping[str, float] | None = None, *, seed: int = 0, default: str = "ok", host: str = "127.0.0.1"
+        self,
+        rates: Mapping[str, float] | None = None,
+        *,
+        seed: int = 0,
+        default: str = "ok",
+        host: str = "127.0.0.1",
+        exact: bool = False,
     ) -> None:
         self.rates = {spec: float(p) for spec, p in (rates or {}).items()}
         for spec in self.rates:
             parse_fault(spec)
         if sum(self.rates.values()) > 1:
             raise ValueError("fault rates add up to more than 1")
+        if exact and any(abs(p * 100 - round(p * 100)) > 1e-9 for p in self.rates.values()):
+            raise ValueError("exact fault rates must be whole percentages (0.06, not 0.065)")
+        self.exact = exact
+        self._deck: list[str] = []
         self.default = default
         self.rng = random.Random(seed)
         self.host = host
         self.counts: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.log: list[tuple[str, str]] = []  # (model, fault) per request, in arrival order
+        self.arrivals: list[tuple[float, str, str]] = []  # (time.monotonic(), model, fault) per request
         self._scripts: dict[str, deque[str]] = defaultdict(deque)
         self._lock = threading.Condition()
         self._gate = threading.Event()
@@ -135,10 +147,11 @@ class FaultServer:
         with self._lock:
             return self.counts[model] if model is not None else sum(self.counts.values())
 
-    def wait_for(self, model: str, n: int, timeout: float = 5.0) -> bool:
-        """Block until `model` has received `n` requests (a state change, not a sleep)."""
+    def wait_for(self, model: str | None, n: int, timeout: float = 5.0) -> bool:
+        """Block until `model` (any model when None) has received `n` requests (a state change, not a sleep)."""
         with self._lock:
-            return self._lock.wait_for(lambda: self.counts[model] >= n, timeout=timeout)
+            got = (lambda: sum(self.counts.values())) if model is None else (lambda: self.counts[model])
+            return self._lock.wait_for(lambda: got() >= n, timeout=timeout)
 
     # --- per request ---------------------------------------------------------------------------
     def _next_fault(self, model: str) -> str:
@@ -147,6 +160,12 @@ class FaultServer:
             script = self._scripts.get(model)
             if script:
                 spec = script.popleft()
+            elif self.exact:
+                if not self._deck:  # every 100 requests hold exactly the configured share of each fault
+                    self._deck = [f for f, p in self.rates.items() for _ in range(round(p * 100))]
+                    self._deck += [self.default] * (100 - len(self._deck))
+                    self.rng.shuffle(self._deck)
+                spec = self._deck.pop()
             else:
                 spec, roll = self.default, self.rng.random()
                 for candidate, p in self.rates.items():
@@ -156,6 +175,7 @@ class FaultServer:
                     roll -= p
             self.faults[spec] += 1
             self.log.append((model, spec))
+            self.arrivals.append((time.monotonic(), model, spec))
             self._lock.notify_all()
             return spec
 

@@ -7,6 +7,7 @@ settings) and the per-run `Context`.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -336,13 +337,30 @@ class NodeRetry(_Strict):
         )
 
 
-class ToolPolicy(NodeRetry):
-    timeout_s: float = Field(10.0, gt=0)
-    breaker: BreakerPolicy | None = None
+class ToolPolicy(_Strict):
+    """The boundary around one tool (tools.boundary): retries (tenacity, exponential + jitter) on the kinds in
+    `retry_on`, and a circuit breaker counting calls that raised or returned malformed data."""
+
+    attempts: int = Field(2, ge=1, le=10)
+    initial_s: float = Field(0.1, ge=0)
+    factor: float = Field(2.0, ge=1)
+    max_s: float = Field(1.0, ge=0)
+    jitter_s: float = Field(0.1, ge=0)
+    retry_on: tuple[NodeErrorKind, ...] = ("sqlite_busy",)
+    breaker: BreakerPolicy = BreakerPolicy(failure_threshold=5, cooldown_s=30.0)
+
+
+class ComplexityRules(_Strict):
+    """When an answer is hard (llm.complexity): 0 switches a rule off."""
+
+    technical: bool = True
+    min_questions: int = Field(2, ge=0)
+    min_orders: int = Field(2, ge=0)
 
 
 class ErrorDefaults(_Strict):
     model: ModelEndpoint = ModelEndpoint()
+    tool: ToolPolicy = ToolPolicy()
 
 
 class ErrorPolicies(_Strict):
@@ -352,19 +370,33 @@ class ErrorPolicies(_Strict):
     defaults: ErrorDefaults = ErrorDefaults()
     models: dict[str, ModelEndpoint] = Field(default_factory=dict)
     routes: dict[Task, dict[Complexity, list[str]]] = Field(default_factory=dict)
+    complexity: ComplexityRules = ComplexityRules()
     nodes: dict[str, NodeRetry] = Field(default_factory=dict)
     tools: dict[str, ToolPolicy] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
     def _merge_defaults(cls, data: Any) -> Any:
-        """Merge `defaults.model` into each endpoint; anything malformed is left for validation to name."""
-        try:
-            base, models = data["defaults"]["model"], data["models"]
-            merged = {name: _deep_merge(base, spec or {}) for name, spec in models.items()}
-        except (KeyError, TypeError, AttributeError, ValueError):
-            return data
-        return {**data, "models": merged}
+        """Merge `defaults.model` into each endpoint and `defaults.tool` into each tool; anything malformed is
+        left for validation to name."""
+        for section, kind in (("models", "model"), ("tools", "tool")):
+            try:
+                base, specs = data["defaults"][kind], data[section]
+                data = {**data, section: {name: _deep_merge(base, spec or {}) for name, spec in specs.items()}}
+            except (KeyError, TypeError, AttributeError, ValueError):
+                continue
+        return data
+
+    def tool(self, name: str) -> ToolPolicy:
+        """The policy of tool `name`: its own entry, else `defaults.tool`."""
+        return self.tools.get(name) or self.defaults.tool
+
+    def check_tools(self, tool_names: Collection[str]) -> None:
+        """A tool name the registry does not have is an error (a typo would silently get the defaults)."""
+        unknown = sorted(set(self.tools) - set(tool_names))
+        if unknown:
+            known = ", ".join(sorted(tool_names))
+            raise ValueError(f"error-policies tools: unknown tool(s) {unknown} (tools: {known})")
 
     def route(self, task: str, complexity: str) -> list[str]:
         """Endpoint names for a task and complexity: the task's entry, else `default`'s, else every endpoint."""

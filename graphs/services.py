@@ -76,9 +76,11 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
     from memory.knowledge import ChromaMemory, load_articles
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
+    from tools.boundary import configure as configure_tool_boundary
     from tools.shop import ShopDB
 
     policy = settings.policy()
+    configure_tool_boundary(settings)  # tool breakers and retries from error-policies.yaml (validated here)
     embedder = embedder or get_embedder(settings.embedder_cache)
     shop_path = settings.data_dir / "shop.sqlite"
     if auto_seed and (not shop_path.exists() or not (classifier_dir(settings) / "manifest.json").exists()):

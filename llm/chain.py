@@ -22,7 +22,16 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from config.settings import Complexity, ErrorPolicies, LLMPolicy, ModelEndpoint, ModelRetry, Settings, Task
+from config.settings import (
+    Complexity,
+    ComplexityRules,
+    ErrorPolicies,
+    LLMPolicy,
+    ModelEndpoint,
+    ModelRetry,
+    Settings,
+    Task,
+)
 from llm.breaker import BreakerStore, CircuitBreaker, CircuitOpen, MemoryStore, RedisStore
 from llm.prices import usage_of
 from llm.retry import TruncatedReply, async_retrying, error_kind, retrying
@@ -47,7 +56,8 @@ class LLM:
     """A chain of chat models tried in order, each behind its own retries and circuit breaker.
 
     `models` are (endpoint name, chat model); `routes` maps task -> complexity -> endpoint names (empty:
-    every model in order); `endpoints` holds each endpoint's policy and `model_ids` its provider model id.
+    every model in order); `endpoints` holds each endpoint's policy and `model_ids` its provider model id;
+    `complexity` says when an answer is hard (llm.complexity; nodes pass task= and complexity= to generate()).
     `sleep` / `asleep` are the waits between retries (injected in tests).
     """
 
@@ -56,6 +66,7 @@ class LLM:
     endpoints: dict[str, ModelEndpoint] = field(default_factory=dict)
     routes: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
     model_ids: dict[str, str] = field(default_factory=dict)
+    complexity: ComplexityRules = field(default_factory=ComplexityRules)
     sleep: Callable[[float], Any] = time.sleep
     asleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     _chains: dict[tuple[str, ...], Runnable] = field(default_factory=dict, init=False, repr=False)
@@ -150,7 +161,10 @@ class LLM:
             breaker.release(permit, ok=True)
             return reply
 
-        return name, retrying(policy.retry, self.sleep, give_up=lambda: trial_failed)(attempt)
+        def give_up() -> bool:  # a failed trial gets no retry, nor does a request whose failure opened the circuit
+            return trial_failed or breaker.state == "open"
+
+        return name, retrying(policy.retry, self.sleep, give_up=give_up)(attempt)
 
     async def _acall(self, name: str, messages: list[BaseMessage]) -> tuple[str, AIMessage]:
         policy = self.endpoints.get(name, SINGLE_ATTEMPT)
@@ -172,7 +186,10 @@ class LLM:
             breaker.release(permit, ok=True)
             return reply
 
-        return name, await async_retrying(policy.retry, self.asleep, give_up=lambda: trial_failed)(attempt)
+        def give_up() -> bool:  # as in _call
+            return trial_failed or breaker.state == "open"
+
+        return name, await async_retrying(policy.retry, self.asleep, give_up=give_up)(attempt)
 
 
 def _complete(reply: Any, policy: ModelEndpoint) -> AIMessage:
@@ -274,6 +291,7 @@ def build_llm(
         endpoints={name: policies.models[name] for name in ids},
         routes={task: dict(by) for task, by in policies.routes.items()},
         model_ids=ids,
+        complexity=policies.complexity,
         sleep=sleep,
         asleep=asleep,
     )

@@ -104,7 +104,8 @@ class wait_retry_after_or_backoff:  # noqa: N801 - named like tenacity's wait st
 
 
 def should_retry(policy: ModelRetry, give_up: Callable[[], bool] = lambda: False) -> Callable[[BaseException], bool]:
-    """Retry a failure of a kind in `retry_on`, unless `give_up()` (a failed half-open trial gets no retry)."""
+    """Retry a failure of a kind in `retry_on`, unless `give_up()` (a failed half-open trial, or a failure that opened
+    the circuit: the next attempt would only be refused)."""
 
     def check(exc: BaseException) -> bool:
         if give_up() or error_kind(exc) not in policy.retry_on:

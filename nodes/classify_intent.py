@@ -94,7 +94,7 @@ class _ChatAdapter:
     def invoke(self, messages):
         from langchain_core.messages import AIMessage
 
-        reply = self.llm.generate(messages)
+        reply = self.llm.generate(messages, task="classify")  # the cheap tier (error-policies.yaml routes)
         if reply is None:
             raise RuntimeError("no language model answered")
         usage = self.update.setdefault("usage", {})

@@ -34,7 +34,8 @@ def make(services: ServicesProvider):
         def llm_summariser(prev_summary: str, dropped: list[BaseMessage], max_tokens: int) -> str:
             prompt = SystemMessage(SUMMARY_PROMPT.format(max_tokens=max_tokens))
             earlier = [SystemMessage(f"Summary so far: {prev_summary}")] if prev_summary else []
-            reply = svc.llm.generate([prompt, *earlier, *dropped]) if svc.llm is not None else None
+            messages = [prompt, *earlier, *dropped]
+            reply = svc.llm.generate(messages, task="summarise") if svc.llm is not None else None
             if reply is None:
                 raise RuntimeError("no language model answered")  # compress() falls back to extractive
             for k, v in reply.usage.items():

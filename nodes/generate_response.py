@@ -31,6 +31,7 @@ from dialogue.task import describe_candidates
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
+from llm.complexity import answer_complexity
 from memory.session import build_context
 from nodes import review_gate
 from nodes.common import visited
@@ -110,7 +111,9 @@ def make(services: ServicesProvider):
             return update
         facts = grounded_context(state, svc.policy.session)
         messages = [SystemMessage(SYSTEM_PROMPT), HumanMessage(facts)]
-        reply = svc.llm.generate(messages)
+        # A technical, multi-part or several-order ticket is hard: the strong tier first (error-policies.yaml routes).
+        complexity, _ = answer_complexity(state, svc.llm.complexity)
+        reply = svc.llm.generate(messages, task="answer", complexity=complexity)
         if reply is None:
             update["flags"] = ["llm_fallback_offline"]
             return update

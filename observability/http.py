@@ -8,7 +8,7 @@ unshadowable route, placed before custom routes, so a custom `/metrics` would ne
 - `GET /switchboard/metrics`: `observability.metrics.REGISTRY` in Prometheus text format.
 - `GET /switchboard/health`: `{"status": "ok" | "degraded", "checks": {...}}`, 200 or 503. Checks are
   cheap and never build anything: data dir writable, shop DB opens, knowledge base non-empty (only
-  when services were already built, else "not_loaded"), LLM configured or offline, circuit breakers.
+  when services were already built, else "not_loaded"), LLM configured or offline, circuit breakers of models and tools.
 """
 
 from __future__ import annotations
@@ -87,6 +87,19 @@ def check_llm(settings: Settings, services: Any | None) -> dict[str, Any]:
     return {"status": status, "model": llm.name if llm is not None else settings.llm_model, "breakers": breakers}
 
 
+def check_tools(settings: Settings) -> dict[str, Any]:
+    """Each shop tool's circuit breaker (`tools.boundary.breaker_states`: this process's, else the shared Redis
+    store's). Open only when every tool's circuit is open; `partial` names the open ones."""
+    from tools.boundary import breaker_states as tool_breaker_states  # importing builds nothing
+
+    breakers = tool_breaker_states(settings)
+    if breakers is None:
+        return {"status": "ok", "breakers": "not_loaded"}
+    opened = sorted(name for name, state in breakers.items() if state == "open")
+    status = "open" if opened and len(opened) == len(breakers) else "partial" if opened else "ok"
+    return {"status": status, "breakers": breakers, **({"open": opened} if opened else {})}
+
+
 def loaded_services(settings: Settings, instances: Mapping[Path, Any] | None = None) -> Any | None:
     """The process's Services for this data dir if `get_services()` already built them, else None."""
     if instances is None:
@@ -105,6 +118,7 @@ def health(settings: Settings | None = None, instances: Mapping[Path, Any] | Non
         "shop_db": check_shop_db(settings.data_dir / "shop.sqlite"),
         "knowledge": check_knowledge(services),
         "llm": check_llm(settings, services),
+        "tools": check_tools(settings),
     }
     degraded = any(c["status"] in FAILING for c in checks.values())
     return {"status": "degraded" if degraded else "ok", "checks": checks, "pid": os.getpid()}

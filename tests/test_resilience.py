@@ -314,6 +314,15 @@ def test_failed_trial_reopens_without_a_retry(server: FaultServer, clock: FakeCl
     assert llm.generate(ASK).endpoint == "primary" and llm.breaker_states()["primary"] == "closed"  # type: ignore[union-attr]
 
 
+def test_a_failure_that_opens_the_circuit_is_not_followed_by_a_wait(server: FaultServer, clock: FakeClock) -> None:
+    sleeps: list[float] = []
+    llm = make_llm(server, clock, sleeps, retry={"attempts": 5}, breaker={"failure_threshold": 2, "cooldown_s": 30})
+    server.script(P, ["500", "500", "ok"])
+    reply = llm.generate(ASK)
+    assert reply is not None and reply.endpoint == "secondary"  # the open circuit sends it on at once
+    assert server.count(P) == 2 and len(sleeps) == 1  # one wait between the two failures, none after the second
+
+
 def test_async_half_open_lets_exactly_one_caller_through(server: FaultServer, clock: FakeClock) -> None:
     llm = make_llm(server, clock)
     _open_primary(server, llm)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tools.boundary import guarded
 from tools.shop_db import ShopDB, iso
 
 logger = logging.getLogger(__name__)
@@ -166,15 +167,17 @@ def execute(
             with db.transaction() as conn:
                 _audit(conn, db.now(), user_id, name, dict(args), f"invalid: {error}")
         return ToolResult(ok=False, error=error)
-    try:
-        if spec.is_write and dry_run:
-            return _run_check(db, spec, parsed, user_id)
-        if spec.is_write:
-            return _run_write(db, spec, parsed, user_id, idempotency_key)
-        return _run_read(db, spec, parsed, user_id)
-    except Exception as exc:  # noqa: BLE001 - the boundary: report, never crash the graph
-        logger.exception("tool %s failed", name)
-        return ToolResult(ok=False, error=f"internal error in {name}: {type(exc).__name__}")
+
+    def run(checked: ToolSpec) -> ToolResult:
+        if checked.is_write and dry_run:
+            return _run_check(db, checked, parsed, user_id)
+        if checked.is_write:
+            return _run_write(db, checked, parsed, user_id, idempotency_key)
+        return _run_read(db, checked, parsed, user_id)
+
+    # The boundary (tools.boundary): the tool's circuit breaker, retries, a check of what it returned; a tool that
+    # raised or returned malformed data is recorded and reported as ok=False, never raised into the graph.
+    return guarded(db, spec, run, user_id=user_id, args=parsed.model_dump(mode="json"))
 
 
 def _run_read(db: ShopDB, spec: ToolSpec, args: BaseModel, user_id: str) -> ToolResult:
