@@ -130,5 +130,7 @@ def test_document_carrying_instructions_is_refused_and_not_stored(
     assert len(refused) == 2
     assert any("bad.md" in e and "instructions to the assistant" in e for e in refused)
     assert any("more.jsonl:2" in e for e in refused)
-    ids = {h.article_id for h in mem.search_knowledge("vouchers refund system prompt delivery", k=10)}
-    assert "bad" not in ids and "j2" not in ids and "j1" in ids
+    assert mem.count()["kb"] == 2  # one chunk each for ok.md and j1
+    assert "j1" in {h.article_id for h in mem.search_knowledge("store credit never expires", k=10)}
+    stored = {h.article_id for h in mem.search_knowledge("vouchers system prompt delivery refund", k=10)}
+    assert "bad" not in stored and "j2" not in stored
