@@ -4,16 +4,16 @@ Stage 1 (rules): the text is normalised (Unicode NFKC, lower case, zero-width ch
 de-leetspeak, spaced-out letters joined) and matched against weighted patterns. The rule score is the sum of
 the weights of the distinct rules that fired, capped at 1.0; it flags at ``score >= THRESHOLD``.
 
-Stage 2 (model): a small scikit-learn model (TF-IDF character 2-5-grams + word 1-2-grams, logistic
-regression) trained at first use from the project's own examples only: ``guards/injection_examples.yaml``
-(injection attempts and off-topic benign chatter) plus the shop's support utterances in
-``demo/intent_examples.yaml`` as more benign text. It is fitted once per process (about a second) and
-catches what the rules miss, mostly role-play and persona prompts ("you are now ...", "act as ...").
-It flags at ``probability >= MODEL_THRESHOLD``, a value chosen on the deepset train split (see
-``evals/injection.py``).
+Stage 2 (model, guards/injection_model.py): TF-IDF character and word n-grams plus the MiniLM sentence
+embedding, logistic regression, scored on the text and its windows; its threshold is chosen on held-out folds
+whenever it is fitted. :func:`get_guard` loads the model trained into the data directory (``seed`` with the
+deepset train split, or ``python app.py train-guard``) or else the built-in one, fitted once from the project's
+own examples (``guards/injection_examples.yaml``, the support utterances of ``demo/intent_examples.yaml`` and the
+sentences of ``demo/kb``) and cached beside the encoder.
 
-:func:`screen` flags a text when either stage does. Patterns aim at instructions *to the assistant*
-("ignore all previous instructions", "reveal your system prompt", role markers, tool-call JSON), not at
+:func:`screen` flags a message when either stage does; :func:`screen_document` screens a long text (an article
+to ingest, a lesson, a retrieved article, a tool result) window by window. Patterns aim at instructions *to the
+assistant* ("ignore all previous instructions", "reveal your system prompt", role markers, tool-call JSON), not at
 ordinary support language: "please ignore my previous email" refers to the customer's own message and is
 not flagged.
 """
