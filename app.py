@@ -436,8 +436,14 @@ def _answer_at_prompt(
 
 def cmd_seed(settings: Settings, a: argparse.Namespace) -> int:
     from graphs.services import seed
+    from guards.cli import DEEPSET_TRAIN
 
-    counts = seed(settings, reset=a.reset)
+    guard_data = None if a.guard_data == "none" else Path(a.guard_data) if a.guard_data else DEEPSET_TRAIN
+    if guard_data is not None and not guard_data.is_file():
+        if a.guard_data:
+            raise UsageError(f"no such file: {guard_data}")
+        guard_data = None  # no shared data here: the built-in screen
+    counts = seed(settings, reset=a.reset, guard_data=guard_data)
     print(json.dumps(counts, default=str, indent=None if a.json else 2))
     return 0
 
@@ -450,8 +456,11 @@ def cmd_ingest(settings: Settings, a: argparse.Namespace) -> int:
     path = Path(a.path)
     if not path.exists():
         raise UsageError(f"no such file or directory: {path}")
-    memory = ChromaMemory.persistent(settings.data_dir / "chroma", get_embedder(settings.embedder_cache))
-    report = ingest_path(path, memory, progress=not a.json)
+    from guards.injection import get_guard
+
+    embedder = get_embedder(settings.embedder_cache)
+    memory = ChromaMemory.persistent(settings.data_dir / "chroma", embedder)
+    report = ingest_path(path, memory, progress=not a.json, guard=get_guard(settings.data_dir, embedder=embedder))
     data = report.model_dump() if hasattr(report, "model_dump") else vars(report)
     print(json.dumps(data, default=str) if a.json else "\n".join(f"{k}: {v}" for k, v in data.items()))
     return 1 if data.get("errors") and not data.get("documents") else 0
@@ -495,13 +504,16 @@ def cmd_lessons(settings: Settings, a: argparse.Namespace) -> int:
         return 0
     if a.lesson_id is None:
         raise UsageError(f"lessons {a.action} needs a lesson id (see 'python app.py lessons list')")
-    knowledge = None
+    knowledge = guard = None
     if a.action == "approve":
         from graphs.services import build_services
+        from guards.injection import guard_for
 
-        knowledge = build_services(settings).knowledge
+        services = build_services(settings)
+        knowledge, guard = services.knowledge, guard_for(services)
     try:
-        lesson = queue.review(a.lesson_id, "approved" if a.action == "approve" else "rejected", knowledge=knowledge)
+        lesson = queue.review(a.lesson_id, "approved" if a.action == "approve" else "rejected", knowledge=knowledge,
+                              guard=guard)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print(json.dumps(as_dict(lesson), default=str) if a.json else f"lesson {lesson.id} {lesson.status}")
@@ -566,8 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--thread")
     s.set_defaults(func=cmd_chat)
 
-    s = sub.add_parser("seed", help="seed the demo shop, knowledge base and intent classifier")
+    s = sub.add_parser("seed", help="seed the demo shop, knowledge base, intent classifier and injection screen")
     s.add_argument("--reset", action="store_true", help="rebuild from scratch")
+    s.add_argument("--guard-data", metavar="FILE|none",
+                   help="labelled set the injection screen also trains on (default: the deepset train split under "
+                   "../shared/data when present; none: the project's examples only)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_seed)
 
@@ -598,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("bench", "run benchmarks (bench memory ...)"),
         ("apikey", "API keys for the served API (apikey create | list | revoke)"),
         ("health", "health checks and circuit breakers of models and tools (health [--json])"),
+        ("train-guard", "retrain the prompt-injection screen on a labelled set (--data FILE)"),
     ):
         s = sub.add_parser(name, help=help_, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
@@ -620,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         return delegate("auth.cli", "apikey_main", argv[1:])
     if argv and argv[0] == "health":
         return delegate("observability.health_cli", "health_main", argv[1:])
+    if argv and argv[0] == "train-guard":
+        return delegate("guards.cli", "train_main", argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(Settings.from_env(), args) or 0)

@@ -1,259 +1,273 @@
-"""Evaluate the two-stage prompt-injection screen (guards.injection): rules only, model only, combined.
+"""Evaluate the prompt-injection screen (guards.injection): fit on deepset train + the project's examples,
+choose the threshold on validation folds of train, score the deepset test split once.
 
-Reads ``prompt-injections-deepset/{train,test}.jsonl`` from the data directory by path (never copied into
-the project). The rule patterns, ``THRESHOLD`` and ``MODEL_THRESHOLD`` were chosen on the train split only
-(the model never trains on it: it learns from ``guards/injection_examples.yaml`` and the support
-utterances); the test split is scored as-is. The model threshold is selected as the one with the best
-model-only F1 on train among those whose cross-validated false-positive rate on the support utterances is
-at most ``MAX_SUPPORT_CV_FPR``.
+Protocol. The learned stage is fitted exactly as ``python app.py seed`` / ``train-guard`` fit the shipped model
+(guards.injection_model.fit): the threshold is chosen on grouped 5-fold cross-validation over the deepset
+*train* split (near-duplicates and translations kept in one fold; the support utterances split into the same
+folds), then the model is refitted on all of train plus the project's examples. The test split is read and
+scored once, after that, by the combined screen (rules or model); rules-only and model-only figures are the
+same predictions taken apart. The feature settings in ``config/guard.yaml`` were chosen with ``--select``,
+which compares a small grid on the same train folds and never reads the test split.
 
-Support-utterance false positives (``demo/intent_examples.yaml``) are reported three ways: on every
-utterance with the deployed screen (the ``examples`` are in the model's training data, so this is
-in-sample), on the held-out ``smoke`` utterances, and 5-fold cross-validated over the ``examples`` (each
-fold scored by a model trained without it), the honest estimate for unseen support text. Writes
-``<out>/injection.json``; the report holds figures, rule counts and flagged *project* texts only, no
-dataset text.
+Benign support tickets: the project's own customer messages that the model did *not* train on: every customer
+``say:`` in ``evals/answers_suite.yaml`` and every ticket in ``evals/routing_suite.yaml`` (minus the ones those
+suites expect the guard to refuse), and the held-out ``smoke`` utterances of ``demo/intent_examples.yaml``.
+Their false-positive rate is ``benign_support_fpr``.
 
-Usage: ``python -m evals.injection [--data-dir ../shared/data] [--out evals/reports]``
+Reads ``prompt-injections-deepset/{train,test}.jsonl`` under the data directory by path (never copied into the
+project) and skips that part clearly when absent. Writes ``<out>/injection.json``: figures, counts and flagged
+*project* texts only, no dataset text.
+
+Usage: ``python app.py eval injection [--data-dir ../shared/data] [--out evals/reports] [--json] [--select]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import yaml
 
 from guards.injection import (
     EXAMPLES_FILE,
-    MODEL_THRESHOLD,
+    KB_DIR,
     SUPPORT_FILE,
-    THRESHOLD,
-    InjectionVerdict,
+    Guard,
     combine,
-    fit_model,
-    load_examples,
-    model_probabilities,
+    project_rows,
     screen_rules,
     support_utterances,
-    weighted_examples,
 )
-
-if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
+from guards.injection_model import GuardConfig, Row, cross_validate, fit, load_config, metrics, read_labelled
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_OUT = REPO_ROOT / "evals" / "reports"
 DATASET = "prompt-injections-deepset"
-SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-MODEL_SWEEP = tuple(round(0.3 + 0.05 * i, 2) for i in range(13))  # 0.30 .. 0.90
-MAX_SUPPORT_CV_FPR = 0.01
-CV_FOLDS = 5
+ANSWERS_SUITE = REPO_ROOT / "evals" / "answers_suite.yaml"
+ROUTING_SUITE = REPO_ROOT / "evals" / "routing_suite.yaml"
+TARGETS = {"recall": 0.95, "fpr": 0.05, "benign_support_fpr": 0.01}
 
 
-def _read_jsonl(path: Path) -> list[tuple[str, int]]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rec = json.loads(line)
-                rows.append((str(rec["text"]), int(rec["label"])))
-    return rows
+def benign_tickets(
+    answers: Path = ANSWERS_SUITE, routing: Path = ROUTING_SUITE, support_file: Path = SUPPORT_FILE
+) -> list[str]:
+    """The project's own customer messages that no model trains on (see the module doc), de-duplicated.
 
-
-def _metrics(labels: Sequence[int], preds: Sequence[bool]) -> dict[str, Any]:
-    tp = sum(1 for y, p in zip(labels, preds, strict=True) if y and p)
-    fp = sum(1 for y, p in zip(labels, preds, strict=True) if not y and p)
-    fn = sum(1 for y, p in zip(labels, preds, strict=True) if y and not p)
-    tn = len(labels) - tp - fp - fn
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "n": len(labels), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-        "false_positive_rate": round(fp / (fp + tn), 4) if fp + tn else 0.0,
-    }
-
-
-def _prf(m: dict[str, Any]) -> dict[str, Any]:
-    return {k: m[k] for k in ("precision", "recall", "f1")}
-
-
-def _fired(labels: Sequence[int], verdicts: Sequence[InjectionVerdict]) -> dict[str, int]:
-    counts = Counter(
-        "model" if r.startswith("model:") else r
-        for v, y in zip(verdicts, labels, strict=True) if y and v.is_injection for r in v.reasons
-    )
-    return dict(counts.most_common())
-
-
-def _score_split(rows: Sequence[tuple[str, int]], model: Pipeline) -> tuple[dict[str, Any], list[float], list[float]]:
-    """Combined metrics (top level, the deployed screen) with ``rules_only`` and ``model_only`` beside them."""
-    texts, labels = [t for t, _ in rows], [y for _, y in rows]
-    rules = [screen_rules(t) for t in texts]
-    probs = model_probabilities(texts, model)
-    combined = [combine(r, p) for r, p in zip(rules, probs, strict=True)]
-    report: dict[str, Any] = _metrics(labels, [v.is_injection for v in combined])
-    report["rules_only"] = _metrics(labels, [v.is_injection for v in rules])
-    report["model_only"] = _metrics(labels, [p >= MODEL_THRESHOLD for p in probs])
-    report["rules_fired_on_positives"] = _fired(labels, combined)
-    report["caught_by_model_only"] = sum(
-        1 for r, v, y in zip(rules, combined, labels, strict=True) if y and v.is_injection and not r.is_injection
-    )
-    return report, [v.score for v in rules], probs
-
-
-def _cv_support_probabilities(
-    injections: Sequence[str], benign: Sequence[str], support: Sequence[str]
-) -> list[float]:
-    """Probability for each support utterance from a model trained without its fold (interleaved folds)."""
-    probs = [0.0] * len(support)
-    if len(support) < CV_FOLDS:
-        return probs
-    bounds = [round(i * len(support) / CV_FOLDS) for i in range(CV_FOLDS + 1)]
-    order = list(range(len(support)))
-    # Interleave so every fold holds every intent (the file is grouped by intent).
-    order = [i for k in range(CV_FOLDS) for i in order[k::CV_FOLDS]]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
-        held = set(order[lo:hi])
-        train = [u for i, u in enumerate(support) if i not in held]
-        model = fit_model(*weighted_examples(injections, benign, train))
-        idx = sorted(held)
-        for i, p in zip(idx, model_probabilities([support[i] for i in idx], model), strict=True):
-            probs[i] = p
-    return probs
-
-
-def _fp_block(texts: Sequence[str], flagged: Sequence[bool], probs: Sequence[float] | None = None) -> dict[str, Any]:
-    hits = [i for i, f in enumerate(flagged) if f]
-    return {
-        "n": len(texts), "false_positives": len(hits),
-        "false_positive_rate": round(len(hits) / len(texts), 4) if texts else 0.0,
-        "flagged": [{"text": texts[i], **({"p": round(probs[i], 3)} if probs else {})} for i in hits],
-    }
-
-
-def _support_report(
-    support_file: Path, model: Pipeline, cv_probs: Sequence[float]
-) -> dict[str, Any]:
-    examples = support_utterances(support_file)
-    smoke = support_utterances(support_file, keys=("smoke",))
-    every = examples + smoke
-    rules = [screen_rules(u) for u in every]
-    probs = model_probabilities(every, model)
-    combined = [combine(r, p) for r, p in zip(rules, probs, strict=True)]
-    report = _fp_block(every, [v.is_injection for v in combined], probs)
-    report["rules_only"] = _fp_block(every, [v.is_injection for v in rules])
-    report["held_out_smoke"] = _fp_block(smoke, [v.is_injection for v in combined[len(examples):]],
-                                         probs[len(examples):])
-    cv_rules = rules[: len(examples)]
-    report["cross_validated_examples"] = {
-        "folds": CV_FOLDS,
-        **_fp_block(examples, [r.is_injection or p >= MODEL_THRESHOLD
-                               for r, p in zip(cv_rules, cv_probs, strict=True)], list(cv_probs)),
-        "model_only_fp_by_threshold": {str(t): sum(p >= t for p in cv_probs) for t in MODEL_SWEEP},
-    }
-    return report
-
-
-def select_model_threshold(
-    labels: Sequence[int], probs: Sequence[float], support_cv_probs: Sequence[float]
-) -> tuple[float, dict[str, dict[str, Any]]]:
-    """Pick the model threshold with the best model-only F1 on ``labels`` among those whose cross-validated
-    support false-positive rate is at most ``MAX_SUPPORT_CV_FPR`` (ties: the higher threshold).
-
-    Returns the threshold and the sweep table it was chosen from.
+    Turns the suites expect the guard to refuse (``status: rejected`` with ``intent: null``; the ``refused``
+    route shape) are left out: they are injections.
     """
-    sweep: dict[str, dict[str, Any]] = {}
-    best: tuple[float, float] | None = None
-    n_support = max(1, len(support_cv_probs))
-    for t in MODEL_SWEEP:
-        m = _prf(_metrics(labels, [p >= t for p in probs]))
-        fp = sum(p >= t for p in support_cv_probs)
-        sweep[str(t)] = {**m, "support_cv_fp": fp}
-        if fp / n_support <= MAX_SUPPORT_CV_FPR and (best is None or m["f1"] >= best[1]):
-            best = (t, m["f1"])
-    return (best[0] if best else MODEL_SWEEP[-1]), sweep
+    texts: list[str] = []
+    if Path(answers).is_file():
+        data = yaml.safe_load(Path(answers).read_text(encoding="utf-8")) or {}
+        for conv in data.get("conversations") or []:
+            for turn in conv.get("turns") or []:
+                refused = turn.get("status") == "rejected" and "intent" in turn and turn["intent"] is None
+                if "say" in turn and not refused:
+                    texts.append(str(turn["say"]))
+    if Path(routing).is_file():
+        data = yaml.safe_load(Path(routing).read_text(encoding="utf-8")) or {}
+        texts += [str(c["text"]) for c in data.get("cases") or [] if c.get("shape") != "refused"]
+    texts += support_utterances(support_file, keys=("smoke",))
+    trained = set(support_utterances(support_file))
+    return [t for t in dict.fromkeys(texts) if t.strip() and t not in trained]
+
+
+def _read_split(path: Path) -> list[tuple[str, int]]:
+    return read_labelled(path)
+
+
+def _overlap(test: Sequence[str], others: Sequence[str], threshold: float = 0.8) -> int:
+    """How many ``test`` texts have a near-duplicate (char 3-5-gram cosine > threshold) among ``others``."""
+    if not test or not others:
+        return 0
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit([*test, *others])
+    sims = vec.transform(test) @ vec.transform(others).T
+    return int((sims.max(axis=1).toarray().ravel() > threshold).sum())
+
+
+def _screen_many(guard: Guard, texts: Sequence[str]) -> tuple[list[Any], list[float]]:
+    probs = guard.probabilities(texts)
+    verdicts = [combine(screen_rules(t), p, guard.threshold) for t, p in zip(texts, probs, strict=True)]
+    return verdicts, probs
+
+
+def _latency(guard: Guard, texts: Sequence[str], n: int = 200) -> dict[str, float]:
+    """p50 / p95 milliseconds of one ``guard.screen`` call (one message at a time, as guard_input does)."""
+    sample = list(texts)[:n]
+    if not sample:
+        return {}
+    guard.screen(sample[0])  # warm-up
+    times = []
+    for t in sample:
+        started = time.perf_counter()
+        guard.screen(t)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"n": len(times), "p50_ms": round(statistics.median(times), 2),
+            "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 2)}
+
+
+def _default_embedder() -> Any:
+    from memory.embeddings import get_embedder
+
+    return get_embedder()
 
 
 def run(
-    data_dir: Path, out_dir: Path, *, support_file: Path = SUPPORT_FILE, examples_file: Path = EXAMPLES_FILE
+    data_dir: Path, out_dir: Path, *, support_file: Path = SUPPORT_FILE, examples_file: Path = EXAMPLES_FILE,
+    answers: Path = ANSWERS_SUITE, routing: Path = ROUTING_SUITE, kb_dir: Path = KB_DIR, embedder: Any = None,
+    config: GuardConfig | None = None,
 ) -> dict[str, Any]:
-    """Score rules only, model only and the combined screen on the deepset splits and the support utterances.
+    """Fit, validate on train folds, score test once, and measure the benign support tickets.
 
-    The model is fitted from ``examples_file`` and ``support_file`` (the deployed screen uses the defaults).
-    Returns the report dict and writes it to ``out_dir/injection.json``. A missing dataset or support file
-    is reported under ``skipped`` instead of failing.
+    Returns the report and writes it to ``out_dir/injection.json``. Without the dataset the model is fitted on
+    the project's examples alone (the built-in screen) and the deepset part is listed under ``skipped``.
     """
-    report: dict[str, Any] = {
-        "threshold": THRESHOLD, "model_threshold": MODEL_THRESHOLD, "dataset": DATASET, "skipped": [],
-    }
-    injections, benign = load_examples(examples_file)
-    support = support_utterances(support_file)
-    started = time.perf_counter()
-    model = fit_model(*weighted_examples(injections, benign, support))
-    report["model"] = {
-        "features": "tfidf char_wb 2-5 + word 1-2 on normalised text", "classifier": "logistic regression",
-        "training_examples": {"injection": len(injections), "benign": len(benign), "support": len(support)},
-        "fit_seconds": round(time.perf_counter() - started, 2),
-    }
-    cv_probs = _cv_support_probabilities(injections, benign, support) if support else []
+    config = config or load_config()
+    embedder = embedder if embedder is not None else _default_embedder()
+    report: dict[str, Any] = {"dataset": DATASET, "targets": TARGETS, "skipped": [],
+                              "config": config.model_dump(mode="json")}
+    rows = project_rows(examples_file, support_file, kb_dir)
     ds_dir = Path(data_dir) / DATASET
     train_path, test_path = ds_dir / "train.jsonl", ds_dir / "test.jsonl"
-    if train_path.is_file() and test_path.is_file():
-        train_rows, test_rows = _read_jsonl(train_path), _read_jsonl(test_path)
-        report["train"], rule_scores, train_probs = _score_split(train_rows, model)
-        labels = [y for _, y in train_rows]
-        report["train_rule_threshold_sweep"] = {
-            str(t): _prf(_metrics(labels, [s >= t for s in rule_scores])) for t in SWEEP
+    have_data = train_path.is_file() and test_path.is_file()
+    if have_data:
+        rows += [Row(t, y, "data") for t, y in _read_split(train_path)]
+    else:
+        msg = f"{ds_dir} not found: deepset prompt-injection splits skipped (model fitted on the project's examples)"
+        print(msg, file=sys.stderr)
+        report["skipped"].append(msg)
+    started = time.perf_counter()
+    model = fit(rows, embedder, config, meta={"origin": "eval"})
+    guard = Guard(model, embedder, "eval")
+    report["model"] = {
+        "features": "tfidf char_wb + word n-grams on normalised text, MiniLM embedding; max over windows",
+        "classifier": "logistic regression", "trained_on": model.meta["training"],
+        "fit_seconds": round(time.perf_counter() - started, 1),
+    }
+    report["validation"] = model.meta.get("validation", {})
+    report["threshold"] = round(model.threshold, 4)
+    if have_data:
+        test = _read_split(test_path)  # read and scored once, after every setting is fixed
+        texts, labels = [t for t, _ in test], [y for _, y in test]
+        verdicts, probs = _screen_many(guard, texts)
+        combined = metrics(labels, [v.is_injection for v in verdicts])
+        report["test"] = {
+            "n_test": len(test), **combined,
+            "rules_only": metrics(labels, [screen_rules(t).is_injection for t in texts]),
+            "model_only": metrics(labels, [p >= guard.threshold for p in probs]),
+            "caught_by_model_only": sum(1 for t, v, y in zip(texts, verdicts, labels, strict=True)
+                                        if y and v.is_injection and not screen_rules(t).is_injection),
+            "near_duplicates_in_train": _overlap(texts, [r.text for r in rows if r.source == "data"]),
+            "near_duplicates_in_project_examples": _overlap(texts, [r.text for r in rows if r.source == "project"]),
         }
-        selected, sweep = select_model_threshold(labels, train_probs, cv_probs)
-        report["train_model_threshold_sweep"] = sweep
-        report["model_threshold_selected_on_train"] = selected
-        report["test"], _, _ = _score_split(test_rows, model)
-    else:
-        msg = f"{ds_dir} not found: deepset prompt-injection splits skipped"
-        print(msg, file=sys.stderr)
-        report["skipped"].append(msg)
-    if support_file.is_file():
-        report["support_utterances"] = _support_report(support_file, model, cv_probs)
-    else:
-        msg = f"{support_file} not found: support false-positive check skipped"
-        print(msg, file=sys.stderr)
-        report["skipped"].append(msg)
+    tickets = benign_tickets(answers, routing, support_file)
+    verdicts, probs = _screen_many(guard, tickets)
+    flagged = [{"text": t, "p": round(p, 3), "reasons": v.reasons}
+               for t, v, p in zip(tickets, verdicts, probs, strict=True) if v.is_injection]
+    report["benign_support"] = {"n": len(tickets), "false_positives": len(flagged),
+                                "fpr": round(len(flagged) / len(tickets), 4) if tickets else 0.0,
+                                "flagged": flagged}
+    report["latency"] = _latency(guard, tickets)
+    test_m = report.get("test", {})
+    report["summary"] = {
+        "n_test": test_m.get("n_test"), "recall": test_m.get("recall"), "fpr": test_m.get("fpr"),
+        "precision": test_m.get("precision"), "f1": test_m.get("f1"),
+        "benign_support_fpr": report["benign_support"]["fpr"], "benign_support_n": len(tickets),
+        "threshold": report["threshold"], "validation_recall": report["validation"].get("recall"),
+        "validation_fpr": report["validation"].get("fpr"), "p50_ms": report["latency"].get("p50_ms"),
+    }
+    if test_m:
+        report["summary"]["targets_met"] = bool(
+            test_m["recall"] >= TARGETS["recall"] and test_m["fpr"] <= TARGETS["fpr"]
+            and report["benign_support"]["fpr"] <= TARGETS["benign_support_fpr"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "injection.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 
+SELECT_GRID = [
+    {"classifier": {"C": c}, "features": {"embedding_weight": e}, "windows": {"weight": w}}
+    for c in (3.0, 10.0, 30.0) for e in (0.0, 1.0) for w in (0.0, 1.0)
+]
+
+
+def select(data_dir: Path, out_dir: Path, *, embedder: Any = None) -> dict[str, Any]:
+    """Compare :data:`SELECT_GRID` on the grouped validation folds of deepset *train* (the test split is not
+    read). Each setting's threshold is chosen as in :func:`fit`; the table ranks them by validation recall."""
+    train_path = Path(data_dir) / DATASET / "train.jsonl"
+    if not train_path.is_file():
+        raise FileNotFoundError(f"{train_path} not found: --select needs the deepset train split")
+    embedder = embedder if embedder is not None else _default_embedder()
+    base = load_config()
+    rows = project_rows() + [Row(t, y, "data") for t, y in _read_split(train_path)]
+    table = []
+    for change in SELECT_GRID:
+        merged = base.model_dump()
+        for section, values in change.items():
+            merged[section] = {**merged[section], **values}
+        config = GuardConfig.model_validate(merged)
+        cv = cross_validate(rows, embedder, config)
+        from guards.injection_model import choose_threshold
+
+        t = choose_threshold(cv["scores"], cv["labels"], cv["support_scores"], config.threshold.max_validation_fpr,
+                             config.threshold.max_support_fpr)
+        m = metrics(cv["labels"], cv["scores"] >= t)
+        table.append({"setting": change, "threshold": round(t, 4), "recall": m["recall"], "fpr": m["fpr"],
+                      "support_fpr": round(float((cv["support_scores"] >= t).mean()), 4)})
+        print(f"{json.dumps(change)}: recall={m['recall']} fpr={m['fpr']} threshold={t:.3f}", flush=True)
+    table.sort(key=lambda r: -r["recall"])
+    report = {"validation": "grouped 5-fold CV on deepset train", "table": table, "best": table[0]}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "injection_select.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: run the evaluation and print the headline figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    """CLI entry point: run the evaluation and print the headline figures (``--json``: the summary as JSON)."""
+    parser = argparse.ArgumentParser(prog="app.py eval injection", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--json", action="store_true", help="print one JSON object (the summary and details)")
+    parser.add_argument("--select", action="store_true",
+                        help="compare feature settings on train validation folds only (never reads test)")
     args = parser.parse_args(argv)
+    if args.select:
+        try:
+            report = select(args.data_dir, args.out)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(report["best"]) if args.json else f"best on validation: {report['best']}")
+        return 0
     report = run(args.data_dir, args.out)
-    for split in ("train", "test"):
-        if split in report:
-            for name, m in (("rules only", report[split]["rules_only"]), ("model only", report[split]["model_only"]),
-                            ("combined", report[split])):
-                print(f"{split} {name:10s}: precision={m['precision']} recall={m['recall']} f1={m['f1']} "
-                      f"(n={m['n']})")
-    if "model_threshold_selected_on_train" in report:
-        print(f"model threshold: {MODEL_THRESHOLD} (selected on train: {report['model_threshold_selected_on_train']})")
-    if "support_utterances" in report:
-        s = report["support_utterances"]
-        cv = s["cross_validated_examples"]
-        print(f"support utterances: {s['false_positives']}/{s['n']} flagged (rules only "
-              f"{s['rules_only']['false_positives']}); held-out smoke {s['held_out_smoke']['false_positives']}/"
-              f"{s['held_out_smoke']['n']}; {cv['folds']}-fold CV {cv['false_positives']}/{cv['n']}")
+    s = report["summary"]
+    if args.json:
+        detail = {k: report[k] for k in ("validation", "test", "benign_support", "latency", "skipped") if k in report}
+        print(json.dumps({**s, **detail}, ensure_ascii=False))
+        return 0
+    v = report["validation"]
+    print(f"validation ({v.get('pool')} folds): threshold={report['threshold']} recall={v.get('recall')} "
+          f"fpr={v.get('fpr')} support_fpr={v.get('support_fpr')} auc={v.get('auc')}")
+    if "test" in report:
+        t = report["test"]
+        for name, m in (("rules only", t["rules_only"]), ("model only", t["model_only"]), ("combined", t)):
+            print(f"test {name:10s}: precision={m['precision']} recall={m['recall']} fpr={m['fpr']} f1={m['f1']} "
+                  f"(n={m['n']})")
+    b = report["benign_support"]
+    print(f"n_test={s['n_test']} recall={s['recall']} fpr={s['fpr']} precision={s['precision']} "
+          f"benign_support_fpr={s['benign_support_fpr']} ({b['false_positives']}/{b['n']}) p50_ms={s['p50_ms']}")
     print(f"wrote {Path(args.out) / 'injection.json'}")
     return 0
 

@@ -42,9 +42,14 @@ def classifier_dir(settings: Settings) -> Path:
     return settings.data_dir / "models" / "intents"
 
 
-def seed(settings: Settings, *, reset: bool = False, embedder: Any = None, progress: bool = False) -> dict[str, Any]:
-    """Seed the demo: shop database, knowledge base in Chroma, and the shop intent classifier.
+def seed(
+    settings: Settings, *, reset: bool = False, embedder: Any = None, progress: bool = False,
+    guard_data: Path | None = None,
+) -> dict[str, Any]:
+    """Seed the demo: shop database, knowledge base in Chroma, the shop intent classifier and the injection screen.
 
+    The screen is trained on the project's examples plus `guard_data` (a labelled set) into the data directory;
+    without `guard_data` the built-in screen is fitted (and cached) so the first ticket does not wait for it.
     Idempotent: a second call changes nothing unless `reset` is true.
     """
     from classifier.cli import train_shop_classifier
@@ -66,6 +71,15 @@ def seed(settings: Settings, *, reset: bool = False, embedder: Any = None, progr
         counts["classifier"] = getattr(clf, "metrics", {})
     else:
         counts["classifier"] = "already trained"
+    from guards.injection import get_guard, trained_dir
+
+    if guard_data is not None and (reset or not (trained_dir(settings.data_dir) / "manifest.json").exists()):
+        from guards.cli import train_and_save
+
+        counts["guard"] = train_and_save(settings, guard_data, embedder=embedder)
+    else:
+        guard = get_guard(settings.data_dir, embedder=embedder)
+        counts["guard"] = {"origin": guard.origin, "threshold": round(guard.threshold, 4)}
     return counts
 
 

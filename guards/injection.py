@@ -4,16 +4,16 @@ Stage 1 (rules): the text is normalised (Unicode NFKC, lower case, zero-width ch
 de-leetspeak, spaced-out letters joined) and matched against weighted patterns. The rule score is the sum of
 the weights of the distinct rules that fired, capped at 1.0; it flags at ``score >= THRESHOLD``.
 
-Stage 2 (model): a small scikit-learn model (TF-IDF character 2-5-grams + word 1-2-grams, logistic
-regression) trained at first use from the project's own examples only: ``guards/injection_examples.yaml``
-(injection attempts and off-topic benign chatter) plus the shop's support utterances in
-``demo/intent_examples.yaml`` as more benign text. It is fitted once per process (about a second) and
-catches what the rules miss, mostly role-play and persona prompts ("you are now ...", "act as ...").
-It flags at ``probability >= MODEL_THRESHOLD``, a value chosen on the deepset train split (see
-``evals/injection.py``).
+Stage 2 (model, guards/injection_model.py): TF-IDF character and word n-grams plus the MiniLM sentence
+embedding, logistic regression, scored on the text and its windows; its threshold is chosen on held-out folds
+whenever it is fitted. :func:`get_guard` loads the model trained into the data directory (``seed`` with the
+deepset train split, or ``python app.py train-guard``) or else the built-in one, fitted once from the project's
+own examples (``guards/injection_examples.yaml``, the support utterances of ``demo/intent_examples.yaml`` and the
+sentences of ``demo/kb``) and cached beside the encoder.
 
-:func:`screen` flags a text when either stage does. Patterns aim at instructions *to the assistant*
-("ignore all previous instructions", "reveal your system prompt", role markers, tool-call JSON), not at
+:func:`screen` flags a message when either stage does; :func:`screen_document` screens a long text (an article
+to ingest, a lesson, a retrieved article, a tool result) window by window. Patterns aim at instructions *to the
+assistant* ("ignore all previous instructions", "reveal your system prompt", role markers, tool-call JSON), not at
 ordinary support language: "please ignore my previous email" refers to the customer's own message and is
 not flagged.
 """
@@ -22,35 +22,33 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from guards.injection_model import Embedder, GuardModel, Row, fingerprint, fit, load_config
 
-if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 THRESHOLD = 0.5
 """Score at or above which a text is treated as an injection attempt."""
 
-MODEL_THRESHOLD = 0.5
-"""Model probability at or above which the learned stage flags a text (chosen on the deepset train split)."""
-
 EXAMPLES_FILE = Path(__file__).with_name("injection_examples.yaml")
 """The project's own labelled examples (``injection`` and ``benign`` groups) for the learned stage."""
 
-SUPPORT_WEIGHT_SHARE = 0.6
-"""Share of the benign class's training weight carried by the support utterances (the rest: off-topic)."""
-
 SUPPORT_FILE = Path(__file__).resolve().parents[1] / "demo" / "intent_examples.yaml"
 """The demo shop's intent examples; their ``examples`` utterances are benign training text."""
+
+KB_DIR = Path(__file__).resolve().parents[1] / "demo" / "kb"
+"""The demo knowledge base; its sentences are benign training text for documents."""
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
@@ -114,7 +112,7 @@ _RULES: list[tuple[str, float, str]] = [
      r"|\byour (?:new )?instructions are now\b|\byour new task is\b"),
     ("instead_output", 0.5,
      r"\b(?:instead|rather) (?:output|print|say|write|respond)\b"
-     r"|\b(?:just|only) (?:output|print|say|respond with)\b"
+     r"|\b(?:just|only) (?:output|print|say|respond with)\b(?! so\b)"
      r"|\bdo not answer (?:this|the) question\b|\bi command you\b"
      r"|\bnot (?:by|from|according to) the (?:provided |given )?(?:articles|documents|context)\b"),
     ("praise_pivot", 0.4,
@@ -268,7 +266,7 @@ def screen_rules(text: str, *, _depth: int = 0) -> InjectionVerdict:
     return InjectionVerdict(is_injection=score >= THRESHOLD, score=score, reasons=sorted(hits))
 
 
-# --- stage 2: learned model ------------------------------------------------------------------------------
+# --- stage 2: learned model (guards/injection_model.py) -------------------------------------------------
 
 
 def support_utterances(path: Path = SUPPORT_FILE, keys: Sequence[str] = ("examples",)) -> list[str]:
@@ -308,108 +306,234 @@ def load_examples(path: Path = EXAMPLES_FILE) -> tuple[list[str], list[str]]:
     return flat(data.get("injection")), flat(data.get("benign"))
 
 
-def training_data(
-    examples_file: Path = EXAMPLES_FILE, support_file: Path = SUPPORT_FILE
-) -> tuple[list[str], list[int], list[float]]:
-    """Texts, labels (1 = injection) and sample weights for the learned stage.
+def kb_sentences(kb_dir: Path = KB_DIR) -> list[tuple[str, str]]:
+    """``(article name, sentence)`` for every sentence of the knowledge-base articles in ``kb_dir``."""
+    out: list[tuple[str, str]] = []
+    for path in sorted(Path(kb_dir).glob("*.md")) if Path(kb_dir).is_dir() else []:
+        out += [(path.stem, s) for s in document_sentences(path.read_text(encoding="utf-8"))]
+    return out
 
-    The texts are the examples file plus the support utterances. The injection examples carry half of the
-    total weight; of the benign half, the support utterances (far more numerous) carry 60 % and the off-topic
-    examples 40 %, so the model learns "instruction to the assistant" rather than "not about shopping".
-    """
+
+def project_rows(
+    examples_file: Path = EXAMPLES_FILE, support_file: Path = SUPPORT_FILE, kb_dir: Path = KB_DIR
+) -> list[Row]:
+    """The project's own training rows: its labelled examples, the support utterances and the sentences of
+    the demo knowledge base (both benign)."""
     injections, benign = load_examples(examples_file)
-    support = support_utterances(support_file)
-    return weighted_examples(injections, benign, support)
-
-
-def weighted_examples(
-    injections: Sequence[str], benign: Sequence[str], support: Sequence[str] = ()
-) -> tuple[list[str], list[int], list[float]]:
-    """Texts, labels and group weights (see :func:`training_data`) for the given example groups."""
-    texts = [*injections, *benign, *support]
-    labels = [1] * len(injections) + [0] * (len(benign) + len(support))
-    n = len(texts)
-    support_share = SUPPORT_WEIGHT_SHARE if support and benign else (1.0 if support else 0.0)
-    weights = (
-        [n / 2 / max(1, len(injections))] * len(injections)
-        + [n / 2 * (1.0 - support_share) / max(1, len(benign))] * len(benign)
-        + [n / 2 * support_share / max(1, len(support))] * len(support)
+    return (
+        [Row(t, 1, "project") for t in injections]
+        + [Row(t, 0, "project") for t in benign]
+        + [Row(t, 0, "support") for t in support_utterances(support_file)]
+        + [Row(s, 0, "document", group=name) for name, s in kb_sentences(kb_dir)]
     )
-    return texts, labels, weights
 
 
-def fit_model(
-    texts: Sequence[str], labels: Sequence[int], weights: Sequence[float] | None = None
-) -> Pipeline:
-    """Fit the learned stage: TF-IDF char 2-5-grams + word 1-2-grams on normalised text, logistic regression.
-
-    ``weights`` are per-sample weights (see :func:`training_data`); without them classes are balanced.
-    """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import FeatureUnion, Pipeline
-
-    features = FeatureUnion([
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
-        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True)),
-    ])
-    model = Pipeline([
-        ("features", features),
-        ("clf", LogisticRegression(C=100.0, class_weight=None if weights else "balanced", solver="liblinear")),
-    ])
-    model.fit([normalise(t) for t in texts], list(labels), clf__sample_weight=list(weights) if weights else None)
-    return model
-
-
-_MODEL: Pipeline | None = None
-_MODEL_LOCK = threading.Lock()
-
-
-def get_model() -> Pipeline:
-    """The process-wide learned stage, fitted from :data:`EXAMPLES_FILE` and :data:`SUPPORT_FILE` on first use."""
-    global _MODEL
-    if _MODEL is None:
-        with _MODEL_LOCK:
-            if _MODEL is None:
-                _MODEL = fit_model(*training_data())
-    return _MODEL
-
-
-def model_probabilities(texts: Sequence[str], model: Pipeline | None = None) -> list[float]:
-    """Probability that each text is an injection attempt, according to the learned stage."""
-    if not texts:
-        return []
-    fitted = model if model is not None else get_model()
-    return [float(p) for p in fitted.predict_proba([normalise(t) for t in texts])[:, 1]]
-
-
-def _model_score(p: float, model_threshold: float) -> float:
-    """Map a probability onto the rule-score scale so that ``model_threshold`` lands on ``THRESHOLD``."""
-    if p >= model_threshold:
-        return THRESHOLD + (p - model_threshold) * (1.0 - THRESHOLD) / max(1e-9, 1.0 - model_threshold)
-    return p * THRESHOLD / model_threshold
-
-
-def combine(rules: InjectionVerdict, p: float, model_threshold: float = MODEL_THRESHOLD) -> InjectionVerdict:
+def combine(rules: InjectionVerdict, p: float, model_threshold: float) -> InjectionVerdict:
     """Combine a rules verdict with a model probability: flagged when either stage flags.
 
-    The score is the larger of the rule score and the mapped probability, so ``score >= THRESHOLD`` exactly
-    when the verdict is an injection; a firing model adds the reason ``model:p=0.93``.
+    The score is the larger of the rule score and the probability mapped so that ``model_threshold`` lands on
+    ``THRESHOLD``; so ``score >= THRESHOLD`` exactly when the verdict is an injection. A firing model adds the
+    reason ``model:p=0.93``.
     """
     model_flags = p >= model_threshold
+    if p >= model_threshold:
+        mapped = THRESHOLD + (p - model_threshold) * (1.0 - THRESHOLD) / max(1e-9, 1.0 - model_threshold)
+    else:
+        mapped = p * THRESHOLD / model_threshold
     is_injection = rules.is_injection or model_flags
-    score = round(max(rules.score, _model_score(p, model_threshold)), 3)
+    score = round(max(rules.score, mapped), 3)
     if not is_injection:
         score = min(score, round(THRESHOLD - 0.001, 3))
     reasons = [*rules.reasons, f"model:p={p:.2f}"] if model_flags else list(rules.reasons)
     return InjectionVerdict(is_injection, score, reasons, model_probability=round(p, 4))
 
 
-def screen(text: str) -> InjectionVerdict:
-    """Screen ``text`` for prompt-injection attempts with the rules and the learned model.
+@dataclass(frozen=True, slots=True)
+class DocumentVerdict:
+    """Outcome of :func:`screen_document`: flagged when any window is."""
 
-    Returns an :class:`InjectionVerdict` whose ``reasons`` name the rules that fired plus ``model:p=...``
-    when the model flags, and whose ``score`` is at or above ``THRESHOLD`` exactly when it is an injection.
-    Deterministic; the first call fits the model (about a second), later calls take about a millisecond.
+    is_injection: bool
+    reasons: list[str]
+    flagged: list[dict[str, Any]]
+    """The flagged windows: ``{"window": index, "text": first 160 characters, "reasons": [...]}``."""
+    windows: int
+
+    def message(self) -> str:
+        """One line for people: why the document was refused."""
+        if not self.flagged:
+            return "no instructions to the assistant found"
+        first = self.flagged[0]
+        return (f"it carries instructions to the assistant ({', '.join(first['reasons'][:3])}) in "
+                f"\"{first['text'][:100]}\"" + (f" and {len(self.flagged) - 1} more place(s)" if len(self.flagged) > 1
+                                                 else ""))
+
+
+_DOC_SPLIT = re.compile(r"(?<=[.?!])\s+|\n+")
+_DOC_MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)")
+_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
+
+
+def document_sentences(text: str) -> list[str]:
+    """The sentences (and lines) of a long text, without front matter and markdown list or heading markers."""
+    body = _FRONT_MATTER.sub("", text)
+    sentences = [_DOC_MARKUP.sub("", s).strip() for s in _DOC_SPLIT.split(body)]
+    return [s for s in sentences if len(s) >= 3]
+
+
+def document_windows(text: str) -> list[str]:
+    """Sentence-level windows of a long text: each sentence, then each pair of neighbouring sentences."""
+    sentences = document_sentences(text)
+    pairs = [f"{a} {b}" for a, b in zip(sentences, sentences[1:], strict=False)]
+    return sentences + pairs if sentences else ([text.strip()] if text.strip() else [])
+
+
+class Guard:
+    """The screen bound to one learned model and the embedder it needs.
+
+    ``origin`` says where the model came from: ``trained`` (a model under the data directory, written by
+    ``seed`` or ``train-guard``) or ``built-in`` (fitted from the project's own examples).
     """
-    return combine(screen_rules(text), model_probabilities([text])[0])
+
+    def __init__(self, model: GuardModel, embedder: Embedder | None, origin: str, path: Path | None = None) -> None:
+        self.model, self.embedder, self.origin, self.path = model, embedder, origin, path
+        self._docs: OrderedDict[str, DocumentVerdict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def threshold(self) -> float:
+        """Model probability at or above which the learned stage flags a text."""
+        return self.model.threshold
+
+    @property
+    def document_threshold(self) -> float:
+        """Model probability at or above which a window of a document flags (never below :attr:`threshold`)."""
+        return max(self.model.threshold, self.model.document_threshold)
+
+    def probabilities(self, texts: Sequence[str]) -> list[float]:
+        """The learned stage's probability for each text (text and its windows)."""
+        return [float(p) for p in self.model.probabilities(texts, self.embedder)]
+
+    def screen(self, text: str) -> InjectionVerdict:
+        """Rules and model on one message (see :func:`screen`)."""
+        return combine(screen_rules(text), self.probabilities([text])[0], self.threshold)
+
+    def screen_document(self, text: str) -> DocumentVerdict:
+        """Rules and model on each sentence-level window of a long text (see :func:`screen_document`)."""
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        with self._lock:
+            if key in self._docs:
+                self._docs.move_to_end(key)
+                return self._docs[key]
+        parts = document_windows(text)
+        probs = self.model.scores(parts, self.embedder, sub_windows=False)[1] if parts else []
+        flagged: list[dict[str, Any]] = []
+        reasons: set[str] = set()
+        for i, (part, p) in enumerate(zip(parts, probs, strict=True)):
+            rules = screen_rules(part)
+            why = list(rules.reasons) if rules.is_injection else []
+            if p >= self.document_threshold:
+                why.append(f"model:p={p:.2f}")
+            if why:
+                flagged.append({"window": i, "text": part[:160], "reasons": why})
+                reasons.update(r if not r.startswith("model:") else "model" for r in why)
+        verdict = DocumentVerdict(bool(flagged), sorted(reasons), flagged, len(parts))
+        with self._lock:
+            self._docs[key] = verdict
+            while len(self._docs) > 1024:
+                self._docs.popitem(last=False)
+        return verdict
+
+
+BUILTIN_VERSION = "1"
+"""Bump when the built-in model's training changes in code, so cached copies are refitted."""
+_GUARDS: dict[tuple[str, ...], tuple[float, Guard]] = {}
+_GUARDS_LOCK = threading.Lock()
+
+
+def trained_dir(data_dir: Path) -> Path:
+    """Where ``seed`` and ``train-guard`` write the trained screen: ``<data_dir>/models/guard``."""
+    return Path(data_dir) / "models" / "guard"
+
+
+def builtin_model(embedder: Embedder | None, cache_dir: Path | None = None) -> GuardModel:
+    """The built-in learned stage: fitted (threshold chosen by cross-validation) on the project's own examples.
+
+    Cached under ``cache_dir`` (default: the embedder's cache directory) in ``guard-builtin-<fingerprint>``, named
+    by what it was trained from, so it is fitted once per data directory and examples version.
+    """
+    config = load_config()
+    kb = b"".join(p.read_bytes() for p in sorted(KB_DIR.glob("*.md"))) if KB_DIR.is_dir() else b""
+    key = fingerprint(EXAMPLES_FILE.read_bytes(), SUPPORT_FILE.read_bytes() if SUPPORT_FILE.is_file() else b"",
+                      kb, config.model_dump_json(), BUILTIN_VERSION)
+    base = Path(cache_dir) if cache_dir is not None else getattr(embedder, "cache_dir", None)
+    target = Path(base) / f"guard-builtin-{key}" if base is not None else None
+    if target is not None and (target / "manifest.json").is_file():
+        try:
+            return GuardModel.load(target)
+        except (OSError, ValueError, KeyError, EOFError):  # damaged cache: refit below
+            pass
+    model = fit(project_rows(), embedder, config, meta={"origin": "built-in", "fingerprint": key})
+    if target is not None:
+        try:
+            model.save(target)
+        except OSError:  # a read-only cache: keep the model in memory only
+            pass
+    return model
+
+
+def get_guard(data_dir: Path | None = None, *, embedder: Embedder | None = None) -> Guard:
+    """The process-wide screen: the trained model under ``data_dir`` when there is one, else the built-in one.
+
+    A trained model written later (``train-guard``) is picked up on the next call. ``embedder`` defaults to
+    :func:`memory.embeddings.get_embedder` for ``<data_dir>/models`` (or the default cache directory); with
+    neither argument, a built-in screen this process already has is returned.
+    """
+    if data_dir is None and embedder is None:
+        with _GUARDS_LOCK:  # the process already has a built-in screen: that one
+            built_in = [g for key, (_, g) in _GUARDS.items() if key[0] == "built-in"]
+        if built_in:
+            return built_in[0]
+    if embedder is None and load_config().features.embedding_weight > 0:
+        from memory.embeddings import get_embedder
+
+        embedder = get_embedder(Path(data_dir) / "models" if data_dir is not None else None)
+    manifest = trained_dir(data_dir) / "manifest.json" if data_dir is not None else None
+    mtime = manifest.stat().st_mtime if manifest is not None and manifest.is_file() else 0.0
+    key = (str(Path(manifest).resolve()) if mtime else "built-in", str(id(embedder)))
+    with _GUARDS_LOCK:
+        cached = _GUARDS.get(key)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        if mtime:
+            guard = Guard(GuardModel.load(manifest.parent), embedder, "trained", manifest.parent)
+        else:
+            guard = Guard(builtin_model(embedder), embedder, "built-in")
+        _GUARDS[key] = (mtime, guard)
+        return guard
+
+
+def screen(text: str, guard: Guard | None = None) -> InjectionVerdict:
+    """Screen one message for prompt-injection attempts with the rules and the learned model.
+
+    Returns an :class:`InjectionVerdict` whose ``reasons`` name the rules that fired plus ``model:p=...`` when
+    the model flags, and whose ``score`` is at or above ``THRESHOLD`` exactly when it is an injection.
+    Deterministic. ``guard`` defaults to :func:`get_guard` (the built-in model).
+    """
+    return (guard or get_guard()).screen(text)
+
+
+def screen_document(text: str, guard: Guard | None = None) -> DocumentVerdict:
+    """Screen a long text (an article to ingest, a lesson, a retrieved article, a tool result) for indirect
+    injection: every sentence and every pair of neighbouring sentences goes through the rules and the model
+    (at :attr:`Guard.document_threshold`). Results are cached by content."""
+    return (guard or get_guard()).screen_document(text)
+
+
+def guard_for(services: Any) -> Guard:
+    """The screen for a graph's services: their data directory's model, on their (MiniLM) embedder."""
+    embedder = getattr(services, "embedder", None)
+    if not hasattr(embedder, "weights_hash"):  # not the MiniLM encoder the model was trained with
+        from memory.embeddings import get_embedder
+
+        embedder = get_embedder(services.settings.embedder_cache)
+    return get_guard(services.settings.data_dir, embedder=embedder)

@@ -3,6 +3,10 @@
 Ingest is idempotent: chunk ids derive from the article id and the chunk content, so running it twice
 adds nothing the second time, and a changed document replaces its old chunks. A JSONL file with a bad
 line is reported with the line number and skipped whole, so nothing is half-written.
+
+Every document is screened for indirect prompt injection first (guards.injection.screen_document: each
+sentence and pair of sentences through the rules and the learned model); a document that carries
+instructions to the assistant is refused with a message naming it and the sentence, and is not stored.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -29,6 +34,8 @@ class IngestReport:
     chunks_added: int = 0
     chunks_unchanged: int = 0
     chunks_removed: int = 0
+    refused: int = 0
+    """Documents refused because they carry instructions to the assistant (also listed in `errors`)."""
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -113,14 +120,19 @@ def _files(path: Path) -> tuple[list[Path], Path | None]:
 
 
 def ingest_path(
-    path: Path, memory: LongTermMemory, *, progress: bool = True, tenant_id: str = "default"
+    path: Path, memory: LongTermMemory, *, progress: bool = True, tenant_id: str = "default", guard: Any = None
 ) -> IngestReport:
     """Ingest a file or a directory (recursively) into `memory`'s knowledge base.
 
     Markdown may carry YAML front matter (id, title, intents, kind, ...); without an id the path
     relative to the ingested directory is used. `.txt` files take their first line as the title.
     `.jsonl` files hold one {"id"?, "title"?, "text", "intents"?} object per line.
+    `guard` (a guards.injection.Guard, default: `get_guard()`) screens each document before it is stored.
     """
+    if guard is None:
+        from guards.injection import get_guard
+
+        guard = get_guard()
     path = Path(path)
     report = IngestReport()
     if not path.exists():
@@ -152,6 +164,11 @@ def ingest_path(
                     )
                     continue
                 seen[key] = str(article.source)
+                verdict = guard.screen_document(f"{article.title}\n{article.text}")
+                if verdict.is_injection:
+                    report.refused += 1
+                    report.errors.append(f"{article.source}: refused, not ingested: {verdict.message()}")
+                    continue
                 unique.append(article)
             if unique:
                 upserted = memory.upsert_articles(unique)

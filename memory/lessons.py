@@ -6,6 +6,9 @@ cause, fix, in neutral words: greetings, sign-offs and names around them dropped
 numbers and amounts generalised — and `LessonQueue` keeps it *pending* until a reviewer approves it
 (`python app.py lessons approve ID`). Only then is it upserted into the tenant's knowledge base as an article of
 kind `lesson` (id `lesson-N`), retrieved and cited like any other article. Rejected lessons stay on record.
+
+A lesson is shared text, so it is screened for indirect prompt injection (guards.injection.screen_document):
+a reply that carries instructions to the assistant yields no lesson, and a flagged lesson cannot be approved.
 """
 
 from __future__ import annotations
@@ -83,10 +86,19 @@ class Lesson:
         return f"Lesson: {self.intent.replace('_', ' ')}"
 
 
-def make_lesson(ticket: str, human_text: str, *, intent: str, cause: str) -> dict[str, str] | None:
+def _screen(text: str, guard: Any) -> Any:
+    from guards.injection import get_guard
+
+    return (guard or get_guard()).screen_document(text)
+
+
+def make_lesson(
+    ticket: str, human_text: str, *, intent: str, cause: str, guard: Any = None
+) -> dict[str, str] | None:
     """Problem, cause and fix in neutral words, or None when the reply holds no reusable fix.
 
-    A reply that only asks the customer something ("Could you tell me the order number?") teaches nothing.
+    A reply that only asks the customer something ("Could you tell me the order number?") teaches nothing, and
+    neither does one that carries instructions to the assistant (screened with `guard`, default `get_guard()`).
     """
     fix = neutral(human_text)
     statements = [s for s in _SENTENCES.split(fix) if s and not s.rstrip().endswith("?")]
@@ -94,6 +106,8 @@ def make_lesson(ticket: str, human_text: str, *, intent: str, cause: str) -> dic
     if len(fix.split()) < MIN_FIX_WORDS:
         return None
     problem = neutral(ticket)[:300] or intent.replace("_", " ")
+    if _screen(f"{problem}\n{fix[:800]}", guard).is_injection:
+        return None
     return {"problem": problem, "cause": neutral(cause)[:300], "fix": fix[:800], "intent": intent}
 
 
@@ -148,8 +162,11 @@ class LessonQueue:
         with self._conn() as conn:
             return [_lesson(r) for r in conn.execute(sql + " ORDER BY id", params)]
 
-    def review(self, lesson_id: int, status: Status, *, knowledge: Any = None, reviewer: str = "cli") -> Lesson:
-        """Approve (publish to the knowledge base) or reject a pending lesson; raises ValueError otherwise."""
+    def review(
+        self, lesson_id: int, status: Status, *, knowledge: Any = None, reviewer: str = "cli", guard: Any = None
+    ) -> Lesson:
+        """Approve (publish to the knowledge base) or reject a pending lesson; raises ValueError otherwise,
+        and when the lesson to approve carries instructions to the assistant (screened with `guard`)."""
         lesson = self.get(lesson_id)
         if lesson is None:
             raise ValueError(f"no lesson {lesson_id}")
@@ -158,6 +175,9 @@ class LessonQueue:
         if status == "approved":
             if knowledge is None:
                 raise ValueError("approving a lesson needs the knowledge base")
+            verdict = _screen(lesson.as_article_text(), guard)
+            if verdict.is_injection:
+                raise ValueError(f"lesson {lesson_id} is not published: {verdict.message()}; reject it instead")
             from memory.knowledge import Article
 
             knowledge.upsert_articles(

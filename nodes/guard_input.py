@@ -18,7 +18,7 @@ from dialogue.slots import extract_slots
 from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import RESET, SupportState
-from guards.injection import screen
+from guards.injection import guard_for
 from guards.pii import redact
 from nodes.common import last_human, text_of
 
@@ -64,7 +64,8 @@ def make(services: ServicesProvider):
     def guard_input(
         state: SupportState, runtime: Runtime[Context]
     ) -> Command[Literal["compress_context", "generate_response"]]:
-        limits = services().policy.limits
+        svc = services()
+        limits = svc.policy.limits
         update = fresh_ticket(str(uuid.uuid4()))
         message = last_human(state.get("messages", []))
         raw = text_of(message).strip() if message else ""
@@ -83,7 +84,7 @@ def make(services: ServicesProvider):
             flags.append("pii_redacted")
             # Replace the stored message (same id) so the checkpoint keeps only the redacted text.
             update["messages"] = [HumanMessage(content=clean, id=message.id)]
-        verdict = screen(raw)
+        verdict = guard_for(svc).screen(raw)
         if verdict.is_injection:
             flags.append("prompt_injection")
             update.update(

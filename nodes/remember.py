@@ -26,6 +26,7 @@ from langgraph.types import Command
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import RESET, SupportState
+from guards.injection import guard_for
 from memory.lessons import make_lesson
 from nodes.common import thread_id, visited
 
@@ -58,6 +59,7 @@ def make(services: ServicesProvider):
                 review["final"],
                 intent=intent,
                 cause=flow.description if flow else intent.replace("_", " "),
+                guard=guard_for(svc),
             )
             if lesson is not None and svc.lessons is not None:
                 learned = svc.lessons.propose(lesson, tenant_id=ctx.tenant_id, trace_id=state.get("trace_id", ""))

@@ -7,6 +7,10 @@ relevance blended with recency) and runs the read-only shop lookups the workflow
 When the workflow is about one order and the message gives no number, the order is resolved from the
 customer's own orders (dialogue.task.resolve_order: "it", "the second one", "the one I placed
 yesterday", "the headphones"); when that leaves several, they become the candidates the answer offers.
+
+Retrieved articles and cases and the read tools' results are screened for indirect prompt injection
+(guards.injection.screen_document, cached by content): a flagged article or case is dropped, a flagged tool
+result is replaced by an error result, and the ticket is flagged `indirect_injection`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dialogue.task import is_howto, order_by_item, refers_to_order, resolve_orde
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
+from guards.injection import Guard, guard_for
 from nodes.common import visited
 from tools.shop import TOOLS, run_tool
 
@@ -53,7 +58,10 @@ def make(services: ServicesProvider):
             items.append(item)
         for hit in svc.knowledge.search_cases(text, tenant_id=ctx.tenant_id, user_id=ctx.user_id, k=2):
             items.append(_item(hit, "case"))
-        items = [i for i in items if i["relevance"] >= svc.policy.retrieval.min_relevance] or items[:1]
+        guard = guard_for(svc)
+        screened = [i for i in items if not guard.screen_document(i["text"]).is_injection]
+        flags = ["indirect_injection"] if len(screened) < len(items) else []
+        items = [i for i in screened if i["relevance"] >= svc.policy.retrieval.min_relevance] or screened[:1]
 
         lookups = dict(state.get("lookups") or {})
         entities = dict(state.get("entities", {}))
@@ -125,10 +133,33 @@ def make(services: ServicesProvider):
                               "candidates": [entities["order_id"], *others]}
         if "order_id" in entities and "task" not in update:
             update["task"] = {"order_id": entities["order_id"], "missing": [], "candidates": []}
+        for name, result in list(lookups.items()):
+            if _carries_instructions(result, guard):
+                lookups[name] = {"ok": False, "data": {}, "refusal": None,
+                                 "error": "tool result withheld: it carries instructions to the assistant"}
+                flags = [*flags, "indirect_injection"]
         update["lookups"] = lookups
+        if flags:
+            update["flags"] = flags
         return update
 
     return retrieve_knowledge
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) >= 20 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _carries_instructions(result: object, guard: Guard) -> bool:
+    """True when the free text in a tool result (notes, names, messages) reads as instructions to the assistant."""
+    texts = _strings(result.get("data") if isinstance(result, dict) else result)
+    return bool(texts) and guard.screen_document("\n".join(texts)).is_injection
 
 
 def _last_pinned(state: SupportState) -> int | None:
