@@ -216,6 +216,19 @@ def test_a_thread_interrupted_on_one_instance_is_approved_on_the_other(cluster: 
         assert shop.query("SELECT COUNT(*) AS n FROM refunds WHERE order_id = 1008")[0]["n"] == 1
 
 
+def test_a_short_load_on_both_instances_has_no_errors(cluster: Cluster) -> None:
+    import asyncio
+
+    from bench.load import run_load
+
+    report = asyncio.run(
+        run_load([s.url for s in cluster.instances], cluster.keys["demo"], clients=4, seconds=4, warmup_s=1)
+    )
+    assert report["errors"] == 0 and not report["warmup_errors"], report["error_samples"]
+    assert report["tickets"] > 0 and report["p95_ms"] >= report["p50_ms"] > 0
+    assert set(report["tickets_by_url"]) == {s.url for s in cluster.instances}
+
+
 def test_kill_9_mid_ticket_the_other_instance_finishes_it_with_one_effect(cluster: Cluster) -> None:
     desk = cluster.client(0, "desk")
     waiting = _ticket(cluster, 0, "Please cancel order 1009, I ordered too many bottles.", who="desk")
