@@ -5,8 +5,9 @@
     python -m cluster.up down      # stop what `up` started (data and databases are kept)
 
 Run it with the Aegra virtualenv's Python (`make cluster` does): the instances, `aegra db upgrade` and `chroma run`
-come from that virtualenv. Settings come from config/cluster.yaml (CLUSTER_POSTGRES_URL / CLUSTER_REDIS_URL override
-the URLs); the state file, logs, the Chroma store and the data directory live under `.cluster/` (CLUSTER_DIR).
+come from that virtualenv. Settings come from config/cluster.yaml (CLUSTER_POSTGRES_URL, CLUSTER_REDIS_URL and
+CLUSTER_INSTANCES override it); the state file, logs, the Chroma store and the data directory live under `.cluster/`
+(CLUSTER_DIR).
 
 `up` goes: Postgres and Redis reachable (else, with Docker, `docker compose -f cluster/docker-compose.yml up`; else it
 says exactly what is missing and exits 1) -> the two databases created if missing -> Aegra's migrations -> a Chroma
@@ -89,7 +90,8 @@ def load_config(path: Path = CONFIG, env: dict[str, str] | None = None) -> Clust
         raise ClusterError(f"cannot read {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ClusterError(f"{path} must hold a mapping")
-    for key, var in (("postgres_url", "CLUSTER_POSTGRES_URL"), ("redis_url", "CLUSTER_REDIS_URL")):
+    for key, var in (("postgres_url", "CLUSTER_POSTGRES_URL"), ("redis_url", "CLUSTER_REDIS_URL"),
+                     ("instances", "CLUSTER_INSTANCES")):  # fmt: skip
         if e.get(var):
             raw[key] = e[var]
     try:

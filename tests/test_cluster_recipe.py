@@ -16,8 +16,9 @@ def test_the_shipped_config_is_valid_and_env_overrides_the_urls() -> None:
     assert cfg.instances == 2 and cfg.host == "127.0.0.1"
     assert cfg.database(cfg.aegra_database).endswith(f"/{cfg.aegra_database}")
     over = up.load_config(env={"CLUSTER_POSTGRES_URL": "postgresql://sb@127.0.0.1:6543/admin",
-                               "CLUSTER_REDIS_URL": "redis://127.0.0.1:6380/2"})  # fmt: skip
+                               "CLUSTER_REDIS_URL": "redis://127.0.0.1:6380/2", "CLUSTER_INSTANCES": "1"})  # fmt: skip
     assert over.database("x") == "postgresql://sb@127.0.0.1:6543/x" and over.redis_url.endswith(":6380/2")
+    assert over.instances == 1
 
 
 @pytest.mark.parametrize(
