@@ -36,6 +36,10 @@ from tests.conftest import require_service
 from tests.pg import REDIS_URL, fresh_database, postgres_problem, redis_problem
 
 pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get("SWITCHBOARD_CLUSTER_TESTS") != "1",
+        reason="cluster tests start Aegra instances (~2 min): `make test-cluster` runs them",
+    ),
     pytest.mark.cluster,
     pytest.mark.slow,
     pytest.mark.timeout(900),
@@ -46,8 +50,6 @@ AEGRA_VENV = Path(os.environ.get("SWITCHBOARD_AEGRA_VENV", REPO / ".venv-aegra")
 
 
 def _require_cluster() -> None:
-    if os.environ.get("SWITCHBOARD_CLUSTER_TESTS") != "1":
-        pytest.skip("cluster tests start Aegra instances (~2 min): `make test-cluster` runs them")
     if not (AEGRA_VENV / "bin" / "python").exists():
         pytest.fail(f"no Aegra virtualenv at {AEGRA_VENV}: `make aegra-venv` creates it (SWITCHBOARD_AEGRA_VENV)")
     for problem in (postgres_problem(), redis_problem()):
