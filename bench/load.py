@@ -156,6 +156,7 @@ async def run_load(
         *(client_loop(n, urls[n % len(urls)], key, warm_until, warm, timeout_s, mode) for n in range(clients))
     )
     tally = Tally()
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     stop_at = started + seconds
     await asyncio.gather(
@@ -184,6 +185,8 @@ async def run_load(
         "warmup_tickets": len(warm.latencies_ms),
         "warmup_errors": warm.errors[:5],
         "cpus": os.cpu_count(),
+        # The machine's 1-minute load average around the run: other work on the same cores shows up here.
+        "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
 
