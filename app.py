@@ -459,7 +459,7 @@ def cmd_ingest(settings: Settings, a: argparse.Namespace) -> int:
     from guards.injection import get_guard
 
     embedder = get_embedder(settings.embedder_cache)
-    memory = ChromaMemory.persistent(settings.data_dir / "chroma", embedder)
+    memory = ChromaMemory.open(settings.knowledge_target, embedder)
     report = ingest_path(path, memory, progress=not a.json, guard=get_guard(settings.data_dir, embedder=embedder))
     data = report.model_dump() if hasattr(report, "model_dump") else vars(report)
     print(json.dumps(data, default=str) if a.json else "\n".join(f"{k}: {v}" for k, v in data.items()))
@@ -470,8 +470,9 @@ def cmd_memory(settings: Settings, a: argparse.Namespace) -> int:
     """A thread's task (the dialogue state in its checkpoint) and working memory; or the threads with memory."""
     from memory.working import WorkingMemory
 
-    path = settings.data_dir / "working.sqlite"
-    wm = WorkingMemory(path, ttl_seconds=settings.policy().working_memory.ttl_seconds) if path.exists() else None
+    target = settings.working_target
+    exists = "://" in target or Path(target).exists()
+    wm = WorkingMemory(target, ttl_seconds=settings.policy().working_memory.ttl_seconds) if exists else None
     if not a.thread:
         print(json.dumps({"threads": wm.list_threads() if wm else []}, default=str, indent=None if a.json else 2))
         return 0

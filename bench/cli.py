@@ -1,12 +1,16 @@
-"""`python app.py bench KIND ...`: memory (tokens, embeddings, Chroma, retrieval), embeddings, latency, or chaos."""
+"""`python app.py bench KIND ...`: memory (tokens, embeddings, Chroma, retrieval), embeddings, latency, chaos, load."""
 
 from __future__ import annotations
 
 
 def bench_main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("memory", "embeddings", "latency", "chaos"):
-        print("usage: app.py bench {memory|embeddings|latency|chaos} [options]")
+    if not argv or argv[0] not in ("memory", "embeddings", "latency", "chaos", "load"):
+        print("usage: app.py bench {memory|embeddings|latency|chaos|load} [options]")
         return 2
+    if argv[0] == "load":
+        from bench.load import main as load_main
+
+        return load_main(argv[1:])
     if argv[0] == "chaos":
         from bench.chaos import main as chaos_main
 

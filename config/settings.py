@@ -160,8 +160,12 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     data_dir: Path = Path(".switchboard")
-    checkpointer_url: str | None = None  # default: sqlite file in data_dir
-    chroma_url: str | None = None  # default: embedded PersistentClient in data_dir
+    database_url: str | None = None
+    """One Postgres URL for the shared state of several instances: checkpoints (unless `checkpointer_url` says
+    otherwise), per-thread leases, the shop database with its idempotency ledger and audit log, working memory.
+    Default: SQLite files in data_dir."""
+    checkpointer_url: str | None = None  # default: database_url, else a sqlite file in data_dir
+    chroma_url: str | None = None  # http(s)://host:port of a Chroma server; default: embedded PersistentClient
     openai_api_key: str | None = None
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
@@ -188,15 +192,52 @@ class Settings(BaseModel):
     def auth_path(self) -> Path:
         return self.auth_db or self.data_dir / "auth.sqlite"
 
+    @model_validator(mode="after")
+    def _valid_urls(self) -> Settings:
+        from storage.sql import is_postgres, redact
+
+        if self.database_url is not None and not is_postgres(self.database_url):
+            raise ValueError(
+                f"SWITCHBOARD_DATABASE_URL must be a postgresql:// URL, not {redact(self.database_url)!r} "
+                "(leave it unset for the embedded SQLite files)"
+            )
+        if self.chroma_url is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.chroma_url)
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+            if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+                raise ValueError(f"SWITCHBOARD_CHROMA_URL must look like http://HOST:PORT, not {self.chroma_url!r}")
+        return self
+
     @property
     def checkpoint_target(self) -> str:
-        return self.checkpointer_url or str(self.data_dir / "checkpoints.sqlite")
+        return self.checkpointer_url or self.database_url or str(self.data_dir / "checkpoints.sqlite")
+
+    @property
+    def shop_target(self) -> str:
+        """The shop database (with the idempotency ledger and audit log): database_url, else a SQLite file."""
+        return self.database_url or str(self.data_dir / "shop.sqlite")
+
+    @property
+    def working_target(self) -> str:
+        """Working memory: database_url, else a SQLite file."""
+        return self.database_url or str(self.data_dir / "working.sqlite")
+
+    @property
+    def knowledge_target(self) -> str:
+        """Long-term memory: a Chroma server's URL, else the embedded store's directory."""
+        return self.chroma_url or str(self.data_dir / "chroma")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
         return cls(
             data_dir=Path(e.get("SWITCHBOARD_DATA_DIR", ".switchboard")).expanduser(),
+            database_url=e.get("SWITCHBOARD_DATABASE_URL") or None,
             checkpointer_url=e.get("SWITCHBOARD_CHECKPOINTER_URL") or None,
             chroma_url=e.get("SWITCHBOARD_CHROMA_URL") or None,
             openai_api_key=e.get("OPENAI_API_KEY") or None,

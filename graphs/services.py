@@ -60,9 +60,9 @@ def seed(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = embedder or get_embedder(settings.embedder_cache)
     counts: dict[str, Any] = {}
-    with ShopDB(settings.data_dir / "shop.sqlite") as shop:
+    with ShopDB(settings.shop_target) as shop:
         counts["shop"] = shop.seed(reset=reset)
-    memory = ChromaMemory.persistent(settings.data_dir / "chroma", embedder)
+    memory = ChromaMemory.open(settings.knowledge_target, embedder)
     report = memory.upsert_articles(load_articles(settings.demo_dir / "kb"))
     counts["kb"] = getattr(report, "__dict__", report)
     cdir = classifier_dir(settings)
@@ -83,6 +83,17 @@ def seed(
     return counts
 
 
+def _shop_seeded(settings: Settings) -> bool:
+    """The shop database exists and is seeded (a SQLite file that is not there yet is not created by asking)."""
+    from storage.sql import is_postgres
+    from tools.shop import ShopDB
+
+    if not is_postgres(settings.shop_target) and not Path(settings.shop_target).exists():
+        return False
+    with ShopDB(settings.shop_target) as shop:
+        return shop.is_seeded()
+
+
 def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool = True) -> Services:
     """Open every resource under the data directory, seeding the demo first when it is missing."""
     from classifier.model import IntentClassifier
@@ -96,12 +107,11 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
     policy = settings.policy()
     configure_tool_boundary(settings)  # tool breakers and retries from error-policies.yaml (validated here)
     embedder = embedder or get_embedder(settings.embedder_cache)
-    shop_path = settings.data_dir / "shop.sqlite"
-    if auto_seed and (not shop_path.exists() or not (classifier_dir(settings) / "manifest.json").exists()):
+    if auto_seed and (not _shop_seeded(settings) or not (classifier_dir(settings) / "manifest.json").exists()):
         log.info("seeding demo data under %s", settings.data_dir)
         seed(settings, embedder=embedder)
-    knowledge = ChromaMemory.persistent(
-        settings.data_dir / "chroma",
+    knowledge = ChromaMemory.open(
+        settings.knowledge_target,
         embedder,
         top_k=policy.retrieval.top_k,
         relevance_weight=policy.retrieval.relevance_weight,
@@ -115,10 +125,10 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         settings=settings,
         policy=policy,
         workflows=settings.workflows(),
-        shop=ShopDB(shop_path),
+        shop=ShopDB(settings.shop_target),
         knowledge=knowledge,
         classifier=IntentClassifier.load(classifier_dir(settings), embedder),
-        working=WorkingMemory(settings.data_dir / "working.sqlite", ttl_seconds=policy.working_memory.ttl_seconds),
+        working=WorkingMemory(settings.working_target, ttl_seconds=policy.working_memory.ttl_seconds),
         llm=build_llm(settings, policy.llm),
         known_issues=known,
         audit_path=settings.data_dir / "audit.jsonl",

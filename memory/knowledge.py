@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
 
 import numpy as np
 import yaml
@@ -377,6 +378,37 @@ class ChromaMemory:
         memory = cls(client, embedder, **kwargs)
         memory.migrate_legacy()
         return memory
+
+    @classmethod
+    def http(cls, url: str, embedder: Embedder, **kwargs: Any) -> ChromaMemory:
+        """A Chroma server (`chroma run`) at ``http(s)://host:port``, shared by every instance that names it.
+
+        Vectors are still computed here by `embedder` (collections carry no embedding function), so the server
+        never runs an embedding model of its own.
+        """
+        import chromadb
+        from chromadb.config import Settings
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"Chroma server URL must look like http://HOST:PORT, not {url!r}")
+        client = chromadb.HttpClient(
+            host=parts.hostname,
+            port=parts.port or (443 if parts.scheme == "https" else 8000),
+            ssl=parts.scheme == "https",
+            settings=Settings(anonymized_telemetry=False),
+        )
+        memory = cls(client, embedder, **kwargs)
+        memory.migrate_legacy()
+        return memory
+
+    @classmethod
+    def open(cls, target: Path | str, embedder: Embedder, **kwargs: Any) -> ChromaMemory:
+        """A Chroma server when `target` is an http(s) URL (settings.chroma_url), else the embedded store there."""
+        text = str(target)
+        if text.startswith(("http://", "https://")):
+            return cls.http(text, embedder, **kwargs)
+        return cls.persistent(text, embedder, **kwargs)
 
     @classmethod
     def ephemeral(cls, embedder: Embedder, **kwargs: Any) -> ChromaMemory:

@@ -1,20 +1,22 @@
-"""Working memory: per-thread task state (JSON values) in SQLite with a time-to-live.
+"""Working memory: per-thread task state (JSON values) in SQLite (or Postgres by URL) with a time-to-live.
 
 Each `set()` (re)starts the entry's TTL. Expired entries are never returned: reads filter on the
 expiry time and purge lazily, and `purge_expired()` removes them in bulk. The clock is injectable
-so tests prove expiry without sleeping.
+so tests prove expiry without sleeping. The target is a SQLite file or a ``postgresql://`` URL (storage.sql), so
+several server instances share one working memory.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from storage.sql import connect, is_postgres, sqlite_file
 
 __all__ = ["WorkingMemory"]
 
@@ -39,18 +41,16 @@ class WorkingMemory:
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
-        self.path = Path(path)
+        self.target = str(path)
+        self.path = None if is_postgres(path) else Path(path) if str(path) == ":memory:" else sqlite_file(path)
         self.ttl_seconds = ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn = connect(path, lock="working_memory")
         self._conn.executescript(_SCHEMA)
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[Any]:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -123,7 +123,7 @@ class WorkingMemory:
         return [{"thread_id": t, "keys": n, "updated_at": u, "expires_at": e} for t, n, u, e in rows]
 
     def close(self) -> None:
-        """Close the SQLite connection."""
+        """Close the database connection."""
         with self._lock:
             self._conn.close()
 

@@ -66,21 +66,48 @@ def base_services(seeded_settings: Settings, embedder: Any) -> Any:
 
 
 @pytest.fixture
-def services(base_services: Any, tmp_path: Path) -> Any:
-    """Services with a fresh shop, working memory and audit log for this test."""
+def pg_url() -> Iterator[str]:
+    """A fresh, empty Postgres database for this test (dropped afterwards); skips (or fails under CI) without one."""
+    from tests.pg import fresh_database, postgres_problem
+
+    if problem := postgres_problem():
+        require_service(problem)
+    with fresh_database() as url:
+        yield url
+
+
+def backend_of(request: pytest.FixtureRequest) -> str:
+    """`postgres` when this test runs on the Postgres backend (its `checkpointer` or `backend` parameter)."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    return "postgres" if "postgres" in (params.get("checkpointer"), params.get("backend")) else "sqlite"
+
+
+@pytest.fixture
+def services(base_services: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Services with a fresh shop, working memory and audit log for this test.
+
+    On the Postgres backend (a test parametrised with `checkpointer` or `backend` = postgres) the shop database,
+    its ledger and audit log, and working memory live in the test's own Postgres database, beside the checkpoints.
+    """
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
     from tools.shop import ShopDB
 
-    shop = ShopDB(tmp_path / "shop.sqlite")
+    if backend_of(request) == "postgres":
+        url = request.getfixturevalue("pg_url")
+        shop, working = ShopDB(url), WorkingMemory(url)
+    else:
+        shop, working = ShopDB(tmp_path / "shop.sqlite"), WorkingMemory(tmp_path / "working.sqlite")
     shop.seed()
-    return dataclasses.replace(
+    yield dataclasses.replace(
         base_services,
         shop=shop,
-        working=WorkingMemory(tmp_path / "working.sqlite"),
+        working=working,
         audit_path=tmp_path / "audit.jsonl",
         lessons=LessonQueue(tmp_path / "lessons.sqlite"),
     )
+    shop.close()
+    working.close()
 
 
 @pytest.fixture
@@ -98,7 +125,7 @@ def make_graph() -> Callable[..., Any]:
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def checkpointer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """Every checkpointer the product supports; Postgres only where a server and the driver exist."""
+    """Every checkpointer the product supports; Postgres in a database of the test's own (see `pg_url`)."""
     from memory.checkpointer import open_checkpointer
 
     if request.param == "memory":
@@ -106,23 +133,15 @@ def checkpointer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any
     elif request.param == "sqlite":
         target = str(tmp_path / "checkpoints.sqlite")
     else:
-        target = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-        if not _postgres_reachable(target):
-            require_service(f"PostgreSQL not reachable at {target}")
+        target = request.getfixturevalue("pg_url")
     with open_checkpointer(target) as saver:
         yield saver
 
 
 def _postgres_reachable(url: str) -> bool:
-    try:
-        import psycopg
-    except ImportError:
-        return False
-    try:
-        with psycopg.connect(url, connect_timeout=2):
-            return True
-    except Exception:  # noqa: BLE001 - any failure means "not reachable"
-        return False
+    from tests.pg import postgres_problem
+
+    return postgres_problem(url) is None
 
 
 @dataclasses.dataclass

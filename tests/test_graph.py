@@ -166,6 +166,7 @@ def test_unknown_intent_raises_instead_of_guessing(with_intent: Any, make_graph:
 
 
 # ------------------------------------------------------------------ approvals, on every checkpointer
+# (`checkpointer` = postgres also puts the shop, its ledger and working memory in the test's own Postgres database)
 
 
 def test_approval_interrupt_then_accept(with_intent: Any, checkpointer: Any, make_graph: Any) -> None:
@@ -212,9 +213,9 @@ def test_approval_reject_changes_nothing(with_intent: Any, checkpointer: Any, ma
     assert "already packed" in snap.values["answer"]
 
 
-def test_approval_edit_uses_the_edited_arguments(with_intent: Any, make_graph: Any) -> None:
+def test_approval_edit_uses_the_edited_arguments(with_intent: Any, checkpointer: Any, make_graph: Any) -> None:
     services = with_intent("get_refund")
-    graph = make_graph(services)
+    graph = make_graph(services, checkpointer)
     _, thread = run(graph, TICKETS["get_refund"])
     snap = resume(graph, thread, {"type": "edit", "args": {"amount": 25.0}})
     assert snap.values["action"]["args"]["amount"] == 25.0
@@ -225,8 +226,10 @@ def test_approval_edit_uses_the_edited_arguments(with_intent: Any, make_graph: A
     assert any(abs(float(r["amount"]) - 25.0) < 1e-9 for r in refunds["refunds"]), refunds
 
 
-def test_invalid_edit_executes_nothing_and_the_approval_still_waits(with_intent: Any, make_graph: Any) -> None:
-    graph = make_graph(with_intent("change_shipping_address"))
+def test_invalid_edit_executes_nothing_and_the_approval_still_waits(
+    with_intent: Any, checkpointer: Any, make_graph: Any
+) -> None:
+    graph = make_graph(with_intent("change_shipping_address"), checkpointer)
     _, thread = run(graph, TICKETS["change_shipping_address"])
     snap = resume(graph, thread, {"type": "edit", "args": {"address": "x"}})
     node, payload = waiting_on(snap)
@@ -252,8 +255,8 @@ def test_missing_order_number_asks_instead_of_acting(with_intent: Any, make_grap
     assert not any(f"{o} (" in answer for o in (1006, 1005, 1004, 1003, 1002, 1001))
 
 
-def test_follow_up_uses_the_order_from_earlier_in_the_thread(services: Any, make_graph: Any) -> None:
-    graph = make_graph(services)
+def test_follow_up_uses_the_order_from_earlier_in_the_thread(services: Any, checkpointer: Any, make_graph: Any) -> None:
+    graph = make_graph(services, checkpointer)
     _, thread = run(graph, "Where is my order 1009?")
     snap, _ = run(graph, "Actually, please cancel it.", thread=thread)
     node, payload = waiting_on(snap)
@@ -301,8 +304,8 @@ def test_a_reply_that_only_asks_something_teaches_nothing(with_intent: Any, make
     assert services.lessons.list() == []
 
 
-def test_low_confidence_escalates_and_human_reply_is_sent(with_intent: Any, make_graph: Any) -> None:
-    graph = make_graph(with_intent("track_order", 0.3))
+def test_low_confidence_escalates_and_human_reply_is_sent(with_intent: Any, checkpointer: Any, make_graph: Any) -> None:
+    graph = make_graph(with_intent("track_order", 0.3), checkpointer)
     snap, thread = run(graph, "hmm the thing from last week??")
     node, payload = waiting_on(snap)
     assert node == "escalate"
@@ -334,16 +337,16 @@ def test_prompt_injection_is_rejected_without_specialists(services: Any, make_gr
     assert snap.values["route"] == ["guard_input", "generate_response", "review_gate", *SUFFIX]
 
 
-def test_pii_is_redacted_before_it_is_checkpointed(services: Any, make_graph: Any) -> None:
-    graph = make_graph(services)
+def test_pii_is_redacted_before_it_is_checkpointed(services: Any, checkpointer: Any, make_graph: Any) -> None:
+    graph = make_graph(services, checkpointer)
     snap, _ = run(graph, "My card 4111 1111 1111 1111 was charged twice for order 1004")
     assert "pii_redacted" in snap.values["flags"]
     stored = " ".join(str(m.content) for m in snap.values["messages"])
     assert "4111 1111 1111 1111" not in stored
 
 
-def test_new_ticket_starts_a_fresh_route_and_trace(services: Any, make_graph: Any) -> None:
-    graph = make_graph(services)
+def test_new_ticket_starts_a_fresh_route_and_trace(services: Any, checkpointer: Any, make_graph: Any) -> None:
+    graph = make_graph(services, checkpointer)
     first, thread = run(graph, "How long does delivery take?")
     second, _ = run(graph, "And what payment methods do you accept?", thread=thread)
     assert second.values["route"][0] == "guard_input" and second.values["route"].count("guard_input") == 1

@@ -380,25 +380,29 @@ def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
 def list_orders(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
     """Summaries of the caller's orders."""
     rows = ctx.conn.execute(
-        "SELECT o.id, o.status, o.created_at, o.total_cents, o.currency, o.carrier, GROUP_CONCAT("
-        "CASE WHEN i.quantity > 1 THEN i.quantity || ' x ' || p.name ELSE p.name END, ', ') AS names, "
-        "SUM(i.quantity) AS qty FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p "
-        "ON p.id = i.product_id WHERE o.customer_id = ? GROUP BY o.id ORDER BY o.created_at DESC, o.id DESC",
+        "SELECT o.id, o.status, o.created_at, o.total_cents, o.currency, o.carrier, i.quantity, p.name "
+        "FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p ON p.id = i.product_id "
+        "WHERE o.customer_id = ? ORDER BY o.created_at DESC, o.id DESC, i.id",
         (ctx.user_id,),
     ).fetchall()
-    orders = [
-        {
-            "order_id": r["id"],
-            "status": r["status"],
-            "created_at": r["created_at"],
-            "total": _eur(r["total_cents"]),
-            "currency": r["currency"],
-            "items": r["names"],
-            "item_count": r["qty"],
-            "carrier": r["carrier"],
-        }
-        for r in rows
-    ]
+    by_id: dict[int, dict[str, Any]] = {}
+    for r in rows:  # items in the order they were added, on every SQL engine
+        order = by_id.setdefault(
+            r["id"],
+            {
+                "order_id": r["id"],
+                "status": r["status"],
+                "created_at": r["created_at"],
+                "total": _eur(r["total_cents"]),
+                "currency": r["currency"],
+                "items": [],
+                "item_count": 0,
+                "carrier": r["carrier"],
+            },
+        )
+        order["items"].append(f"{r['quantity']} x {r['name']}" if r["quantity"] > 1 else r["name"])
+        order["item_count"] += r["quantity"]
+    orders = [{**o, "items": ", ".join(o["items"])} for o in by_id.values()]
     return {"orders": orders, "count": len(orders)}
 
 

@@ -1,4 +1,4 @@
-"""The demo shop's SQLite database: schema, deterministic seed data and a thread-safe handle.
+"""The demo shop's database (SQLite by default, Postgres by URL): schema, deterministic seed data, a handle.
 
 All money is stored in integer cents (EUR). Seeded timestamps are derived from one anchor date
 (`seed(today=...)`, default: today in UTC), so two databases seeded on the same day are identical and
@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+
+from storage.sql import append_only, connect, database_errors, is_postgres, redact, sqlite_file, sync_ids, table_exists
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +77,6 @@ CREATE TABLE IF NOT EXISTS action_ledger (
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, actor TEXT NOT NULL, tool TEXT NOT NULL,
     args_json TEXT NOT NULL, outcome TEXT NOT NULL);
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE INDEX IF NOT EXISTS idx_orders_customer ON orders(customer_id);
 CREATE INDEX IF NOT EXISTS idx_items_order ON order_items(order_id);
 CREATE INDEX IF NOT EXISTS idx_payments_order ON payments(order_id);
@@ -86,6 +84,8 @@ CREATE INDEX IF NOT EXISTS idx_refunds_order ON refunds(order_id);
 CREATE INDEX IF NOT EXISTS idx_tickets_customer ON tickets(customer_id);
 """
 
+APPEND_ONLY = ("audit_log",)  # UPDATE and DELETE refused by triggers (storage.sql.append_only)
+EXPLICIT_IDS = ("products", "orders")  # seeded with fixed ids; their id sequences are moved on after seeding
 # Drop order respects foreign keys (children first).
 TABLES = ("audit_log", "action_ledger", "newsletter", "tickets", "refunds", "payments", "order_items",
           "orders", "products", "addresses", "customers", "shop_meta")  # fmt: skip
@@ -201,28 +201,41 @@ def utc_now() -> datetime:
 class ShopDB:
     """Handle on the shop database: one connection shared by threads, serialised by a lock.
 
-    Reads and writes both take the lock, so a read never sees another thread's half-done
-    transaction on the shared connection. Writes use `BEGIN IMMEDIATE`, so several processes on one
-    file serialise too (with a busy timeout).
+    `target` is a SQLite file (the embedded default) or a ``postgresql://`` URL (storage.sql: the same SQL on
+    either engine). Reads and writes both take the lock, so a read never sees another thread's half-done
+    transaction on the shared connection. Writes use `BEGIN IMMEDIATE` (on Postgres: the shop's advisory lock),
+    so several processes - or several server instances on one Postgres - serialise their writes too.
     """
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, target: Path | str, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.target = str(target)
+        self.is_postgres = is_postgres(target)
+        self.path = None if self.is_postgres else sqlite_file(target) if str(target) != ":memory:" else Path(target)
         self.clock = clock
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: atomic and consistent; fsync at checkpoints
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn = connect(target, lock="shop")
         with self._lock:
             try:
-                self._conn.executescript(SCHEMA)
-            except sqlite3.OperationalError as exc:  # a database from an older schema; seed() rebuilds it
-                logger.warning("shop database %s has an outdated schema (%s); run seed", self.path, exc)
+                self._create_schema(self._conn)
+            except database_errors() as exc:  # a database from an older schema; seed() rebuilds it
+                logger.warning("shop database %s has an outdated schema (%s); run seed", self.where, exc)
+
+    @property
+    def where(self) -> str:
+        """The database, for messages (a URL without its password)."""
+        return redact(self.target) if self.is_postgres else str(self.path)
+
+    @staticmethod
+    def _create_schema(conn: Any) -> None:
+        if isinstance(conn, sqlite3.Connection):
+            conn.executescript(SCHEMA)
+            for table in APPEND_ONLY:
+                append_only(conn, table)
+            return
+        with _immediate(conn):  # one transaction under the shop's lock: instances starting at once wait in turn
+            conn.execute(SCHEMA)
+            for table in APPEND_ONLY:
+                append_only(conn, table)
 
     # ------------------------------------------------------------------------------------ access
     def now(self) -> datetime:
@@ -235,19 +248,13 @@ class ShopDB:
             return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Any]:
         """Hold the lock and an IMMEDIATE transaction; commit on success, roll back on any exception."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, _immediate(self._conn) as conn:
+            yield conn
 
     @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[Any]:
         """Hold the lock for a consistent multi-statement read."""
         with self._lock:
             yield self._conn
@@ -294,12 +301,26 @@ class ShopDB:
                     conn.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in SCHEMA_STATEMENTS:
                     conn.execute(statement)
+                for table in APPEND_ONLY:
+                    append_only(conn, table)
                 _insert_seed(conn, today or self.now().date())
+                sync_ids(conn, EXPLICIT_IDS)
         return self.counts()
 
 
+@contextmanager
+def _immediate(conn: Any) -> Iterator[Any]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _split_script(script: str) -> list[str]:
-    """Split an SQL script into complete statements (trigger bodies contain `;`)."""
+    """Split an SQL script into complete statements."""
     statements, buffer = [], ""
     for line in script.splitlines(keepends=True):
         buffer += line
@@ -312,11 +333,10 @@ def _split_script(script: str) -> list[str]:
 SCHEMA_STATEMENTS = _split_script(SCHEMA)
 
 
-def _seeded(conn: sqlite3.Connection) -> bool:
-    try:
-        row = conn.execute("SELECT value FROM shop_meta WHERE key = 'seed_version'").fetchone()
-    except sqlite3.OperationalError:  # no shop_meta table
+def _seeded(conn: Any) -> bool:
+    if not table_exists(conn, "shop_meta"):
         return False
+    row = conn.execute("SELECT value FROM shop_meta WHERE key = 'seed_version'").fetchone()
     return row is not None and row[0] == SEED_VERSION
 
 

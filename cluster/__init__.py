@@ -1,0 +1,1 @@
+"""Scale-out: the project served by Aegra on Postgres and Redis (adapters, `make cluster`, the load benchmark)."""

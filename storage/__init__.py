@@ -1,0 +1,1 @@
+"""Storage seams shared by the stores (SQL dialects)."""

@@ -1,0 +1,278 @@
+"""Two Aegra instances on one Postgres, one Redis and one Chroma server, serving the project's graph with its auth.
+
+- both instances answer tickets; a thread made on one is the same thread on the other; keys and ownership hold on
+  either (no key: 401; another customer's thread: 404; a customer cannot resume: 403);
+- a ticket interrupted for approval on instance A is approved on instance B;
+- kill -9 of the instance running an approved write, right after the write committed and before the step's
+  checkpoint: the survivor re-queues the run (Aegra's lease reaper) and re-runs the node from its start; the
+  ledger replays the write, so the shop changes once and the ticket ends with one answer.
+
+These start real servers (about two minutes), so they run only when asked: `make test-cluster`, or
+SWITCHBOARD_CLUSTER_TESTS=1 with the Aegra virtualenv at SWITCHBOARD_AEGRA_VENV (default .venv-aegra, made by
+`make aegra-venv`). Under SWITCHBOARD_REQUIRE_SERVICES=1 a missing Postgres or Redis fails them.
+
+Aegra itself scopes a thread to the identity that created it, so a reviewer's key cannot open a customer's thread
+on Aegra (README, Scale-out): approvals here come from a key with role agent acting for customer demo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster.launch import REPO, Server, aegra_env, aegra_migrate, start_aegra, start_chroma, wait_ready
+from config.settings import Settings
+from tests.conftest import require_service
+from tests.pg import REDIS_URL, fresh_database, postgres_problem, redis_problem
+
+pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get("SWITCHBOARD_CLUSTER_TESTS") != "1",
+        reason="cluster tests start Aegra instances (~2 min): `make test-cluster` runs them",
+    ),
+    pytest.mark.cluster,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.filterwarnings("ignore:legacy embedding function config:DeprecationWarning"),
+]
+
+AEGRA_VENV = Path(os.environ.get("SWITCHBOARD_AEGRA_VENV", REPO / ".venv-aegra"))
+
+
+def _require_cluster() -> None:
+    if not (AEGRA_VENV / "bin" / "python").exists():
+        pytest.fail(f"no Aegra virtualenv at {AEGRA_VENV}: `make aegra-venv` creates it (SWITCHBOARD_AEGRA_VENV)")
+    for problem in (postgres_problem(), redis_problem()):
+        if problem:
+            require_service(problem)
+
+
+@dataclass
+class Cluster:
+    instances: list[Server]
+    shop_url: str
+    keys: dict[str, str]
+    fault_dir: Path
+    start: Any  # (index) -> Server: a new instance in place of instances[index]
+    spare: list[Server] = field(default_factory=list)
+
+    def client(self, i: int, who: str | None = "demo") -> Any:
+        from langgraph_sdk import get_sync_client
+
+        headers = {"Authorization": f"Bearer {self.keys[who]}"} if who else {}
+        return get_sync_client(url=self.instances[i].url, api_key=None, headers=headers)
+
+    def shop(self) -> Any:
+        from tools.shop import ShopDB
+
+        return ShopDB(self.shop_url)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, seeded_settings: Settings, embedder: Any, model_cache: Path
+            ) -> Iterator[Cluster]:  # fmt: skip
+    _require_cluster()
+    from auth.keys import KeyStore
+    from graphs.services import classifier_dir, seed
+
+    root = tmp_path_factory.mktemp("cluster")
+    data, logs, fault_dir = root / "data", root / "logs", root / "fault"
+    fault_dir.mkdir()
+    shutil.copytree(classifier_dir(seeded_settings), data / "models" / "intents")  # trained once per session
+    with fresh_database("sbaegra") as aegra_db, fresh_database("sbshop") as shop_db:
+        chroma = start_chroma(AEGRA_VENV, root / "chroma", logs / "chroma.log")
+        servers: list[Server] = [chroma]
+        try:
+            settings = Settings(data_dir=data, database_url=shop_db, chroma_url=chroma.url, model_cache_dir=model_cache)
+            seed(settings, embedder=embedder)  # the shop into Postgres, the knowledge base into the Chroma server
+            store = KeyStore(settings.auth_path)
+            keys = {
+                "demo": store.create("demo")[0],
+                "alice": store.create("alice")[0],
+                "desk": store.create("demo", role="agent")[0],  # a desk agent working demo's tickets
+            }
+            prefix = f"aegra:test{uuid.uuid4().hex[:8]}:"  # this cluster's own queue and channels in Redis
+            config = root / "aegra.json"
+            config.write_text(
+                json.dumps(
+                    {
+                        "dependencies": [str(REPO)],
+                        "graphs": {"supervisor": f"{REPO}/tests/aegra_fault_graph.py:graph"},
+                        "auth": {"path": f"{REPO}/cluster/aegra_auth.py:auth"},
+                        "http": {"app": f"{REPO}/cluster/aegra_http.py:app"},
+                        "checkpointer": {"durability": "sync"},
+                    }
+                )
+            )
+            env = aegra_env(
+                database_url=aegra_db,
+                redis_url=REDIS_URL,
+                config=config,
+                switchboard_env={
+                    "SWITCHBOARD_DATA_DIR": str(data),
+                    "SWITCHBOARD_MODEL_CACHE": str(model_cache),
+                    "SWITCHBOARD_DATABASE_URL": shop_db,
+                    "SWITCHBOARD_CHROMA_URL": chroma.url,
+                    "SWITCHBOARD_TEST_FAULT_DIR": str(fault_dir),
+                },
+                extra={
+                    "REDIS_CHANNEL_PREFIX": prefix,
+                    "WORKER_QUEUE_KEY": f"{prefix}jobs",
+                    # A crashed instance's run is taken over after ~6 s instead of ~30-45 s.
+                    "LEASE_DURATION_SECONDS": "6",
+                    "HEARTBEAT_INTERVAL_SECONDS": "2",
+                    "REAPER_INTERVAL_SECONDS": "2",
+                },
+            )
+            aegra_migrate(AEGRA_VENV, env, logs / "migrate.log")
+            count = iter(range(100))
+
+            def start(i: int | None = None) -> Server:
+                n = next(count)
+                server = start_aegra(AEGRA_VENV, env, logs / f"aegra-{n}.log", name=f"aegra-{n}")
+                servers.append(server)
+                wait_ready(server, "/health")
+                return server
+
+            instances = [start(), start()]
+            c = Cluster(instances, shop_db, keys, fault_dir, start)
+            for i in range(2):  # warm each instance: its first ticket builds the services
+                assert _ticket(c, i, "How long does delivery take?")["status"] == "completed", instances[i].tail()
+            yield c
+        finally:
+            for server in reversed(servers):
+                server.stop()
+            for server in servers[1:]:
+                text = server.tail(200_000)
+                assert "BlockingError" not in text, text[-3000:]
+
+
+def _ticket(c: Cluster, i: int, text: str, who: str = "demo") -> dict[str, Any]:
+    client = c.client(i, who)
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, "supervisor", input={"messages": [{"role": "user", "content": text}]})
+    state = client.threads.get_state(thread)
+    return {"thread": thread, **state["values"], "next": state["next"], "tasks": state["tasks"]}
+
+
+def _waiting_on(state: dict[str, Any]) -> str | None:
+    for task in state.get("tasks") or []:
+        if task.get("interrupts"):
+            return task["name"]
+    return None
+
+
+def test_both_instances_serve_tickets_with_the_project_auth(cluster: Cluster) -> None:
+    import httpx
+
+    on_a = _ticket(cluster, 0, "Where is my order 1005?")
+    assert on_a["status"] == "completed" and "1Z999AA10123456784" in on_a["answer"]
+    same = cluster.client(1).threads.get_state(on_a["thread"])  # the other instance, the same thread
+    assert same["values"]["answer"] == on_a["answer"]
+    assert cluster.client(1).threads.get(on_a["thread"])["metadata"]["owner"] == "demo"
+    with pytest.raises(httpx.HTTPStatusError) as other:
+        cluster.client(1, "alice").threads.get_state(on_a["thread"])
+    assert other.value.response.status_code == 404
+    for i in range(2):
+        response = httpx.post(f"{cluster.instances[i].url}/threads", json={}, timeout=10)
+        assert response.status_code == 401 and "missing API key" in response.text
+    alice = _ticket(cluster, 1, "Where is my order 1012?", who="alice")
+    assert alice["status"] == "completed" and "1012" in alice["answer"]
+    mine = _ticket(cluster, 1, "Where is my order 1012?")  # demo asking about alice's order learns nothing
+    assert "Colissimo" not in (mine["answer"] or "")
+    # Runs go through Redis to whichever instance's worker is free: an instance has loaded the services if it ran one.
+    health = [httpx.get(f"{s.url}/switchboard/health", timeout=10) for s in cluster.instances]
+    assert [h.status_code for h in health] == [200, 200]
+    knowledge = [h.json()["checks"]["knowledge"]["status"] for h in health]
+    assert "ok" in knowledge and set(knowledge) <= {"ok", "not_loaded"}, knowledge
+
+
+def test_a_thread_interrupted_on_one_instance_is_approved_on_the_other(cluster: Cluster) -> None:
+    import httpx
+
+    waiting = _ticket(cluster, 0, "Please cancel order 1008, I ordered the wrong keyboard.", who="desk")
+    assert _waiting_on(waiting) == "request_approval" and waiting["status"] == "awaiting_approval"
+    with cluster.shop() as shop:
+        assert shop.query("SELECT status FROM orders WHERE id = 1008")[0]["status"] == "processing"
+    on_b = cluster.client(1, "desk")
+    assert _waiting_on(on_b.threads.get_state(waiting["thread"])) == "request_approval"
+    with pytest.raises(httpx.HTTPStatusError) as refused:  # the customer may not approve their own refund
+        cluster.client(1, "demo").runs.wait(waiting["thread"], "supervisor", command={"resume": {"type": "accept"}})
+    assert refused.value.response.status_code in (403, 404)
+    on_b.runs.wait(waiting["thread"], "supervisor", command={"resume": {"type": "accept"}})
+    done = on_b.threads.get_state(waiting["thread"])
+    assert done["values"]["status"] == "completed" and not done["next"]
+    assert done["values"]["approval"]["approver"] == "demo"  # from the key, never from the client
+    with cluster.shop() as shop:
+        assert shop.query("SELECT status FROM orders WHERE id = 1008")[0]["status"] == "cancelled"
+        assert shop.query("SELECT COUNT(*) AS n FROM refunds WHERE order_id = 1008")[0]["n"] == 1
+
+
+def test_a_short_load_on_both_instances_has_no_errors(cluster: Cluster) -> None:
+    import asyncio
+
+    from bench.load import run_load
+
+    report = asyncio.run(
+        run_load([s.url for s in cluster.instances], cluster.keys["demo"], clients=4, seconds=4, warmup_s=1)
+    )
+    assert report["errors"] == 0 and not report["warmup_errors"], report["error_samples"]
+    assert report["tickets"] > 0 and report["p95_ms"] >= report["p50_ms"] > 0
+    assert set(report["tickets_by_url"]) == {s.url for s in cluster.instances}
+
+
+def test_kill_9_mid_ticket_the_other_instance_finishes_it_with_one_effect(cluster: Cluster) -> None:
+    desk = cluster.client(0, "desk")
+    waiting = _ticket(cluster, 0, "Please cancel order 1009, I ordered too many bottles.", who="desk")
+    assert _waiting_on(waiting) == "request_approval"
+    key = waiting["action"]["idempotency_key"]
+    (cluster.fault_dir / "armed").touch()
+    run = desk.runs.create(waiting["thread"], "supervisor", command={"resume": {"type": "accept"}})
+    committed = cluster.fault_dir / "committed"
+    deadline = time.monotonic() + 120
+    while not committed.exists() or not committed.read_text():
+        assert time.monotonic() < deadline, "no instance reached the fault point"
+        time.sleep(0.2)  # waiting on another process's file
+    pid = int(committed.read_text())
+    victim = next(i for i, s in enumerate(cluster.instances) if s.pid == pid)
+    with cluster.shop() as shop:  # the write is in: the crash comes after the commit, before the checkpoint
+        assert shop.query("SELECT status FROM orders WHERE id = 1009")[0]["status"] == "cancelled"
+    os.kill(pid, signal.SIGKILL)
+    cluster.instances[victim].proc.wait(timeout=30)
+    survivor = cluster.client(1 - victim, "desk")
+
+    started = time.monotonic()
+    deadline = started + 180
+    while True:
+        status = survivor.runs.get(waiting["thread"], run["run_id"])["status"]
+        if status in ("success", "error", "timeout", "interrupted"):
+            break
+        assert time.monotonic() < deadline, f"run still {status}:\n{cluster.instances[1 - victim].tail()}"
+        time.sleep(0.5)  # waiting on the survivor
+    taken_over_s = time.monotonic() - started
+    assert status == "success", cluster.instances[1 - victim].tail()
+    state = survivor.threads.get_state(waiting["thread"])
+    assert state["values"]["status"] == "completed" and not state["next"]
+    assert state["values"]["action_result"]["ok"] and state["values"]["answer"]
+    answers = [m for m in state["values"]["messages"] if m.get("type") == "ai"]
+    assert len(answers) == 1, answers  # one answer to the ticket
+    with cluster.shop() as shop:
+        assert shop.query("SELECT COUNT(*) AS n FROM refunds WHERE order_id = 1009")[0]["n"] == 1
+        assert shop.query("SELECT COUNT(*) AS n FROM action_ledger WHERE key = ?", (key,))[0]["n"] == 1
+        outcomes = [r["outcome"] for r in shop.query("SELECT outcome FROM audit_log WHERE tool = 'cancel_order' "
+                                                     "AND args_json LIKE '%1009%' ORDER BY id")]  # fmt: skip
+    assert outcomes[0] == f"ok: {key}" and outcomes[1:] and all(o == f"replayed: {key}" for o in outcomes[1:]), outcomes
+    print(f"\nkill -9 of instance {victim}: run finished by the survivor {taken_over_s:.1f} s later; "
+          f"shop effects 1, ledger replays {len(outcomes) - 1}")  # fmt: skip
+    (cluster.fault_dir / "armed").unlink()
+    cluster.instances[victim] = cluster.start()
