@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 if TYPE_CHECKING:
     from langgraph.types import RetryPolicy
 
+    from config.permissions import Permissions
+
 CONFIG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONFIG_DIR.parent
 DEMO_DIR = REPO_ROOT / "demo"
@@ -149,6 +151,7 @@ class Settings(BaseModel):
     config_dir: Path = CONFIG_DIR
     demo_dir: Path = DEMO_DIR
     auth_db: Path | None = None  # API keys (hashed); default: data_dir/auth.sqlite
+    audit_url: str | None = None  # audit log (auth/audit.py); default: SQLite file data_dir/audit.sqlite
     auth_allow_studio: bool = False  # accept Studio's keyless requests from loopback (see README, Auth)
     studio_user: str = "demo"  # who such a Studio request acts as (role agent)
     studio_tenant: str = "default"
@@ -183,6 +186,7 @@ class Settings(BaseModel):
             redis_url=e.get("SWITCHBOARD_REDIS_URL") or None,
             model_cache_dir=Path(e["SWITCHBOARD_MODEL_CACHE"]) if e.get("SWITCHBOARD_MODEL_CACHE") else None,
             auth_db=Path(e["SWITCHBOARD_AUTH_DB"]).expanduser() if e.get("SWITCHBOARD_AUTH_DB") else None,
+            audit_url=e.get("SWITCHBOARD_AUDIT_URL") or None,
             auth_allow_studio=e.get("SWITCHBOARD_AUTH_ALLOW_STUDIO") == "1",
             studio_user=e.get("SWITCHBOARD_STUDIO_USER") or "demo",
             studio_tenant=e.get("SWITCHBOARD_STUDIO_TENANT") or "default",
@@ -196,6 +200,17 @@ class Settings(BaseModel):
 
     def error_policies(self) -> ErrorPolicies:
         return load_error_policies(self.config_dir / "error-policies.yaml")
+
+    def permissions(self) -> Permissions:
+        """config/permissions.yaml validated against the registered tools and the workflows that use them."""
+        from config.permissions import check_workflows, load_permissions
+        from tools.shop import TOOLS
+
+        path = self.config_dir / "permissions.yaml"
+        reads = tuple(sorted(n for n, s in TOOLS.items() if not s.is_write))
+        permissions = load_permissions(path, tuple(sorted(TOOLS)), reads)
+        check_workflows(permissions, self.workflows(), path)
+        return permissions
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class Services:
     embedder: Any = None  # memory.embeddings.MiniLMEmbedder, shared by retrieval and answer composition
     audit_path: Path | None = None
     lessons: Any = None  # memory.lessons.LessonQueue: lessons from human answers, pending review
+    audit: Any = None  # auth.audit.AuditLog: tool calls, approvals, escalations (the shop's handle writes to it too)
 
 
 ServicesProvider = Callable[[], Services]
@@ -71,6 +72,7 @@ def seed(settings: Settings, *, reset: bool = False, embedder: Any = None, progr
 
 def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool = True) -> Services:
     """Open every resource under the data directory, seeding the demo first when it is missing."""
+    from auth.audit import open_audit
     from classifier.model import IntentClassifier
     from memory.embeddings import get_embedder
     from memory.knowledge import ChromaMemory, load_articles
@@ -79,6 +81,8 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
     from tools.shop import ShopDB
 
     policy = settings.policy()
+    settings.permissions()  # least privilege: a bad config/permissions.yaml stops here, with one line
+    audit = open_audit(settings)
     embedder = embedder or get_embedder(settings.embedder_cache)
     shop_path = settings.data_dir / "shop.sqlite"
     if auto_seed and (not shop_path.exists() or not (classifier_dir(settings) / "manifest.json").exists()):
@@ -99,7 +103,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         settings=settings,
         policy=policy,
         workflows=settings.workflows(),
-        shop=ShopDB(shop_path),
+        shop=ShopDB(shop_path, audit=audit),
         knowledge=knowledge,
         classifier=IntentClassifier.load(classifier_dir(settings), embedder),
         working=WorkingMemory(settings.data_dir / "working.sqlite", ttl_seconds=policy.working_memory.ttl_seconds),
@@ -108,6 +112,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         audit_path=settings.data_dir / "audit.jsonl",
         embedder=embedder,
         lessons=LessonQueue(settings.data_dir / "lessons.sqlite"),
+        audit=audit,
     )
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
-from nodes.common import visited
+from nodes.common import tool_caller, visited
 from tools.shop import TOOLS, run_tool
 
 NAME = "request_approval"
@@ -83,7 +83,8 @@ def make(services: ServicesProvider):
                 args = validate_edit(action, response.args)
                 # The edited action must pass the same preconditions as the planned one (read-only dry run).
                 dry = run_tool(
-                    services().shop, action["tool"], args, user_id=context_of(runtime).user_id, dry_run=True
+                    services().shop, action["tool"], args, caller=tool_caller(NAME, context_of(runtime), state),
+                    dry_run=True,
                 )
                 if not dry.ok:
                     raise ValueError(f"the edited action is not allowed: {dry.error}")

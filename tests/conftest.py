@@ -68,15 +68,18 @@ def base_services(seeded_settings: Settings, embedder: Any) -> Any:
 @pytest.fixture
 def services(base_services: Any, tmp_path: Path) -> Any:
     """Services with a fresh shop, working memory and audit log for this test."""
+    from auth.audit import SqliteAuditLog
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
     from tools.shop import ShopDB
 
-    shop = ShopDB(tmp_path / "shop.sqlite")
+    audit = SqliteAuditLog(tmp_path / "audit.sqlite")
+    shop = ShopDB(tmp_path / "shop.sqlite", audit=audit)
     shop.seed()
     return dataclasses.replace(
         base_services,
         shop=shop,
+        audit=audit,
         working=WorkingMemory(tmp_path / "working.sqlite"),
         audit_path=tmp_path / "audit.jsonl",
         lessons=LessonQueue(tmp_path / "lessons.sqlite"),

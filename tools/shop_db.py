@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS action_ledger (
     result_json TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, actor TEXT NOT NULL, tool TEXT NOT NULL,
-    args_json TEXT NOT NULL, outcome TEXT NOT NULL);
+    args_json TEXT NOT NULL, outcome TEXT NOT NULL, event_id TEXT, node TEXT, tenant TEXT, role TEXT,
+    approver TEXT, thread_id TEXT, trace_id TEXT);
 CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
@@ -85,6 +86,9 @@ CREATE INDEX IF NOT EXISTS idx_payments_order ON payments(order_id);
 CREATE INDEX IF NOT EXISTS idx_refunds_order ON refunds(order_id);
 CREATE INDEX IF NOT EXISTS idx_tickets_customer ON tickets(customer_id);
 """
+
+# Columns added to audit_log after its first release (auth/audit.py event fields); added to older files on open.
+AUDIT_COLUMNS = ("event_id", "node", "tenant", "role", "approver", "thread_id", "trace_id")
 
 # Drop order respects foreign keys (children first).
 TABLES = ("audit_log", "action_ledger", "newsletter", "tickets", "refunds", "payments", "order_items",
@@ -206,8 +210,10 @@ class ShopDB:
     file serialise too (with a busy timeout).
     """
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] = utc_now, audit: Any = None) -> None:
+        """`audit`: an `auth.audit.AuditLog` that gets every tool call's event (None: the shop journal only)."""
         self.path = Path(path)
+        self.audit = audit
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
@@ -221,6 +227,7 @@ class ShopDB:
         with self._lock:
             try:
                 self._conn.executescript(SCHEMA)
+                _add_audit_columns(self._conn)
             except sqlite3.OperationalError as exc:  # a database from an older schema; seed() rebuilds it
                 logger.warning("shop database %s has an outdated schema (%s); run seed", self.path, exc)
 
@@ -296,6 +303,14 @@ class ShopDB:
                     conn.execute(statement)
                 _insert_seed(conn, today or self.now().date())
         return self.counts()
+
+
+def _add_audit_columns(conn: sqlite3.Connection) -> None:
+    """Bring an older audit_log up to AUDIT_COLUMNS (adding a column is not an update: no trigger fires)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(audit_log)")}
+    for column in AUDIT_COLUMNS:
+        if column not in have:
+            conn.execute(f"ALTER TABLE audit_log ADD COLUMN {column} TEXT")
 
 
 def _split_script(script: str) -> list[str]:
