@@ -95,6 +95,27 @@ class GroundingPolicy(BaseModel):
     """Confidence multiplier for an answer that no fact, precondition or relevant article supports."""
 
 
+class Bucket(BaseModel):
+    """One token bucket: up to `capacity` requests at once, refilled at `per_minute` requests a minute."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    capacity: float = Field(ge=1)
+    per_minute: float = Field(gt=0)
+
+    @property
+    def per_second(self) -> float:
+        return self.per_minute / 60
+
+
+class RateLimitPolicy(BaseModel):
+    """Token buckets per user and per tenant for tickets (config/policy.yaml `rate_limits`; auth.ratelimit)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    enabled: bool = True
+    user: Bucket = Bucket(capacity=10, per_minute=30)
+    tenant: Bucket = Bucket(capacity=100, per_minute=600)
+
+
 class Policy(BaseModel):
     """Everything in config/policy.yaml, validated."""
 
@@ -107,6 +128,7 @@ class Policy(BaseModel):
     session: SessionPolicy = SessionPolicy()
     working_memory: WorkingMemoryPolicy = WorkingMemoryPolicy()
     llm: LLMPolicy = LLMPolicy()
+    rate_limits: RateLimitPolicy = RateLimitPolicy()
 
 
 SPECIALISTS = ("retrieve_knowledge", "analyze_technical", "plan_action", "escalate")
@@ -190,6 +212,7 @@ class Settings(BaseModel):
             auth_allow_studio=e.get("SWITCHBOARD_AUTH_ALLOW_STUDIO") == "1",
             studio_user=e.get("SWITCHBOARD_STUDIO_USER") or "demo",
             studio_tenant=e.get("SWITCHBOARD_STUDIO_TENANT") or "default",
+            config_dir=Path(e.get("SWITCHBOARD_CONFIG_DIR") or CONFIG_DIR).expanduser(),
         )
 
     def policy(self) -> Policy:

@@ -33,6 +33,14 @@ def require_service(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def full_rate_limit_buckets() -> None:
+    """Every test starts with full in-process rate-limit buckets (the CLI's limiter lives for the process)."""
+    from auth.ratelimit import reset
+
+    reset()
+
+
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
     """Built ONNX encoder, kept between runs (gitignored) so the suite builds it once per clone."""

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -22,6 +23,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -263,13 +265,19 @@ def _customer_problem(conn: sqlite3.Connection, user_id: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _config_dir() -> Path:
+    from config.settings import Settings
+
+    return Settings.from_env().config_dir  # read once per process, like every setting
+
+
 def default_permissions(tools: Mapping[str, ToolSpec]) -> Permissions:
-    """config/permissions.yaml of the process's settings, validated against `tools` (cached)."""
+    """permissions.yaml of the process's config directory, validated against `tools` (cached)."""
     from config.permissions import load_permissions
-    from config.settings import CONFIG_DIR
 
     return load_permissions(
-        CONFIG_DIR / "permissions.yaml",
+        _config_dir() / "permissions.yaml",
         tuple(sorted(tools)),
         tuple(sorted(n for n, s in tools.items() if not s.is_write)),
     )
