@@ -1,0 +1,133 @@
+"""On a real `langgraph dev` with auth on (langgraph-sdk, loopback only): the reviewers' inbox is
+`threads.search(status="interrupted")` filtered by tenant and owner, and rate limits answer 429 with Retry-After.
+
+One server for the module, with its own config directory (SWITCHBOARD_CONFIG_DIR) whose rate limits are small:
+3 tickets per user and 5 per tenant at once, refilled at one a minute.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from config.settings import Settings
+from tests.devserver import dev_server, langgraph_cli
+
+pytestmark = pytest.mark.server
+
+LIMITS = "rate_limits:\n  enabled: true\n  user: {capacity: 3, per_minute: 1}\n  tenant: {capacity: 5, per_minute: 1}\n"
+USERS = {
+    "demo": ("demo", "default", "customer"),
+    "alice": ("alice", "default", "customer"),
+    "bob": ("bob", "other", "customer"),
+    "rita": ("rita", "default", "agent"),
+    "otto": ("otto", "other", "agent"),
+    "ann": ("ann", "crowd", "customer"),
+    "cid": ("cid", "crowd", "customer"),
+}
+
+
+@dataclass
+class Served:
+    url: str
+    keys: dict[str, str]
+    data: Path
+
+    def client(self, who: str) -> Any:
+        from langgraph_sdk import get_sync_client
+
+        return get_sync_client(url=self.url, api_key=self.keys[who])
+
+
+@pytest.fixture(scope="module")
+def served(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    langgraph_cli()
+    from auth.keys import KeyStore
+
+    root = tmp_path_factory.mktemp("security-server")
+    data, config = root / "data", root / "config"
+    shutil.copytree(seeded_settings.data_dir, data)
+    shutil.copytree(Settings().config_dir, config, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    policy = (config / "policy.yaml").read_text()
+    (config / "policy.yaml").write_text(policy[: policy.index("rate_limits:")] + LIMITS)
+    store = KeyStore(data / "auth.sqlite")
+    keys = {who: store.create(*spec)[0] for who, spec in USERS.items()}
+    logs = tmp_path_factory.mktemp("security-server-logs") / "server.log"  # outside the watched project folder
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SWITCHBOARD_CONFIG_DIR", str(config))
+        with dev_server(data, model_cache, logs, drop_env=("SWITCHBOARD_AUTH_ALLOW_STUDIO", "SWITCHBOARD_AUTH_DB",
+                                                           "SWITCHBOARD_REDIS_URL")) as url:  # fmt: skip
+            yield Served(url=url, keys=keys, data=data)
+
+
+def ticket(served: Served, who: str, text: str) -> str:
+    client = served.client(who)
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, "supervisor", input={"messages": [{"role": "user", "content": text}]})
+    return thread
+
+
+@pytest.fixture(scope="module")
+def waiting(served: Served) -> dict[str, str]:
+    return {
+        "demo": ticket(served, "demo", "Please cancel order 1008, I ordered the wrong keyboard."),
+        "alice": ticket(served, "alice", "Please cancel order 1013"),
+        "bob": ticket(served, "bob", "I want to talk to a real person, not a bot."),
+        "demo_done": ticket(served, "demo", "How long does standard delivery take?"),
+    }
+
+
+def interrupted(served: Served, who: str) -> set[str]:
+    return {t["thread_id"] for t in served.client(who).threads.search(status="interrupted", limit=100)}
+
+
+def test_a_reviewer_sees_the_waiting_threads_of_their_tenant_only(served: Served, waiting: dict[str, str]) -> None:
+    assert served.client("demo").threads.get_state(waiting["demo"])["next"] == ["request_approval"]
+    assert served.client("bob").threads.get_state(waiting["bob"])["next"] == ["escalate"]
+    assert interrupted(served, "rita") == {waiting["demo"], waiting["alice"]}
+    assert interrupted(served, "otto") == {waiting["bob"]}
+    # With their payloads: what the reviewer is asked to decide.
+    [inbox] = [t for t in served.client("rita").threads.search(status="interrupted", limit=100)
+               if t["thread_id"] == waiting["demo"]]  # fmt: skip
+    payloads = [i["value"] for items in (inbox.get("interrupts") or {}).values() for i in items]
+    assert payloads and payloads[0]["action_request"]["action"] == "cancel_order"
+    # The reviewer resolves one from their inbox, and it leaves the inbox.
+    served.client("rita").runs.wait(waiting["alice"], "supervisor", command={"resume": {"type": "ignore"}})
+    assert interrupted(served, "rita") == {waiting["demo"]}
+    assert waiting["alice"] not in interrupted(served, "otto")
+
+
+def test_a_customer_sees_only_their_own_waiting_threads(served: Served, waiting: dict[str, str]) -> None:
+    assert interrupted(served, "demo") == {waiting["demo"]}
+    assert interrupted(served, "bob") == {waiting["bob"]}
+    assert waiting["demo"] not in interrupted(served, "alice")
+
+
+def test_over_the_limit_a_run_is_refused_with_429_and_retry_after(served: Served) -> None:
+    for _ in range(3):
+        ticket(served, "ann", "How long does standard delivery take?")
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        ticket(served, "ann", "How long does standard delivery take?")
+    response = info.value.response
+    assert response.status_code == 429, response.text
+    assert 0 < int(response.headers["retry-after"]) <= 60
+    assert "rate limited: too many tickets for user ann" in response.text
+
+    # The tenant's bucket (5) is shared: cid's own bucket is full, but crowd has two tokens left.
+    ticket(served, "cid", "How long does standard delivery take?")
+    ticket(served, "cid", "How long does standard delivery take?")
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        ticket(served, "cid", "How long does standard delivery take?")
+    assert info.value.response.status_code == 429 and "tenant crowd" in info.value.response.text
+    assert ticket(served, "demo", "How long does standard delivery take?")  # another tenant is not affected
+
+    from auth.audit import SqliteAuditLog
+
+    refusals = SqliteAuditLog(served.data / "audit.sqlite").query(kind="rate_limited")
+    assert [(e.actor, e.tenant, e.outcome) for e in refusals] == [("ann", "crowd", "429"), ("cid", "crowd", "429")]
