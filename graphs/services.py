@@ -81,7 +81,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
     from tools.shop import ShopDB
 
     policy = settings.policy()
-    settings.permissions()  # least privilege: a bad config/permissions.yaml stops here, with one line
+    permissions = settings.permissions()  # least privilege: a bad permissions.yaml stops here, with one line
     audit = open_audit(settings)
     embedder = embedder or get_embedder(settings.embedder_cache)
     shop_path = settings.data_dir / "shop.sqlite"
@@ -103,7 +103,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         settings=settings,
         policy=policy,
         workflows=settings.workflows(),
-        shop=ShopDB(shop_path, audit=audit),
+        shop=ShopDB(shop_path, audit=audit, permissions=permissions),
         knowledge=knowledge,
         classifier=IntentClassifier.load(classifier_dir(settings), embedder),
         working=WorkingMemory(settings.data_dir / "working.sqlite", ttl_seconds=policy.working_memory.ttl_seconds),

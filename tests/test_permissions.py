@@ -157,3 +157,21 @@ def test_the_graph_cannot_write_without_the_grant(
     denied = [e for e in services.audit.query(thread_id="perm-1") if e.outcome == "denied"]
     assert [(e.node, e.action) for e in denied] == [("execute_action", "cancel_order")]
     assert denied[0].trace_id == state["trace_id"]
+
+
+def test_the_cli_stops_at_start_up_on_a_bad_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import app
+
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (config / "permissions.yaml").write_text(yaml.safe_dump({"nodes": {"retriever": {"call": ["get_order"]}}}))
+    monkeypatch.setenv("SWITCHBOARD_CONFIG_DIR", str(config))
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path / "data"))
+    assert app.main(["ask", "Where is my order 1004?", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "unknown node 'retriever'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "data" / "shop.sqlite").exists(), "nothing was seeded or written"

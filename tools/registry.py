@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -23,7 +22,6 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -265,19 +263,14 @@ def _customer_problem(conn: sqlite3.Connection, user_id: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def _config_dir() -> Path:
-    from config.settings import Settings
-
-    return Settings.from_env().config_dir  # read once per process, like every setting
-
-
 def default_permissions(tools: Mapping[str, ToolSpec]) -> Permissions:
-    """permissions.yaml of the process's config directory, validated against `tools` (cached)."""
+    """The shipped config/permissions.yaml, validated against `tools` (cached), for a shop handle without its own
+    (`ShopDB.permissions`, which `build_services` sets from the settings' config directory)."""
     from config.permissions import load_permissions
+    from config.settings import CONFIG_DIR
 
     return load_permissions(
-        _config_dir() / "permissions.yaml",
+        CONFIG_DIR / "permissions.yaml",
         tuple(sorted(tools)),
         tuple(sorted(n for n, s in tools.items() if not s.is_write)),
     )
@@ -299,7 +292,8 @@ def execute(
 
     `dry_run` checks a write tool's preconditions without changing anything: ok with `data["preview"]`
     (what the call would do), or the refusal the real call would give. Raises `ToolNotPermitted` when
-    `caller.node` may not use the tool (`permissions`, default config/permissions.yaml); nothing else raises.
+    `caller.node` may not use the tool (`permissions`, else the shop handle's `permissions`, else the shipped
+    config/permissions.yaml); nothing else raises.
     """
     if not isinstance(caller, Caller):
         raise TypeError("caller must be a tools.registry.Caller built from the runtime (nodes.common.tool_caller)")
@@ -311,7 +305,7 @@ def execute(
         record(audit, _event(caller, str(name)[:100], given, f"invalid: {error}", db.now()))
         return ToolResult(ok=False, error=error)
     check_only = dry_run and spec.is_write
-    permissions = permissions or default_permissions(tools)
+    permissions = permissions or getattr(db, "permissions", None) or default_permissions(tools)
     if not permissions.allows(caller.node, name, dry_run=check_only):
         denied = ToolNotPermitted(caller.node, name, dry_run=check_only)
         mode = "dry_run" if check_only else "call"

@@ -273,7 +273,7 @@ def as_langchain_tools(db: ShopDB, caller: Caller) -> list[BaseTool]:
     """
     from tools.registry import default_permissions
 
-    granted = default_permissions(TOOLS).tools_of(caller.node)
+    granted = (getattr(db, "permissions", None) or default_permissions(TOOLS)).tools_of(caller.node)
 
     def make(spec: ToolSpec) -> BaseTool:
         def call(**kwargs: Any) -> str:

@@ -210,10 +210,13 @@ class ShopDB:
     file serialise too (with a busy timeout).
     """
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] = utc_now, audit: Any = None) -> None:
-        """`audit`: an `auth.audit.AuditLog` that gets every tool call's event (None: the shop journal only)."""
+    def __init__(
+        self, path: Path | str, *, clock: Callable[[], datetime] = utc_now, audit: Any = None, permissions: Any = None
+    ) -> None:
+        """`audit`: an `auth.audit.AuditLog` that gets every tool call's event (None: the shop journal only).
+        `permissions`: the validated `config.permissions.Permissions` the door enforces (None: the shipped file)."""
         self.path = Path(path)
-        self.audit = audit
+        self.audit, self.permissions = audit, permissions
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
