@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
@@ -119,28 +120,37 @@ COLUMNS = ("id", "ts", "kind", "actor", "role", "tenant", "subject", "action", "
 
 
 class SqliteAuditLog:
-    """Audit events in one SQLite file (WAL). A connection per call, so it is safe from any thread or process."""
+    """Audit events in one SQLite file (WAL, synchronous=NORMAL like the shop: an append survives a crash of the
+    process). One connection per handle, serialised by a lock, so it is safe from any thread; several processes
+    may append to one file (a busy timeout waits for the other writer)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._ready = False
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not self.path.exists()
-        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        with closing(conn):
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout=10000")
-            if not self._ready:
+        with self._lock:
+            if self._conn is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fresh = not self.path.exists()
+                conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
                 if fresh:
                     os.chmod(self.path, 0o600)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(SCHEMA)
-                self._ready = True
-            yield conn
+                self._conn = conn
+            yield self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def append(self, event: AuditEvent) -> None:
         row = event.model_dump()
