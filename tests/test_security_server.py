@@ -83,30 +83,41 @@ def waiting(served: Served) -> dict[str, str]:
     }
 
 
-def interrupted(served: Served, who: str) -> set[str]:
-    return {t["thread_id"] for t in served.client(who).threads.search(status="interrupted", limit=100)}
+def interrupted(served: Served, who: str, mine: dict[str, str]) -> set[str]:
+    """The waiting threads `who` sees among this module's, after checking every one they see is theirs to see.
+
+    (`langgraph dev` keeps its threads in the project's .langgraph_api folder, so other server tests' threads
+    may be there too: each must pass the same ownership rule.)"""
+    user, tenant, role = USERS[who]
+    seen = served.client(who).threads.search(status="interrupted", limit=1000)
+    for thread in seen:
+        assert thread["status"] == "interrupted"
+        assert thread["metadata"]["tenant"] == tenant, (who, thread["metadata"])
+        if role == "customer":
+            assert thread["metadata"]["owner"] == user, (who, thread["metadata"])
+    return {t["thread_id"] for t in seen} & set(mine.values())
 
 
 def test_a_reviewer_sees_the_waiting_threads_of_their_tenant_only(served: Served, waiting: dict[str, str]) -> None:
     assert served.client("demo").threads.get_state(waiting["demo"])["next"] == ["request_approval"]
     assert served.client("bob").threads.get_state(waiting["bob"])["next"] == ["escalate"]
-    assert interrupted(served, "rita") == {waiting["demo"], waiting["alice"]}
-    assert interrupted(served, "otto") == {waiting["bob"]}
+    assert interrupted(served, "rita", waiting) == {waiting["demo"], waiting["alice"]}
+    assert interrupted(served, "otto", waiting) == {waiting["bob"]}
     # With their payloads: what the reviewer is asked to decide.
-    [inbox] = [t for t in served.client("rita").threads.search(status="interrupted", limit=100)
+    [inbox] = [t for t in served.client("rita").threads.search(status="interrupted", limit=1000)
                if t["thread_id"] == waiting["demo"]]  # fmt: skip
     payloads = [i["value"] for items in (inbox.get("interrupts") or {}).values() for i in items]
     assert payloads and payloads[0]["action_request"]["action"] == "cancel_order"
     # The reviewer resolves one from their inbox, and it leaves the inbox.
     served.client("rita").runs.wait(waiting["alice"], "supervisor", command={"resume": {"type": "ignore"}})
-    assert interrupted(served, "rita") == {waiting["demo"]}
-    assert waiting["alice"] not in interrupted(served, "otto")
+    assert interrupted(served, "rita", waiting) == {waiting["demo"]}
+    assert waiting["alice"] not in interrupted(served, "otto", waiting)
 
 
 def test_a_customer_sees_only_their_own_waiting_threads(served: Served, waiting: dict[str, str]) -> None:
-    assert interrupted(served, "demo") == {waiting["demo"]}
-    assert interrupted(served, "bob") == {waiting["bob"]}
-    assert waiting["demo"] not in interrupted(served, "alice")
+    assert interrupted(served, "demo", waiting) == {waiting["demo"]}
+    assert interrupted(served, "bob", waiting) == {waiting["bob"]}
+    assert waiting["demo"] not in interrupted(served, "alice", waiting)
 
 
 def test_over_the_limit_a_run_is_refused_with_429_and_retry_after(served: Served) -> None:
