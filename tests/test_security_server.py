@@ -2,7 +2,9 @@
 `threads.search(status="interrupted")` filtered by tenant and owner, and rate limits answer 429 with Retry-After.
 
 One server for the module, with its own config directory (SWITCHBOARD_CONFIG_DIR) whose rate limits are small:
-3 tickets per user and 5 per tenant at once, refilled at one a minute.
+3 tickets per user and 5 per tenant at once, refilled at one a minute. `langgraph dev` keeps threads in the
+project's .langgraph_api folder across servers, so this module uses customers no other test uses and deletes
+every thread it made when it is done.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ pytestmark = pytest.mark.server
 
 LIMITS = "rate_limits:\n  enabled: true\n  user: {capacity: 3, per_minute: 1}\n  tenant: {capacity: 5, per_minute: 1}\n"
 USERS = {
-    "demo": ("demo", "default", "customer"),
-    "alice": ("alice", "default", "customer"),
-    "bob": ("bob", "other", "customer"),
+    "dan": ("sec-dan", "default", "customer"),
+    "amy": ("sec-amy", "default", "customer"),
+    "bo": ("sec-bo", "other", "customer"),
     "rita": ("rita", "default", "agent"),
     "otto": ("otto", "other", "agent"),
     "ann": ("ann", "crowd", "customer"),
@@ -38,6 +40,7 @@ class Served:
     url: str
     keys: dict[str, str]
     data: Path
+    made: list[tuple[str, str]]
 
     def client(self, who: str) -> Any:
         from langgraph_sdk import get_sync_client
@@ -63,23 +66,28 @@ def served(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytes
         mp.setenv("SWITCHBOARD_CONFIG_DIR", str(config))
         with dev_server(data, model_cache, logs, drop_env=("SWITCHBOARD_AUTH_ALLOW_STUDIO", "SWITCHBOARD_AUTH_DB",
                                                            "SWITCHBOARD_REDIS_URL")) as url:  # fmt: skip
-            yield Served(url=url, keys=keys, data=data)
+            served = Served(url=url, keys=keys, data=data, made=[])
+            yield served
+            for who, thread in served.made:  # leave the shared .langgraph_api as we found it
+                served.client(who).threads.delete(thread)
 
 
 def ticket(served: Served, who: str, text: str) -> str:
     client = served.client(who)
     thread = client.threads.create()["thread_id"]
+    served.made.append((who, thread))
     client.runs.wait(thread, "supervisor", input={"messages": [{"role": "user", "content": text}]})
     return thread
 
 
 @pytest.fixture(scope="module")
 def waiting(served: Served) -> dict[str, str]:
+    human = "I want to talk to a real person, not a bot."
     return {
-        "demo": ticket(served, "demo", "Please cancel order 1008, I ordered the wrong keyboard."),
-        "alice": ticket(served, "alice", "Please cancel order 1013"),
-        "bob": ticket(served, "bob", "I want to talk to a real person, not a bot."),
-        "demo_done": ticket(served, "demo", "How long does standard delivery take?"),
+        "dan": ticket(served, "dan", human),
+        "amy": ticket(served, "amy", human),
+        "bo": ticket(served, "bo", human),
+        "dan_done": ticket(served, "dan", "How long does standard delivery take?"),
     }
 
 
@@ -99,25 +107,27 @@ def interrupted(served: Served, who: str, mine: dict[str, str]) -> set[str]:
 
 
 def test_a_reviewer_sees_the_waiting_threads_of_their_tenant_only(served: Served, waiting: dict[str, str]) -> None:
-    assert served.client("demo").threads.get_state(waiting["demo"])["next"] == ["request_approval"]
-    assert served.client("bob").threads.get_state(waiting["bob"])["next"] == ["escalate"]
-    assert interrupted(served, "rita", waiting) == {waiting["demo"], waiting["alice"]}
-    assert interrupted(served, "otto", waiting) == {waiting["bob"]}
+    assert served.client("dan").threads.get_state(waiting["dan"])["next"] == ["escalate"]
+    assert served.client("dan").threads.get_state(waiting["dan_done"])["next"] == []
+    assert interrupted(served, "rita", waiting) == {waiting["dan"], waiting["amy"]}
+    assert interrupted(served, "otto", waiting) == {waiting["bo"]}
     # With their payloads: what the reviewer is asked to decide.
     [inbox] = [t for t in served.client("rita").threads.search(status="interrupted", limit=1000)
-               if t["thread_id"] == waiting["demo"]]  # fmt: skip
+               if t["thread_id"] == waiting["dan"]]  # fmt: skip
     payloads = [i["value"] for items in (inbox.get("interrupts") or {}).values() for i in items]
-    assert payloads and payloads[0]["action_request"]["action"] == "cancel_order"
+    assert payloads and payloads[0]["action_request"]["action"] == "handoff_to_human"
+    assert "talk to a real person" in payloads[0]["action_request"]["args"]["ticket"]
     # The reviewer resolves one from their inbox, and it leaves the inbox.
-    served.client("rita").runs.wait(waiting["alice"], "supervisor", command={"resume": {"type": "ignore"}})
-    assert interrupted(served, "rita", waiting) == {waiting["demo"]}
-    assert waiting["alice"] not in interrupted(served, "otto", waiting)
+    reply = {"resume": {"type": "response", "args": "Rita here: how can I help?"}}
+    served.client("rita").runs.wait(waiting["amy"], "supervisor", command=reply)
+    assert interrupted(served, "rita", waiting) == {waiting["dan"]}
+    assert waiting["amy"] not in interrupted(served, "otto", waiting)
 
 
 def test_a_customer_sees_only_their_own_waiting_threads(served: Served, waiting: dict[str, str]) -> None:
-    assert interrupted(served, "demo", waiting) == {waiting["demo"]}
-    assert interrupted(served, "bob", waiting) == {waiting["bob"]}
-    assert waiting["demo"] not in interrupted(served, "alice", waiting)
+    assert interrupted(served, "dan", waiting) == {waiting["dan"]}
+    assert interrupted(served, "bo", waiting) == {waiting["bo"]}
+    assert waiting["dan"] not in interrupted(served, "amy", waiting)
 
 
 def test_over_the_limit_a_run_is_refused_with_429_and_retry_after(served: Served) -> None:
@@ -136,7 +146,7 @@ def test_over_the_limit_a_run_is_refused_with_429_and_retry_after(served: Served
     with pytest.raises(httpx.HTTPStatusError) as info:
         ticket(served, "cid", "How long does standard delivery take?")
     assert info.value.response.status_code == 429 and "tenant crowd" in info.value.response.text
-    assert ticket(served, "demo", "How long does standard delivery take?")  # another tenant is not affected
+    assert ticket(served, "bo", "How long does standard delivery take?")  # another tenant is not affected
 
     from auth.audit import SqliteAuditLog
 
