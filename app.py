@@ -1,9 +1,11 @@
-"""Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, eval, bench, memory, demo, apikey, health.
+"""Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, train-guard, eval, bench, memory, demo, apikey,
+health, audit, inbox.
 
     python app.py ask "Where is my order 1003?" --json
     python app.py resume THREAD --approve --json
 
-Bad input exits with status 2 and one line on stderr, and writes nothing.
+Bad input exits with status 2 and one line on stderr, and writes nothing. Over a rate limit (auth/ratelimit.py)
+`ask` and `resume` exit with status 75 and, with --json, print {"status": "rate_limited", "retry_after_s": ...}.
 """
 
 from __future__ import annotations
@@ -192,6 +194,16 @@ def ask(
         return result_of(rt, thread_id, started)
 
 
+def take_token(settings: Settings, user: str, tenant: str) -> None:
+    """One ticket's token from the user's and the tenant's bucket; raises auth.ratelimit.RateLimited when empty.
+
+    Taken by the commands a person runs (ask, resume, chat, inbox resolve), not by `ask` / `resume` themselves,
+    which evals, benchmarks and the demo call in-process as trusted code."""
+    from auth.ratelimit import limiter_for
+
+    limiter_for(settings).check(user, tenant)
+
+
 @contextmanager
 def thread_lease(settings: Settings, thread_id: str) -> Iterator[None]:
     """Hold the thread's lease (memory.locks) for one run: a second concurrent run on it exits 2, never forks it."""
@@ -229,7 +241,10 @@ def resume_value(
             from nodes.request_approval import check_edit
 
             action = {"tool": payload["action_request"]["action"], "args": payload["action_request"]["args"]}
-            check_edit(rt.services.shop, action, reply.args, user_id=args.user)
+            from tools.registry import Caller
+
+            caller = Caller("request_approval", args.user, tenant_id=args.tenant, role="agent")
+            check_edit(rt.services.shop, action, reply.args, caller=caller)
     except hitl.ReplyError as exc:
         raise UsageError(str(exc)) from exc
     return value
@@ -366,11 +381,15 @@ def print_result(result: dict[str, Any], as_json: bool) -> None:
 
 
 def cmd_ask(settings: Settings, a: argparse.Namespace) -> int:
+    validate_text(a.text, settings)  # bad input costs no token
+    take_token(settings, validate_id(a.user, "user"), validate_id(a.tenant, "tenant"))
     print_result(ask(settings, a.text, user=a.user, thread=a.thread, tenant=a.tenant), a.json)
     return 0
 
 
 def cmd_resume(settings: Settings, a: argparse.Namespace) -> int:
+    validate_id(a.thread, "thread id")
+    take_token(settings, validate_id(a.approver or a.user, "approver"), validate_id(a.tenant, "tenant"))
     print_result(resume(settings, a.thread, a), a.json)
     return 0
 
@@ -391,11 +410,19 @@ def _chat_loop(settings: Settings, rt: Runtime, thread: str, a: argparse.Namespa
         if not text:
             break
         try:
+            take_token(settings, a.user, a.tenant)
             result = ask(settings, text, user=a.user, thread=thread, tenant=a.tenant, channel="chat", rt=rt)
             while result["pending"]:
                 result = _answer_at_prompt(settings, rt, thread, result, a)
         except UsageError as exc:
             print(f"error: {exc}")
+            continue
+        except Exception as exc:
+            from auth.ratelimit import RateLimited
+
+            if not isinstance(exc, RateLimited):
+                raise
+            print(f"bot> {exc}")
             continue
         print(f"bot> {result['answer']}")
         print(f"     [{result['status']} · {result['intent']} {result['confidence']} · {' → '.join(result['route'])}]")
@@ -615,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("apikey", "API keys for the served API (apikey create | list | revoke)"),
         ("health", "health checks and circuit breakers of models and tools (health [--json])"),
         ("train-guard", "retrain the prompt-injection screen on a labelled set (--data FILE)"),
+        ("audit", "query the audit log (audit [--thread ID] [--user ID] [--json])"),
+        ("inbox", "threads waiting for a human (inbox [--tenant T]; inbox resolve THREAD --approve | ...)"),
     ):
         s = sub.add_parser(name, help=help_, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
@@ -639,12 +668,28 @@ def main(argv: list[str] | None = None) -> int:
         return delegate("observability.health_cli", "health_main", argv[1:])
     if argv and argv[0] == "train-guard":
         return delegate("guards.cli", "train_main", argv[1:])
+    if argv and argv[0] == "audit":
+        return delegate("auth.audit_cli", "audit_main", argv[1:])
+    if argv and argv[0] == "inbox":
+        return delegate("inbox.cli", "inbox_main", argv[1:])
     args = build_parser().parse_args(argv)
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command with the CLI's exit-status contract (shared by subcommand families, e.g. inbox)."""
+    from auth.ratelimit import EXIT_RATE_LIMITED, RateLimited
+
     try:
         return int(args.func(Settings.from_env(), args) or 0)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RateLimited as exc:  # a status, not an error: the caller waits and tries again
+        if getattr(args, "json", False):
+            print(json.dumps(exc.as_dict()))
+        print(str(exc), file=sys.stderr)
+        return EXIT_RATE_LIMITED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into `head` and the like

@@ -20,23 +20,35 @@ Authorization (deny by default; filters make another owner's resource look absen
 - store: customers only under (tenant, user, ...), agents under (tenant, ...); search and list_namespaces
   with a shorter prefix are narrowed to the caller's own.
 - everything else (crons, future resources): admins only.
+
+Audit and rate limits: every 401 (authentication) and 403 (a handler's refusal) is recorded in the audit log
+(`auth.audit`, kind `auth_failure`, with the key id when one was presented); a 404 is the server's answer to a
+filter, decided after the handler, and is not seen here. Each run (`threads.create_run`) takes a token from
+the caller's user and tenant buckets (`auth.ratelimit`); an empty bucket is HTTP 429 with `Retry-After`,
+audited as `rate_limited`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from langgraph_sdk import Auth
 
+from auth.audit import AuditEvent, open_audit, record
 from auth.identity import OWNER_KEY, TENANT_KEY, Identity, identity_of
-from auth.keys import PREFIX, KeyStore
+from auth.keys import PREFIX, KeyStore, key_id_of
+from auth.ratelimit import RateLimited, limiter_for
 from config.settings import Settings
 from graphs.context import ASSISTANT_FIELDS
 
 SETTINGS = Settings.from_env()
 KEYS = KeyStore(SETTINGS.auth_path)
+AUDIT = open_audit(SETTINGS)
+LIMITER = limiter_for(SETTINGS)
 
 # Set by reverse proxies and tunnels (`langgraph dev --tunnel` runs cloudflared): a request carrying one of
 # these reached the loopback interface on behalf of someone else.
@@ -114,8 +126,57 @@ def authenticate_request(headers: Mapping[Any, Any], client: Any, *, keys: KeySt
 
 @auth.authenticate
 def authenticate(headers: dict, scope: dict) -> dict[str, Any]:
-    # Synchronous on purpose: the key lookup is SQLite I/O, and the server runs sync handlers in a thread pool.
-    return authenticate_request(headers, scope.get("client"), keys=KEYS, settings=SETTINGS).as_user()
+    # Synchronous on purpose: the key lookup and the audit are SQLite I/O, and the server runs sync handlers in a
+    # thread pool.
+    try:
+        return authenticate_request(headers, scope.get("client"), keys=KEYS, settings=SETTINGS).as_user()
+    except Auth.exceptions.HTTPException as exc:
+        record(AUDIT, failed_authentication(exc, headers, scope))
+        raise
+
+
+def failed_authentication(exc: Auth.exceptions.HTTPException, headers: Mapping[Any, Any], scope: Mapping) -> AuditEvent:
+    """The audit event of a refused authentication: the key id when a well-formed key was presented."""
+    key_ids = [k for k in (key_id_of(key) for key in presented_keys(headers)) if k]
+    return AuditEvent(
+        kind="auth_failure",
+        actor=f"key:{key_ids[0]}" if key_ids else "anonymous",
+        role="anonymous",
+        action=f"{scope.get('method', '?')} {scope.get('path', '?')}",
+        outcome=str(exc.status_code),
+        detail={"detail": str(exc.detail)},
+    )
+
+
+def audit_refusals(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Record a resource handler's refusal (403, 429) in the audit log, then let it through unchanged.
+
+    The append runs in a worker thread: handlers are async, and SQLite I/O must not block the event loop."""
+
+    @functools.wraps(handler)
+    async def audited(ctx: Auth.types.AuthContext, value: Any) -> Any:
+        try:
+            return await handler(ctx=ctx, value=value)
+        except Auth.exceptions.HTTPException as exc:
+            await asyncio.to_thread(record, AUDIT, refused_request(exc, ctx, value))
+            raise
+
+    return audited
+
+
+def refused_request(exc: Auth.exceptions.HTTPException, ctx: Auth.types.AuthContext, value: Any) -> AuditEvent:
+    identity = identity_of(ctx.user)
+    thread = value.get("thread_id") if isinstance(value, Mapping) else None
+    return AuditEvent(
+        kind="rate_limited" if exc.status_code == 429 else "auth_failure",
+        actor=identity.user_id if identity else str(getattr(ctx.user, "identity", "unknown")),
+        role=identity.role if identity else "unknown",
+        tenant=identity.tenant_id if identity else "",
+        action=f"{ctx.resource}.{ctx.action}",
+        outcome=str(exc.status_code),
+        thread_id=str(thread or ""),
+        detail={"detail": str(exc.detail)},
+    )
 
 
 # ---------------------------------------------------------------- helpers for the resource handlers
@@ -155,6 +216,7 @@ def strip_ownership(metadata: Any) -> None:
 
 
 @auth.on
+@audit_refusals
 async def admins_only(ctx: Auth.types.AuthContext, value: Any) -> None:
     """Anything without a handler of its own (crons, resources added later) is for admins."""
     if caller(ctx).role != "admin":
@@ -165,6 +227,7 @@ async def admins_only(ctx: Auth.types.AuthContext, value: Any) -> None:
 
 
 @auth.on.threads.create
+@audit_refusals
 async def on_thread_create(ctx: Auth.types.AuthContext, value: Auth.types.on.threads.create.value) -> dict[str, str]:
     identity = caller(ctx)
     metadata = value.get("metadata")
@@ -175,11 +238,13 @@ async def on_thread_create(ctx: Auth.types.AuthContext, value: Auth.types.on.thr
 
 
 @auth.on.threads.read
+@audit_refusals
 async def on_thread_read(ctx: Auth.types.AuthContext, value: Auth.types.on.threads.read.value) -> dict[str, str] | None:
     return visible_to(caller(ctx))
 
 
 @auth.on.threads.search
+@audit_refusals
 async def on_thread_search(
     ctx: Auth.types.AuthContext, value: Auth.types.on.threads.search.value
 ) -> dict[str, str] | None:
@@ -187,6 +252,7 @@ async def on_thread_search(
 
 
 @auth.on.threads.update
+@audit_refusals
 async def on_thread_update(
     ctx: Auth.types.AuthContext, value: Auth.types.on.threads.update.value
 ) -> dict[str, str] | None:
@@ -203,6 +269,7 @@ async def on_thread_update(
 
 
 @auth.on.threads.delete
+@audit_refusals
 async def on_thread_delete(
     ctx: Auth.types.AuthContext, value: Auth.types.on.threads.delete.value
 ) -> dict[str, str] | None:
@@ -213,6 +280,7 @@ async def on_thread_delete(
 
 
 @auth.on.threads.create_run
+@audit_refusals
 async def on_create_run(
     ctx: Auth.types.AuthContext, value: Auth.types.on.threads.create_run.value
 ) -> dict[str, str] | None:
@@ -234,8 +302,22 @@ async def on_create_run(
     if not answering and isinstance(value.get("metadata"), dict):
         value["metadata"].update(owned_by(identity))  # a thread this run creates belongs to the caller
     set_run_identity(kwargs, identity, answering=answering)
+    await take_token(identity)
     # A reviewer answers any waiting thread of their tenant; a new message goes only to one's own thread.
     return visible_to(identity) if answering else owned_by(identity)
+
+
+async def take_token(identity: Identity) -> None:
+    """One token from the caller's user and tenant buckets, or HTTP 429 with Retry-After (never an error)."""
+    try:
+        if getattr(LIMITER.buckets, "shared", False):
+            await asyncio.to_thread(LIMITER.check, identity.user_id, identity.tenant_id)  # Redis: network I/O
+        else:
+            LIMITER.check(identity.user_id, identity.tenant_id)
+    except RateLimited as exc:
+        raise Auth.exceptions.HTTPException(
+            status_code=429, detail=str(exc), headers={"Retry-After": str(exc.retry_after)}
+        ) from None
 
 
 def set_run_identity(kwargs: dict[str, Any], identity: Identity, *, answering: bool) -> None:
@@ -265,6 +347,7 @@ def set_run_identity(kwargs: dict[str, Any], identity: Identity, *, answering: b
 
 @auth.on.assistants.read
 @auth.on.assistants.search
+@audit_refusals
 async def on_assistant_lookup(ctx: Auth.types.AuthContext, value: Any) -> None:
     caller(ctx)
 
@@ -272,6 +355,7 @@ async def on_assistant_lookup(ctx: Auth.types.AuthContext, value: Any) -> None:
 @auth.on.assistants.create
 @auth.on.assistants.update
 @auth.on.assistants.delete
+@audit_refusals
 async def on_assistant_change(ctx: Auth.types.AuthContext, value: Any) -> None:
     if caller(ctx).role != "admin":
         deny("only admins may create, change or delete assistants")
@@ -290,6 +374,7 @@ def store_scope(identity: Identity) -> tuple[str, ...] | None:
 
 
 @auth.on.store
+@audit_refusals
 async def on_store(ctx: Auth.types.AuthContext, value: Any) -> None:
     scope = store_scope(caller(ctx))
     if scope is None:

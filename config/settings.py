@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 if TYPE_CHECKING:
     from langgraph.types import RetryPolicy
 
+    from config.permissions import Permissions
+
 CONFIG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONFIG_DIR.parent
 DEMO_DIR = REPO_ROOT / "demo"
@@ -114,6 +116,27 @@ class ApprovalPolicy(BaseModel):
         return self
 
 
+class Bucket(BaseModel):
+    """One token bucket: up to `capacity` requests at once, refilled at `per_minute` requests a minute."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    capacity: float = Field(ge=1)
+    per_minute: float = Field(gt=0)
+
+    @property
+    def per_second(self) -> float:
+        return self.per_minute / 60
+
+
+class RateLimitPolicy(BaseModel):
+    """Token buckets per user and per tenant for tickets (config/policy.yaml `rate_limits`; auth.ratelimit)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    enabled: bool = True
+    user: Bucket = Bucket(capacity=10, per_minute=30)
+    tenant: Bucket = Bucket(capacity=100, per_minute=600)
+
+
 class Policy(BaseModel):
     """Everything in config/policy.yaml, validated."""
 
@@ -127,6 +150,7 @@ class Policy(BaseModel):
     session: SessionPolicy = SessionPolicy()
     working_memory: WorkingMemoryPolicy = WorkingMemoryPolicy()
     llm: LLMPolicy = LLMPolicy()
+    rate_limits: RateLimitPolicy = RateLimitPolicy()
 
 
 SPECIALISTS = ("retrieve_knowledge", "analyze_technical", "plan_action", "escalate")
@@ -175,6 +199,7 @@ class Settings(BaseModel):
     config_dir: Path = CONFIG_DIR
     demo_dir: Path = DEMO_DIR
     auth_db: Path | None = None  # API keys (hashed); default: data_dir/auth.sqlite
+    audit_url: str | None = None  # audit log (auth/audit.py); default: SQLite file data_dir/audit.sqlite
     auth_allow_studio: bool = False  # accept Studio's keyless requests from loopback (see README, Auth)
     studio_user: str = "demo"  # who such a Studio request acts as (role agent)
     studio_tenant: str = "default"
@@ -247,10 +272,12 @@ class Settings(BaseModel):
             redis_url=e.get("SWITCHBOARD_REDIS_URL") or None,
             model_cache_dir=Path(e["SWITCHBOARD_MODEL_CACHE"]) if e.get("SWITCHBOARD_MODEL_CACHE") else None,
             auth_db=Path(e["SWITCHBOARD_AUTH_DB"]).expanduser() if e.get("SWITCHBOARD_AUTH_DB") else None,
+            audit_url=e.get("SWITCHBOARD_AUDIT_URL") or None,
             auth_allow_studio=e.get("SWITCHBOARD_AUTH_ALLOW_STUDIO") == "1",
             studio_user=e.get("SWITCHBOARD_STUDIO_USER") or "demo",
             studio_tenant=e.get("SWITCHBOARD_STUDIO_TENANT") or "default",
             cli_role=e.get("SWITCHBOARD_CLI_ROLE") or "admin",  # type: ignore[arg-type]  # validated by pydantic
+            config_dir=Path(e.get("SWITCHBOARD_CONFIG_DIR") or CONFIG_DIR).expanduser(),
         )
 
     def policy(self) -> Policy:
@@ -261,6 +288,17 @@ class Settings(BaseModel):
 
     def error_policies(self) -> ErrorPolicies:
         return load_error_policies(self.config_dir / "error-policies.yaml")
+
+    def permissions(self) -> Permissions:
+        """config/permissions.yaml validated against the registered tools and the workflows that use them."""
+        from config.permissions import check_workflows, load_permissions
+        from tools.shop import TOOLS
+
+        path = self.config_dir / "permissions.yaml"
+        reads = tuple(sorted(n for n, s in TOOLS.items() if not s.is_write))
+        permissions = load_permissions(path, tuple(sorted(TOOLS)), reads)
+        check_workflows(permissions, self.workflows(), path)
+        return permissions
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class Services:
     embedder: Any = None  # memory.embeddings.MiniLMEmbedder, shared by retrieval and answer composition
     audit_path: Path | None = None
     lessons: Any = None  # memory.lessons.LessonQueue: lessons from human answers, pending review
+    audit: Any = None  # auth.audit.AuditLog: tool calls, approvals, escalations (the shop's handle writes to it too)
 
 
 ServicesProvider = Callable[[], Services]
@@ -96,6 +97,7 @@ def _shop_seeded(settings: Settings) -> bool:
 
 def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool = True) -> Services:
     """Open every resource under the data directory, seeding the demo first when it is missing."""
+    from auth.audit import open_audit
     from classifier.model import IntentClassifier
     from memory.embeddings import get_embedder
     from memory.knowledge import ChromaMemory, load_articles
@@ -106,6 +108,8 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
 
     policy = settings.policy()
     configure_tool_boundary(settings)  # tool breakers and retries from error-policies.yaml (validated here)
+    permissions = settings.permissions()  # least privilege: a bad permissions.yaml stops here, with one line
+    audit = open_audit(settings)
     embedder = embedder or get_embedder(settings.embedder_cache)
     if auto_seed and (not _shop_seeded(settings) or not (classifier_dir(settings) / "manifest.json").exists()):
         log.info("seeding demo data under %s", settings.data_dir)
@@ -125,7 +129,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         settings=settings,
         policy=policy,
         workflows=settings.workflows(),
-        shop=ShopDB(settings.shop_target),
+        shop=ShopDB(settings.shop_target, audit=audit, permissions=permissions),
         knowledge=knowledge,
         classifier=IntentClassifier.load(classifier_dir(settings), embedder),
         working=WorkingMemory(settings.working_target, ttl_seconds=policy.working_memory.ttl_seconds),
@@ -134,6 +138,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         audit_path=settings.data_dir / "audit.jsonl",
         embedder=embedder,
         lessons=LessonQueue(settings.data_dir / "lessons.sqlite"),
+        audit=audit,
     )
 
 

@@ -17,6 +17,7 @@ import sqlite3
 from langgraph.graph import START, StateGraph
 from langgraph.types import RetryPolicy
 
+from auth.audit_nodes import audited
 from config.settings import Settings
 from graphs.context import Context
 from graphs.services import Services, ServicesProvider, get_services
@@ -85,8 +86,11 @@ def build_supervisor(services: Services | ServicesProvider | None = None) -> Sta
         return retries.get(name, IO_RETRY)
 
     def node(name: str, fn, **kwargs) -> None:  # noqa: ANN001 - a node function
-        # Every node reports on the `custom` stream what it found (nodes.progress).
-        g.add_node(name, instrument(name, progress.reporting(name, fn), ticket=name == "remember"), **kwargs)
+        # Every node reports on the `custom` stream what it found (nodes.progress); HITL decisions are audited.
+        g.add_node(
+            name, instrument(name, audited(name, progress.reporting(name, fn), provider), ticket=name == "remember"),
+            **kwargs,
+        )
 
     def specialist(name: str, fn, retry: RetryPolicy | None = None, *, command: bool = False) -> None:  # noqa: ANN001
         # Failures (raised on the last attempt, or a tool result not ok) are counted for the supervisor's limits.

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
+
+if TYPE_CHECKING:
+    from config.permissions import NodeName
+    from graphs.context import Context
+    from tools.registry import Caller
 
 
 def text_of(message: AnyMessage | dict[str, Any]) -> str:
@@ -36,6 +42,21 @@ def thread_id() -> str:
         return str(get_config().get("configurable", {}).get("thread_id") or "")
     except RuntimeError:  # called outside a runnable context
         return ""
+
+
+def tool_caller(node: NodeName, ctx: Context, state: Mapping[str, Any]) -> Caller:
+    """Who a tool call comes from, for `run_tool`: this node, the run's resolved identity, thread and trace."""
+    from tools.registry import Caller
+
+    return Caller(
+        node=node,
+        user_id=ctx.user_id,
+        tenant_id=ctx.tenant_id,
+        role=ctx.role,
+        approver_id=ctx.approver_id,
+        thread_id=thread_id(),
+        trace_id=str(state.get("trace_id") or ""),
+    )
 
 
 def visited(name: str) -> dict[str, list[str]]:

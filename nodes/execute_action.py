@@ -14,7 +14,7 @@ from langgraph.types import RetryPolicy
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
-from nodes.common import visited
+from nodes.common import tool_caller, visited
 from tools.shop import run_tool
 
 NAME = "execute_action"
@@ -32,7 +32,8 @@ def make(services: ServicesProvider):
         if approval.get("type") not in ("accept", "edit"):
             raise ValueError("execute_action reached without an approval")
         result = run_tool(
-            svc.shop, action["tool"], action["args"], user_id=ctx.user_id, idempotency_key=action.get("idempotency_key")
+            svc.shop, action["tool"], action["args"], caller=tool_caller(NAME, ctx, state),
+            idempotency_key=action.get("idempotency_key"),
         )
         update: dict = {
             **visited(NAME),

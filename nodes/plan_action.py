@@ -24,7 +24,7 @@ from dialogue.task import asks_only, is_howto, is_question, named_item
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
-from nodes.common import thread_id, visited
+from nodes.common import thread_id, tool_caller, visited
 from nodes.request_approval import needs_human
 from tools.shop import TOOLS, run_tool
 
@@ -175,7 +175,7 @@ def make(services: ServicesProvider):
             update["task"] = {"missing": plan["missing"], "step": "collecting"}
             return Command(goto="supervisor", update=update)
 
-        dry = run_tool(svc.shop, flow.action, args, user_id=ctx.user_id, dry_run=True)
+        dry = run_tool(svc.shop, flow.action, args, caller=tool_caller(NAME, ctx, state), dry_run=True)
         plan["args"] = args
         if not dry.ok:
             # The policy says no: the customer hears why and what they can do; nobody is asked to approve.

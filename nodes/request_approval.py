@@ -23,7 +23,8 @@ from graphs.context import Context, context_of, refund_limit_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from nodes import hitl
-from nodes.common import thread_id, visited
+from nodes.common import thread_id, tool_caller, visited
+from tools.registry import Caller
 from tools.shop import TOOLS, ShopDB, run_tool
 
 NAME = "request_approval"
@@ -85,7 +86,9 @@ def make(services: ServicesProvider):
             hitl.require_reviewer(ctx.role)
             reply = hitl.parse_reply(raw, req)
             if reply.kind == "edit":
-                args, preview = check_edit(services().shop, action, reply.args, user_id=ctx.user_id)
+                args, preview = check_edit(
+                    services().shop, action, reply.args, caller=tool_caller(NAME, ctx, state)
+                )
         except hitl.ReplyError as exc:
             return hitl.ask_again(NAME, state, exc, update)
 
@@ -139,14 +142,14 @@ def validate_edit(action: Mapping[str, Any], args: Any) -> dict[str, Any]:
 
 
 def check_edit(
-    shop: ShopDB, action: Mapping[str, Any], args: Any, *, user_id: str
+    shop: ShopDB, action: Mapping[str, Any], args: Any, *, caller: Caller
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(args, preview) of an edited action: the tool's schema, then its preconditions as a read-only dry run.
 
     The same check the graph enforces and the CLI runs before it resumes; ReplyError says what is wrong.
     """
     new_args = validate_edit(action, args)
-    dry = run_tool(shop, action["tool"], new_args, user_id=user_id, dry_run=True)
+    dry = run_tool(shop, action["tool"], new_args, caller=caller, dry_run=True)
     if not dry.ok:
         raise hitl.ReplyError(f"the edited action is not allowed: {dry.error}")
     return new_args, dict((dry.data or {}).get("preview") or {})

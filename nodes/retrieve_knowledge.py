@@ -24,7 +24,7 @@ from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from guards.injection import Guard, guard_for
-from nodes.common import visited
+from nodes.common import tool_caller, visited
 from tools.shop import TOOLS, run_tool
 
 NAME = "retrieve_knowledge"
@@ -41,6 +41,7 @@ def make(services: ServicesProvider):
     def retrieve_knowledge(state: SupportState, runtime: Runtime[Context]) -> dict:
         svc = services()
         ctx = context_of(runtime)
+        caller = tool_caller(NAME, ctx, state)
         text = state.get("ticket", "")
         intent = state.get("intent")
         flow = svc.workflows.get(intent or "out_of_scope")
@@ -71,7 +72,7 @@ def make(services: ServicesProvider):
             flow.needs_order or refers_to_order(text) or (flow.order_statuses and not OTHER_CODE.search(text))
         )
         if flow is not None and "order_id" not in entities and wants_order:
-            listed = run_tool(svc.shop, "list_orders", {}, user_id=ctx.user_id)
+            listed = run_tool(svc.shop, "list_orders", {}, caller=caller)
             if listed.ok:
                 found = resolve_order(
                     text,
@@ -100,13 +101,13 @@ def make(services: ServicesProvider):
                         # Offer only the orders the action could really be done for (its own preconditions).
                         candidates = [
                             c for c in candidates
-                            if run_tool(svc.shop, flow.action, {"order_id": c}, user_id=ctx.user_id, dry_run=True).ok
+                            if run_tool(svc.shop, flow.action, {"order_id": c}, caller=caller, dry_run=True).ok
                         ]
                     lookups["list_orders"] = listed.model_dump()
                     update["task"] = {"missing": ["order_id"], "candidates": candidates}
         elif flow is not None and "order_id" not in entities and "get_order" in flow.read_tools:
             # "When will my new headphones get here?": the one order whose items the message names.
-            listed = run_tool(svc.shop, "list_orders", {}, user_id=ctx.user_id)
+            listed = run_tool(svc.shop, "list_orders", {}, caller=caller)
             named = order_by_item(text, listed.data.get("orders", [])) if listed.ok else None
             if named is not None:
                 entities["order_id"] = named
@@ -122,12 +123,12 @@ def make(services: ServicesProvider):
             if tool == "list_orders" and ("order_id" in entities or "list_orders" in lookups):
                 continue  # the order in question is looked up on its own
             args = {need: entities[need]} if need else {}
-            lookups[tool] = run_tool(svc.shop, tool, args, user_id=ctx.user_id).model_dump()
+            lookups[tool] = run_tool(svc.shop, tool, args, caller=caller).model_dump()
         others = [int(o) for o in entities.get("order_ids") or [] if int(o) != entities.get("order_id")][:2]
         if others and flow is not None and "get_order" in flow.read_tools:
             # "orders 1008 and 1006": each one is looked up, and they are what "the first one" refers to next.
             lookups["get_order_more"] = [
-                run_tool(svc.shop, "get_order", {"order_id": o}, user_id=ctx.user_id).model_dump() for o in others
+                run_tool(svc.shop, "get_order", {"order_id": o}, caller=caller).model_dump() for o in others
             ]
             update["task"] = {"order_id": entities["order_id"], "missing": [],
                               "candidates": [entities["order_id"], *others]}

@@ -33,6 +33,14 @@ def require_service(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def full_rate_limit_buckets() -> None:
+    """Every test starts with full in-process rate-limit buckets (the CLI's limiter lives for the process)."""
+    from auth.ratelimit import reset
+
+    reset()
+
+
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
     """Built ONNX encoder, kept between runs (gitignored) so the suite builds it once per clone."""
@@ -89,19 +97,24 @@ def services(base_services: Any, tmp_path: Path, request: pytest.FixtureRequest)
     On the Postgres backend (a test parametrised with `checkpointer` or `backend` = postgres) the shop database,
     its ledger and audit log, and working memory live in the test's own Postgres database, beside the checkpoints.
     """
+    from auth.audit import SqliteAuditLog
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
     from tools.shop import ShopDB
 
     if backend_of(request) == "postgres":
         url = request.getfixturevalue("pg_url")
-        shop, working = ShopDB(url), WorkingMemory(url)
+        audit = SqliteAuditLog(tmp_path / "audit.sqlite")
+        shop, working = ShopDB(url, audit=audit), WorkingMemory(url)
     else:
-        shop, working = ShopDB(tmp_path / "shop.sqlite"), WorkingMemory(tmp_path / "working.sqlite")
+        audit = SqliteAuditLog(tmp_path / "audit.sqlite")
+        shop = ShopDB(tmp_path / "shop.sqlite", audit=audit)
+        working = WorkingMemory(tmp_path / "working.sqlite")
     shop.seed()
     yield dataclasses.replace(
         base_services,
         shop=shop,
+        audit=audit,
         working=working,
         audit_path=tmp_path / "audit.jsonl",
         lessons=LessonQueue(tmp_path / "lessons.sqlite"),

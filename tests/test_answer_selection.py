@@ -13,6 +13,7 @@ from dialogue.geo import regions_in, with_regions
 from dialogue.task import is_howto, is_question, order_by_item
 from nodes.generate_response import sentences_of
 from tests.test_graph import run, waiting_on
+from tests.test_shop_tools import as_caller
 
 
 @pytest.fixture
@@ -23,7 +24,9 @@ def graph(services: Any, make_graph: Any) -> Any:
 def newsletter_subscribed(services: Any, user: str = "demo") -> bool:
     from tools.shop import run_tool
 
-    return run_tool(services.shop, "get_account", {}, user_id=user).data["newsletter_subscribed"]
+    return run_tool(services.shop, "get_account", {}, caller=as_caller("get_account", user)).data[
+        "newsletter_subscribed"
+    ]
 
 
 def test_a_question_about_emails_after_unsubscribing_subscribes_nobody(graph: Any, services: Any) -> None:
@@ -76,8 +79,9 @@ def test_interchangeable_intents_are_knowledge_only_with_the_same_tools() -> Non
         "delivery_options": kb,
         "delivery_period": kb,
         "check_invoice": Workflow(specialists=("retrieve_knowledge",), read_tools=("get_invoice",)),
-        "cancel_order": Workflow(specialists=("retrieve_knowledge", "plan_action"), action="cancel_order",
-                                 requires=("order_id",)),
+        "cancel_order": Workflow(
+            specialists=("retrieve_knowledge", "plan_action"), action="cancel_order", requires=("order_id",)
+        ),
     }
     cands = [("delivery_options", 0.52), ("delivery_period", 0.4), ("check_invoice", 0.05), ("cancel_order", 0.03)]
     assert interchangeable("delivery_options", cands, flows) == ["delivery_options", "delivery_period"]

@@ -21,6 +21,17 @@ from auth.keys import KeyStore, key_id_of
 from config.settings import Settings
 from graphs.context import Context, context_of
 
+
+@pytest.fixture(autouse=True)
+def private_audit(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The handlers' audit log, in memory for each test (the module's default is the env's data dir)."""
+    from auth.audit import MemoryAuditLog
+
+    audit = MemoryAuditLog()
+    monkeypatch.setattr(handlers, "AUDIT", audit)
+    return audit
+
+
 # ---------------------------------------------------------------- keys
 
 

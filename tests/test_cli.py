@@ -86,10 +86,12 @@ def test_approval_round_trip(cli: Any, data_dir: Path) -> None:
     code, out, _ = cli("resume", thread, "--approve", "--json")
     assert code == 0 and out["status"] == "completed" and out["thread_id"] == thread
     assert "execute_action" in out["route"]
-    from tools.shop import ShopDB, run_tool
+    from tools.shop import Caller, ShopDB, run_tool
+
+    READER = Caller("retrieve_knowledge", "demo")
 
     assert (
-        run_tool(ShopDB(data_dir / "shop.sqlite"), "get_order", {"order_id": 1008}, user_id="demo").data["status"]
+        run_tool(ShopDB(data_dir / "shop.sqlite"), "get_order", {"order_id": 1008}, caller=READER).data["status"]
         == "cancelled"
     )
 
@@ -187,10 +189,12 @@ def test_chat_asks_for_approval_at_the_prompt(
     out = capsys.readouterr().out
     assert "Order 1006 (Aurora Wireless Headphones, EUR 129.00) has shipped with DHL" in out
     assert "approve? [y]es" in out and "Done: order 1009 is cancelled" in out
-    from tools.shop import ShopDB, run_tool
+    from tools.shop import Caller, ShopDB, run_tool
+
+    READER = Caller("retrieve_knowledge", "demo")
 
     shop = ShopDB(data_dir / "shop.sqlite")
-    assert run_tool(shop, "get_order", {"order_id": 1009}, user_id="demo").data["status"] == "cancelled"
+    assert run_tool(shop, "get_order", {"order_id": 1009}, caller=READER).data["status"] == "cancelled"
 
 
 def test_ingest_cli_is_idempotent_and_rejects_missing_paths(

@@ -17,7 +17,7 @@ from bench.chaos_models import ObservedStore, half_open_episodes
 from bench.fault_server import FaultServer
 from config.settings import Settings
 from llm.breaker import CircuitBreaker
-from tools.shop import ShopDB, run_tool
+from tools.shop import Caller, ShopDB, run_tool
 
 
 @pytest.mark.slow
@@ -59,7 +59,7 @@ def test_the_shop_audit_counts_a_duplicate_and_a_missing_effect(tmp_path: Path) 
     with ShopDB(path) as shop:
         shop.seed()
         args = {"order_id": 1004, "amount": 1.0, "currency": "EUR", "reason": "test"}
-        assert run_tool(shop, "issue_refund", args, user_id="demo", idempotency_key="k1").ok
+        assert run_tool(shop, "issue_refund", args, caller=Caller("execute_action", "demo"), idempotency_key="k1").ok
     done: dict[str, Any] = {"action_ok": True}
     one = [Ticket(0, "demo", "refund", "refund", 1004, final=done)]
     assert audit_shop(path, one) == {"duplicate_effects": 0, "missing_effects": 0, "replayed": 0, "committed": 1}

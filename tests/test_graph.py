@@ -59,9 +59,10 @@ def waiting_on(snapshot: Any) -> tuple[str | None, Any]:
 
 
 def order_status(services: Any, order_id: int) -> str:
-    from tools.shop import run_tool
+    from tools.shop import Caller, run_tool
 
-    return run_tool(services.shop, "get_order", {"order_id": order_id}, user_id="demo").data["status"]
+    reader = Caller("retrieve_knowledge", "demo")
+    return run_tool(services.shop, "get_order", {"order_id": order_id}, caller=reader).data["status"]
 
 
 # ------------------------------------------------------------------ shape
@@ -220,9 +221,10 @@ def test_approval_edit_uses_the_edited_arguments(with_intent: Any, checkpointer:
     snap = resume(graph, thread, {"type": "edit", "args": {"amount": 25.0}})
     assert snap.values["action"]["args"]["amount"] == 25.0
     assert snap.values["action_result"]["ok"], snap.values["action_result"]
-    from tools.shop import run_tool
+    from tools.shop import Caller, run_tool
 
-    refunds = run_tool(services.shop, "get_refund_status", {"order_id": 1004}, user_id="demo").data
+    reader = Caller("retrieve_knowledge", "demo")
+    refunds = run_tool(services.shop, "get_refund_status", {"order_id": 1004}, caller=reader).data
     assert any(abs(float(r["amount"]) - 25.0) < 1e-9 for r in refunds["refunds"]), refunds
 
 

@@ -16,6 +16,7 @@ from langgraph.types import Command
 from config.settings import ApprovalPolicy
 from graphs.context import Context
 from nodes import hitl
+from tests.test_shop_tools import as_caller
 from tools.shop import run_tool
 
 CANCEL = "Please cancel order 1008, I ordered the wrong keyboard."
@@ -56,7 +57,9 @@ def nulls(value: Any, path: str = "$") -> list[str]:
 
 
 def order_status(services: Any, order_id: int) -> str:
-    return run_tool(services.shop, "get_order", {"order_id": order_id}, user_id="demo").data["status"]
+    return run_tool(services.shop, "get_order", {"order_id": order_id}, caller=as_caller("get_order", "demo")).data[
+        "status"
+    ]
 
 
 # ---------------------------------------------------------------- the request, in both dialects
@@ -186,7 +189,12 @@ def test_a_refused_reply_decides_nothing_and_the_thread_still_waits_saying_why(
     assert says in payload["error"], payload["error"]
     assert payload["description"].startswith(f"**Your last answer was refused:** {payload['error']}")
     assert "execute_action" not in snap.values["route"] and snap.values.get("action_result") is None
-    assert run_tool(services.shop, "get_refund_status", {"order_id": 1004}, user_id="demo").data["refunds"] == []
+    assert (
+        run_tool(
+            services.shop, "get_refund_status", {"order_id": 1004}, caller=as_caller("get_refund_status", "demo")
+        ).data["refunds"]
+        == []
+    )
 
     snap = answer(graph, thread, {"decisions": [{"type": "approve"}]})  # a good answer still works
     assert snap.values["status"] == "completed" and snap.values["action_result"]["ok"]
@@ -242,8 +250,13 @@ def test_review_replies_in_both_dialects(with_intent: Any, make_graph: Any) -> N
     snap = answer(graph, thread, {"decisions": [{"type": "reject", "message": "needs a specialist"}]})
     node, _ = waiting(snap)
     assert node == "escalate" and snap.values["status"] == "escalated"
-    assert snap.values["review"] == {"type": "ignore", "draft": snap.values["review"]["draft"], "reviewer": "rita",
-                                     "via": "v1", "note": "needs a specialist"}
+    assert snap.values["review"] == {
+        "type": "ignore",
+        "draft": snap.values["review"]["draft"],
+        "reviewer": "rita",
+        "via": "v1",
+        "note": "needs a specialist",
+    }
 
 
 # ---------------------------------------------------------------- truthful state and streaming
@@ -252,8 +265,10 @@ def test_review_replies_in_both_dialects(with_intent: Any, make_graph: Any) -> N
 def test_the_state_never_says_completed_before_it_is(with_intent: Any, make_graph: Any) -> None:
     graph = make_graph(with_intent("cancel_order"))
     config = {"configurable": {"thread_id": str(uuid.uuid4())}}
-    seen = [v.get("status") for v in graph.stream({"messages": [HumanMessage(CANCEL)]}, config, context=Context(),
-                                                  stream_mode="values")]
+    seen = [
+        v.get("status")
+        for v in graph.stream({"messages": [HumanMessage(CANCEL)]}, config, context=Context(), stream_mode="values")
+    ]
     assert "completed" not in seen and seen[-1] == "awaiting_approval" and "in_progress" in seen
     written = [
         (node, update["status"])
@@ -292,7 +307,9 @@ def test_with_a_model_the_response_generator_streams_tokens_on_messages(with_int
     chunks = [
         (msg, meta)
         for msg, meta in graph.stream(
-            {"messages": [HumanMessage("How long does delivery take?")]}, config, context=Context(),
+            {"messages": [HumanMessage("How long does delivery take?")]},
+            config,
+            context=Context(),
             stream_mode="messages",
         )
         if meta.get("langgraph_node") == "generate_response"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tools.shop import TOOLS, ShopDB, run_tool
+from tools.shop import TOOLS, Caller, ShopDB, run_tool
+
+PLAN = Caller("plan_action", "demo")  # dry runs, as plan_action makes them
+EXEC = Caller("execute_action", "demo")  # the real call
 
 
 @pytest.fixture
@@ -42,15 +45,15 @@ CASES = [
 @pytest.mark.parametrize(("tool", "args", "code"), CASES)
 def test_dry_run_refuses_exactly_like_the_real_call(db: ShopDB, tool: str, args: dict, code: str) -> None:
     before = _ledger_and_audit(db)
-    dry = run_tool(db, tool, args, user_id="demo", dry_run=True)
+    dry = run_tool(db, tool, args, caller=PLAN, dry_run=True)
     assert not dry.ok and dry.refusal is not None and dry.refusal.code == code
     assert _ledger_and_audit(db) == before, "a dry run writes nothing, not even an audit row"
-    real = run_tool(db, tool, args, user_id="demo", idempotency_key=f"k-{tool}-{code}")
+    real = run_tool(db, tool, args, caller=EXEC, idempotency_key=f"k-{tool}-{code}")
     assert (real.ok, real.error, real.refusal) == (False, dry.error, dry.refusal)
 
 
 def test_refusals_that_have_an_alternative_say_what_to_do_and_cite_the_policy(db: ShopDB) -> None:
-    r = run_tool(db, "cancel_order", {"order_id": 1006}, user_id="demo", dry_run=True)
+    r = run_tool(db, "cancel_order", {"order_id": 1006}, caller=PLAN, dry_run=True)
     assert "refuse the delivery" in r.refusal.instead and "30 days" in r.refusal.instead
     assert r.refusal.article == "kb-cancel-order"
 
@@ -62,17 +65,17 @@ def test_every_write_tool_that_needs_approval_declares_preconditions() -> None:
 
 
 def test_previews_describe_the_effect_and_change_nothing(db: ShopDB) -> None:
-    cancel = run_tool(db, "cancel_order", {"order_id": 1008}, user_id="demo", dry_run=True)
+    cancel = run_tool(db, "cancel_order", {"order_id": 1008}, caller=PLAN, dry_run=True)
     assert cancel.ok and cancel.data["preview"]["money"] == "EUR 129.80 is refunded in full to your card"
     assert cancel.data["preview"]["items"] == ["1 x Keystone Mechanical Keyboard", "1 x Glide Ergonomic Mouse"]
-    refund = run_tool(db, "issue_refund", {"order_id": 1004, "amount": 6}, user_id="demo", dry_run=True)
+    refund = run_tool(db, "issue_refund", {"order_id": 1004, "amount": 6}, caller=PLAN, dry_run=True)
     assert refund.data["preview"] == {
         "order_id": 1004, "amount": 6.0, "currency": "EUR", "method": "card", "refundable_before": 393.9,
         "full": False,
     }
     address = run_tool(
         db, "update_shipping_address", {"order_id": 1009, "address": "12 Baker Street, London NW1 6XE"},
-        user_id="demo", dry_run=True,
+        caller=PLAN, dry_run=True,
     )
     assert address.data["preview"]["old_address"].startswith("Keizersgracht 123")
     assert address.data["preview"]["new_address"] == "12 Baker Street, London NW1 6XE"
@@ -81,7 +84,7 @@ def test_previews_describe_the_effect_and_change_nothing(db: ShopDB) -> None:
 
 
 def test_another_customers_order_is_refused_like_a_missing_one_in_a_dry_run(db: ShopDB) -> None:
-    theirs = run_tool(db, "cancel_order", {"order_id": 1013}, user_id="demo", dry_run=True)
-    missing = run_tool(db, "cancel_order", {"order_id": 9999}, user_id="demo", dry_run=True)
+    theirs = run_tool(db, "cancel_order", {"order_id": 1013}, caller=PLAN, dry_run=True)
+    missing = run_tool(db, "cancel_order", {"order_id": 9999}, caller=PLAN, dry_run=True)
     assert theirs.error == "order 1013 was not found for this customer"
     assert missing.error == "order 9999 was not found for this customer"

@@ -13,7 +13,7 @@ import pytest
 
 import tools.registry as registry
 import tools.shop as shop
-from tools.shop import TOOLS, ShopDB, as_langchain_tools, run_tool
+from tools.shop import TOOLS, Caller, ShopDB, as_langchain_tools, run_tool
 
 TODAY = date(2025, 3, 15)
 NOW = datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
@@ -32,14 +32,20 @@ def db(tmp_path: Path) -> ShopDB:
     handle.close()
 
 
+def as_caller(name: str, user: str = "demo") -> Caller:
+    """The node that may make this call: the retriever for reads, execute_action for writes (and their dry runs)."""
+    spec = TOOLS.get(name)
+    return Caller("retrieve_knowledge" if spec is not None and spec.kind == "read" else "execute_action", user)
+
+
 def ok(db: ShopDB, name: str, args: dict | None = None, user: str = "demo", **kw: object) -> dict:
-    result = run_tool(db, name, args or {}, user_id=user, **kw)
+    result = run_tool(db, name, args or {}, caller=as_caller(name, user), **kw)
     assert result.ok, result.error
     return result.data
 
 
 def refused(db: ShopDB, name: str, args: dict | None = None, user: str = "demo", **kw: object) -> str:
-    result = run_tool(db, name, args or {}, user_id=user, **kw)
+    result = run_tool(db, name, args or {}, caller=as_caller(name, user), **kw)
     assert not result.ok and result.data == {}, result
     assert result.error and "\n" not in result.error
     # A business-rule refusal says what the customer can do instead; the message and that advice are read together.
@@ -350,7 +356,8 @@ def test_refusals_are_not_stored_in_the_ledger(db: ShopDB) -> None:
 def test_concurrent_calls_with_one_key_apply_once(db: ShopDB) -> None:
     def call(_: int) -> bool:
         return run_tool(
-            db, "issue_refund", {"order_id": 1004, "amount": 5}, user_id="demo", idempotency_key="same"
+            db, "issue_refund", {"order_id": 1004, "amount": 5}, caller=as_caller("issue_refund"),
+            idempotency_key="same",
         ).data["replayed"]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -391,7 +398,7 @@ def test_change_and_audit_share_one_transaction(db: ShopDB, monkeypatch: pytest.
         raise sqlite3.OperationalError("disk full")
 
     monkeypatch.setattr(registry, "_audit", broken_audit)
-    result = run_tool(db, "cancel_order", {"order_id": 1008}, user_id="demo", idempotency_key="k")
+    result = run_tool(db, "cancel_order", {"order_id": 1008}, caller=as_caller("cancel_order"), idempotency_key="k")
     assert not result.ok and result.error == "internal error in cancel_order: OperationalError"
     assert status(db, 1008) == "processing"
     assert db.query("SELECT COUNT(*) AS n FROM action_ledger")[0]["n"] == 0
@@ -412,7 +419,7 @@ def test_change_and_audit_share_one_transaction(db: ShopDB, monkeypatch: pytest.
     ],
 )
 def test_bad_calls_come_back_as_errors(db: ShopDB, name: str, args: object, user: str, phrase: str) -> None:
-    result = run_tool(db, name, args, user_id=user)  # type: ignore[arg-type]
+    result = run_tool(db, name, args, caller=as_caller(name, user))  # type: ignore[arg-type]
     assert not result.ok and result.error and phrase in result.error and "\n" not in result.error
 
 
@@ -455,7 +462,7 @@ def test_invoice(db: ShopDB) -> None:
 
 # ------------------------------------------------------------------------------------------ langchain
 def test_langchain_tools_are_read_only_and_identity_free(db: ShopDB) -> None:
-    lc_tools = as_langchain_tools(db, "demo")
+    lc_tools = as_langchain_tools(db, Caller("retrieve_knowledge", "demo"))
     assert sorted(t.name for t in lc_tools) == [
         "get_account",
         "get_invoice",
@@ -472,7 +479,7 @@ def test_langchain_tools_are_read_only_and_identity_free(db: ShopDB) -> None:
     theirs = json.loads(get_order.invoke({"order_id": 1011}))
     assert (theirs["ok"], theirs["data"], theirs["error"]) == (False, {}, "order 1011 was not found for this customer")
     alice_orders = json.loads(
-        next(t for t in as_langchain_tools(db, "alice") if t.name == "list_orders").invoke({})
+        next(t for t in as_langchain_tools(db, as_caller("list_orders", "alice")) if t.name == "list_orders").invoke({})
     )
     assert [o["order_id"] for o in alice_orders["data"]["orders"]] == [1013, 1012, 1011]
 
@@ -487,7 +494,7 @@ def test_two_handles_on_one_file_apply_a_key_once(db: ShopDB) -> None:
                 handles[i % 2],
                 "cancel_order",
                 {"order_id": 1008},
-                user_id="demo",
+                caller=as_caller("cancel_order"),
                 idempotency_key="cancel-1008",
             )
             return result.ok, result.data.get("replayed", False)

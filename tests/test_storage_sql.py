@@ -16,6 +16,7 @@ import pytest
 from config.settings import Settings
 from memory.working import WorkingMemory
 from storage.sql import PostgresConnection, connect, redact, table_exists, translate
+from tests.test_shop_tools import as_caller
 from tools.shop import ShopDB, run_tool
 
 TODAY = date(2025, 3, 15)
@@ -100,7 +101,7 @@ def shop(target: str) -> Iterator[ShopDB]:
 
 
 def _call(db: ShopDB, name: str, args: dict[str, Any], key: str | None = None, user: str = "demo") -> Any:
-    return run_tool(db, name, args, user_id=user, idempotency_key=key)
+    return run_tool(db, name, args, caller=as_caller(name, user), idempotency_key=key)
 
 
 def test_the_engine_is_the_one_asked_for(shop: ShopDB, backend: str) -> None:

@@ -27,6 +27,7 @@ from llm import MemoryStore, RedisStore
 from observability.metrics import REGISTRY
 from tests.conftest import require_service
 from tests.test_graph import run, waiting_on
+from tests.test_shop_tools import as_caller
 from tools.shop import TOOLS, ShopDB, run_tool
 
 
@@ -97,7 +98,7 @@ def test_a_tool_that_raises_is_caught_recorded_and_counted_against_its_breaker(
 
     replace_fn(monkeypatch, "get_order", broken)
     before = failures("get_order", "raised")
-    result = run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo")
+    result = run_tool(shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo"))
     assert not result.ok and result.error == "internal error in get_order: RuntimeError"
     assert failures("get_order", "raised") == before + 1
     assert breaker(shop, "get_order").failures == 1 and sleeps == []  # a bug is not retried
@@ -121,7 +122,7 @@ def test_malformed_results_are_refused_with_the_reason(
 ) -> None:
     replace_fn(monkeypatch, "get_order", lambda ctx, args: bad)
     before = failures("get_order", "malformed")
-    result = run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo")
+    result = run_tool(shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo"))
     assert not result.ok and result.error is not None
     assert result.error.startswith("malformed result from get_order: ") and problem in result.error
     assert failures("get_order", "malformed") == before + 1
@@ -143,9 +144,15 @@ def test_every_shipped_tool_result_passes_its_own_contract(shop: ShopDB, sleeps:
     ]
     assert {name for name, _ in calls} | {"delete_account"} == set(TOOLS) == set(boundary.RESULT_KEYS)
     for name, args in calls:
-        result = run_tool(shop, name, args, user_id="demo", idempotency_key=f"k-{name}")
+        result = run_tool(shop, name, args, caller=as_caller(name, "demo"), idempotency_key=f"k-{name}")
         assert result.ok, (name, result.error)
-    erin = run_tool(shop, "delete_account", {"reason": "moving"}, user_id="erin", idempotency_key="k-delete")
+    erin = run_tool(
+        shop,
+        "delete_account",
+        {"reason": "moving"},
+        caller=as_caller("delete_account", "erin"),
+        idempotency_key="k-delete",
+    )
     assert erin.ok, erin.error
 
 
@@ -160,7 +167,7 @@ def test_a_write_that_returns_garbage_is_rolled_back_and_audited(
 
     replace_fn(monkeypatch, "issue_refund", garbage)
     args = {"order_id": 1004, "amount": 1.0, "currency": "EUR", "reason": "test"}
-    result = run_tool(shop, "issue_refund", args, user_id="demo", idempotency_key="k1")
+    result = run_tool(shop, "issue_refund", args, caller=as_caller("issue_refund", "demo"), idempotency_key="k1")
     assert not result.ok and result.error == "malformed result from issue_refund: expected a mapping, got str"
     conn = sqlite3.connect(shop.path)
     assert conn.execute("SELECT count(*) FROM refunds WHERE order_id = 1004 AND amount_cents = 100").fetchone() == (0,)
@@ -168,12 +175,14 @@ def test_a_write_that_returns_garbage_is_rolled_back_and_audited(
     outcome, actor = conn.execute("SELECT outcome, actor FROM audit_log WHERE tool = 'issue_refund'").fetchone()
     assert outcome.startswith("failed: malformed: malformed result from issue_refund") and actor == "demo"
     monkeypatch.setitem(TOOLS, "issue_refund", dataclasses.replace(TOOLS["issue_refund"], fn=real))
-    again = run_tool(shop, "issue_refund", args, user_id="demo", idempotency_key="k1")
+    again = run_tool(shop, "issue_refund", args, caller=as_caller("issue_refund", "demo"), idempotency_key="k1")
     assert again.ok and again.data["replayed"] is False  # the key was never used: the retry really refunds
 
 
 def test_a_dry_run_preview_only_needs_plain_data(shop: ShopDB, sleeps: list[float]) -> None:
-    dry = run_tool(shop, "cancel_order", {"order_id": 1008, "reason": "x"}, user_id="demo", dry_run=True)
+    dry = run_tool(
+        shop, "cancel_order", {"order_id": 1008, "reason": "x"}, caller=as_caller("cancel_order", "demo"), dry_run=True
+    )
     assert dry.ok and "preview" in dry.data
 
 
@@ -209,24 +218,32 @@ def test_the_breaker_of_a_failing_tool_opens_and_spares_the_others(
 
     replace_fn(monkeypatch, "get_order", broken)
     for _ in range(2):
-        assert run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo").error == (
+        assert run_tool(shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo")).error == (
             "internal error in get_order: RuntimeError"
         )
     assert breaker(shop, "get_order").state == "open"
     before = failures("get_order", "circuit_open")
-    refused = run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo")
+    refused = run_tool(shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo"))
     assert not refused.ok and "get_order is unavailable" in (refused.error or "")
     assert len(calls) == 2 and failures("get_order", "circuit_open") == before + 1  # refused without a call
-    assert run_tool(shop, "list_orders", {}, user_id="demo").ok  # another tool's circuit is closed
-    assert run_tool(shop, "get_order", {"order_id": "x"}, user_id="demo").error.startswith("invalid arguments")  # type: ignore[union-attr]
+    assert run_tool(
+        shop, "list_orders", {}, caller=as_caller("list_orders", "demo")
+    ).ok  # another tool's circuit is closed
+    assert run_tool(shop, "get_order", {"order_id": "x"}, caller=as_caller("get_order", "demo")).error.startswith(
+        "invalid arguments"
+    )  # type: ignore[union-attr]
     assert len(calls) == 2
 
 
 def test_refusals_and_bad_arguments_do_not_count_as_tool_failures(shop: ShopDB, sleeps: list[float]) -> None:
     for _ in range(3):
-        assert run_tool(shop, "get_order", {"order_id": 1011}, user_id="demo").ok is False  # not theirs
-        assert run_tool(shop, "get_order", {"order_id": "abc"}, user_id="demo").ok is False
-        assert run_tool(shop, "cancel_order", {"order_id": 1001, "reason": "x"}, user_id="demo").refusal
+        assert (
+            run_tool(shop, "get_order", {"order_id": 1011}, caller=as_caller("get_order", "demo")).ok is False
+        )  # not theirs
+        assert run_tool(shop, "get_order", {"order_id": "abc"}, caller=as_caller("get_order", "demo")).ok is False
+        assert run_tool(
+            shop, "cancel_order", {"order_id": 1001, "reason": "x"}, caller=as_caller("cancel_order", "demo")
+        ).refusal
     assert breaker(shop, "get_order").state == breaker(shop, "cancel_order").state == "closed"
     assert breaker(shop, "get_order").failures == 0
 
@@ -249,7 +266,7 @@ def test_half_open_lets_exactly_one_of_five_concurrent_calls_through_then_closes
 
     replace_fn(monkeypatch, "get_order", tool)
     for _ in range(2):
-        run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo")
+        run_tool(shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo"))
     assert breaker(shop, "get_order").state == "open"
     clock.now += 10
     mode["broken"] = False
@@ -259,7 +276,7 @@ def test_half_open_lets_exactly_one_of_five_concurrent_calls_through_then_closes
     handles = [shop] + [ShopDB(shop.path) for _ in range(4)]
 
     def call(i: int) -> None:
-        results[f"c{i}"] = run_tool(handles[i], "get_order", {"order_id": 1004}, user_id="demo")
+        results[f"c{i}"] = run_tool(handles[i], "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo"))
 
     trial = threading.Thread(target=call, args=(0,), name="c0")
     trial.start()
@@ -274,7 +291,7 @@ def test_half_open_lets_exactly_one_of_five_concurrent_calls_through_then_closes
     trial.join(10)
     assert results["c0"].ok and calls[2:] == ["c0"]  # exactly one call reached the tool in half-open
     assert breaker(shop, "get_order").state == "closed"
-    assert run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo").ok
+    assert run_tool(shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo")).ok
     for handle in handles[1:]:
         handle.close()
 
@@ -286,13 +303,17 @@ def test_a_failed_trial_reopens_the_circuit_for_a_fresh_cooldown(
         raise sqlite3.OperationalError("database is locked")
 
     replace_fn(monkeypatch, "get_order", busy)
-    run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo")  # 2 of 3 attempts fail and open it
+    run_tool(
+        shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo")
+    )  # 2 of 3 attempts fail and open it
     assert breaker(shop, "get_order").state == "open" and len(sleeps) == 1
     clock.now += 10
-    run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo")
+    run_tool(shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo"))
     assert breaker(shop, "get_order").state == "open" and len(sleeps) == 1  # the trial got one try, no retry
     clock.now += 9.9
-    assert "unavailable" in (run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo").error or "")
+    assert "unavailable" in (
+        run_tool(shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo")).error or ""
+    )
 
 
 # ------------------------------------------------------------------ retries (recorded waits, no sleeping)
@@ -302,8 +323,18 @@ def test_a_busy_database_is_retried_with_exponential_jittered_waits(
     shop: ShopDB, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     boundary._current.policies = ErrorPolicies.model_validate(  # type: ignore[union-attr]
-        {"defaults": {"tool": {"attempts": 4, "initial_s": 0.1, "factor": 2, "max_s": 0.3, "jitter_s": 0.05,
-                               "breaker": {"failure_threshold": 10, "cooldown_s": 10}}}}
+        {
+            "defaults": {
+                "tool": {
+                    "attempts": 4,
+                    "initial_s": 0.1,
+                    "factor": 2,
+                    "max_s": 0.3,
+                    "jitter_s": 0.05,
+                    "breaker": {"failure_threshold": 10, "cooldown_s": 10},
+                }
+            }
+        }
     )
     real, tries = TOOLS["get_order"].fn, []
 
@@ -314,7 +345,7 @@ def test_a_busy_database_is_retried_with_exponential_jittered_waits(
         return real(ctx, args)
 
     replace_fn(monkeypatch, "get_order", flaky)
-    result = run_tool(shop, "get_order", {"order_id": 1004}, user_id="demo")
+    result = run_tool(shop, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo"))
     assert result.ok and len(tries) == 4 and len(sleeps) == 3
     assert 0.1 <= sleeps[0] <= 0.15 and 0.2 <= sleeps[1] <= 0.25 and sleeps[2] == 0.3  # 0.1 * 2**(n-1) + jitter
     assert sleeps[:2] != [0.1, 0.2]
@@ -329,9 +360,9 @@ def test_a_write_with_one_attempt_is_not_retried(
 
     replace_fn(monkeypatch, "issue_refund", busy)
     args = {"order_id": 1004, "amount": 1.0, "currency": "EUR", "reason": "t"}
-    assert run_tool(shop, "issue_refund", args, user_id="demo", idempotency_key="k").error == (
-        "internal error in issue_refund: OperationalError"
-    )
+    assert run_tool(
+        shop, "issue_refund", args, caller=as_caller("issue_refund", "demo"), idempotency_key="k"
+    ).error == ("internal error in issue_refund: OperationalError")
     assert sleeps == []  # tools.issue_refund.attempts: 1 in this test's policies
 
 
@@ -374,12 +405,14 @@ def test_health_shows_tool_breakers_in_the_route_and_the_cli(
         db.seed()
         assert health(settings)["checks"]["tools"] == {"status": "ok", "breakers": "not_loaded"}
         replace_fn(monkeypatch, "get_order", lambda ctx, args: None)
-        run_tool(db, "list_orders", {}, user_id="demo")
+        run_tool(db, "list_orders", {}, caller=as_caller("list_orders", "demo"))
         for _ in range(2):
-            run_tool(db, "get_order", {"order_id": 1004}, user_id="demo")
+            run_tool(db, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo"))
     body = health(settings)
     assert body["checks"]["tools"] == {
-        "status": "partial", "breakers": {"get_order": "open", "list_orders": "closed"}, "open": ["get_order"]
+        "status": "partial",
+        "breakers": {"get_order": "open", "list_orders": "closed"},
+        "open": ["get_order"],
     }
     assert body["status"] == "ok"  # one tool down is not a dead instance: its tickets escalate
     monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(settings.data_dir))
@@ -424,9 +457,11 @@ def test_tool_breaker_state_is_shared_through_redis_and_read_by_health(
             replace_fn(monkeypatch, "get_order", lambda ctx, args: None)
             boundary._current = one
             for _ in range(5):
-                run_tool(db, "get_order", {"order_id": 1004}, user_id="demo")
+                run_tool(db, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo"))
             boundary._current = two
-            assert "unavailable" in (run_tool(db, "get_order", {"order_id": 1004}, user_id="demo").error or "")
+            assert "unavailable" in (
+                run_tool(db, "get_order", {"order_id": 1004}, caller=as_caller("get_order", "demo")).error or ""
+            )
         boundary.reset()  # a process where no tool ran (app.py health) reads the shared store
         states = check_tools(settings)["breakers"]
         assert states["get_order"] == "open" and states["list_orders"] == "closed" and len(states) == len(TOOLS)

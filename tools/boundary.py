@@ -40,7 +40,7 @@ from config.settings import ErrorPolicies, Settings, ToolPolicy
 from llm.breaker import BreakerStore, CircuitBreaker, MemoryStore, RedisStore
 
 if TYPE_CHECKING:
-    from tools.registry import ToolResult, ToolSpec
+    from tools.registry import Caller, ToolResult, ToolSpec
     from tools.shop_db import ShopDB
 
 log = logging.getLogger("switchboard.tools")
@@ -170,7 +170,7 @@ class ToolBoundary:
         return {name: self.breaker(name, db_key).state for name in names}
 
     def call(
-        self, db: ShopDB, spec: ToolSpec, run: Callable[[ToolSpec], ToolResult], user_id: str, args: Any
+        self, db: ShopDB, spec: ToolSpec, run: Callable[[ToolSpec], ToolResult], caller: Caller, args: Any
     ) -> ToolResult:
         policy = self.policies.tool(spec.name)
         breaker = self.breaker(spec.name, db_key(db))
@@ -197,12 +197,12 @@ class ToolBoundary:
         try:
             return _retrying(policy, self.sleep, give_up)(attempt)
         except ToolUnavailable as exc:
-            return _failed(db, spec, user_id, args, "circuit_open", str(exc), None)
+            return _failed(db, spec, caller, args, "circuit_open", str(exc), None)
         except MalformedToolResult as exc:
-            return _failed(db, spec, user_id, args, "malformed", str(exc), exc)
+            return _failed(db, spec, caller, args, "malformed", str(exc), exc)
         except Exception as exc:  # noqa: BLE001 - the boundary: recorded and reported, never crashes the graph
             error = f"internal error in {spec.name}: {type(exc).__name__}"
-            return _failed(db, spec, user_id, args, "raised", error, exc)
+            return _failed(db, spec, caller, args, "raised", error, exc)
 
 
 def _retrying(policy: ToolPolicy, sleep: Callable[[float], Any], give_up: Callable[[], bool]) -> Retrying:
@@ -219,9 +219,9 @@ def _retrying(policy: ToolPolicy, sleep: Callable[[float], Any], give_up: Callab
 
 
 def _failed(
-    db: ShopDB, spec: ToolSpec, user_id: str, args: Any, kind: str, error: str, exc: Exception | None
+    db: ShopDB, spec: ToolSpec, caller: Caller, args: Any, kind: str, error: str, exc: Exception | None
 ) -> ToolResult:
-    from tools.registry import ToolResult, _audit
+    from tools.registry import ToolResult, _audit, _event
 
     if exc is not None:
         log.warning("tool %s failed (%s): %s", spec.name, kind, exc, exc_info=kind == "raised")
@@ -231,7 +231,8 @@ def _failed(
     if spec.is_write:
         try:
             with db.transaction() as conn:  # the tool's own transaction was rolled back; this row stays
-                _audit(conn, db.now(), user_id, spec.name, args, f"failed: {kind}: {error}")
+                outcome = f"failed: {kind}: {error}"
+                _audit(conn, _event(caller, spec.name, args, outcome, db.now()), args, outcome)
         except Exception as audit_exc:  # noqa: BLE001 - a broken database must not hide the tool's failure
             log.warning("could not audit the failure of %s: %s", spec.name, audit_exc)
     return ToolResult(ok=False, error=error)
@@ -299,11 +300,11 @@ def reset() -> None:
 
 
 def guarded(
-    db: ShopDB, spec: ToolSpec, run: Callable[[ToolSpec], ToolResult], *, user_id: str, args: Any = None
+    db: ShopDB, spec: ToolSpec, run: Callable[[ToolSpec], ToolResult], *, caller: Caller, args: Any = None
 ) -> ToolResult:
     """Run `run(checked_spec)` through the tool's breaker, retries and result check (module docstring);
-    `user_id` and `args` are what a write's failure is audited with."""
-    return boundary().call(db, spec, run, user_id, args if args is not None else {})
+    `caller` and `args` are what a write's failure is audited with."""
+    return boundary().call(db, spec, run, caller, args if args is not None else {})
 
 
 def breaker_states(settings: Settings) -> dict[str, str] | None:

@@ -21,10 +21,13 @@ Other customers: alice 1011-1013, bob 1014-1016, chen 1017-1018, erin 1019-1020 
 orders, so her account can be deleted). Demo also has one open ticket (about 1005) and is subscribed to
 the newsletter.
 
-Tools (see `TOOLS`): read - get_order, list_orders, get_account, get_invoice, get_refund_status;
-needs_approval - cancel_order, issue_refund, update_shipping_address, update_account, delete_account;
-write - set_newsletter_subscription, create_ticket. Call them through `run_tool`; give models only
-`as_langchain_tools` (read tools, identity bound by the caller).
+Tools (see `TOOLS`), by declared class (`ToolSpec.kind`) and approval (`ToolSpec.permission`):
+- read (no approval): get_order, list_orders, get_account, get_invoice, get_refund_status;
+- destructive (needs approval; cannot be undone): cancel_order, issue_refund, delete_account;
+- write (needs approval): update_shipping_address, update_account;
+- write (no approval, low impact): set_newsletter_subscription, create_ticket.
+Call them through `run_tool` with a `Caller` from the runtime (the node is checked against
+config/permissions.yaml); give models only `as_langchain_tools` (the node's read tools, identity bound).
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from tools.registry import (
+    Caller,
     Permission,
     ToolArgs,
     ToolContext,
     ToolFn,
+    ToolKind,
     ToolRefusal,
     ToolResult,
     ToolSpec,
@@ -54,6 +59,7 @@ from tools.shop_db import ShopDB, iso, parse_ts
 
 __all__ = [
     "TOOLS",
+    "Caller",
     "RETURN_WINDOW_DAYS",
     "ShopDB",
     "ToolResult",
@@ -91,19 +97,25 @@ OrderId = Annotated[
 
 
 class NoArgs(ToolArgs):
-    """No arguments."""
+    """No arguments: the tool works on the calling customer's own data."""
 
 
 class OrderArgs(ToolArgs):
+    """One of the calling customer's orders."""
+
     order_id: OrderId
 
 
 class CancelArgs(ToolArgs):
+    """The order to cancel and, optionally, why."""
+
     order_id: OrderId
     reason: str = Field("", max_length=500, description="Why the customer wants to cancel")
 
 
 class RefundArgs(ToolArgs):
+    """The order to refund, and how much of it (all of what remains when no amount is given)."""
+
     order_id: OrderId
     amount: float | None = Field(
         None, gt=0, le=100_000, description="Amount in EUR; omit for the full remaining refundable amount"
@@ -122,6 +134,8 @@ class RefundArgs(ToolArgs):
 
 
 class AddressArgs(ToolArgs):
+    """The unshipped order and its new delivery address."""
+
     order_id: OrderId
     address: str = Field(
         max_length=200, description="Full new delivery address: street and number, postcode, city, country"
@@ -144,6 +158,8 @@ _PHONE = re.compile(r"\+?[0-9]{7,15}")
 
 
 class AccountArgs(ToolArgs):
+    """One account detail of the calling customer and its new value (validated for that detail)."""
+
     field: Literal["name", "email", "phone"] = Field(description="Which account detail to change")
     value: str = Field(max_length=200, description="The new value")
 
@@ -167,28 +183,51 @@ class AccountArgs(ToolArgs):
 
 
 class DeleteArgs(ToolArgs):
+    """Why the calling customer wants their account deleted (optional)."""
+
     reason: str = Field("", max_length=500, description="Why the customer wants to leave")
 
 
 class NewsletterArgs(ToolArgs):
+    """Whether the calling customer gets the newsletter."""
+
     subscribed: bool = Field(description="True to subscribe, false to unsubscribe")
 
 
 class TicketArgs(ToolArgs):
+    """A ticket for the human support team, about the calling customer (and one of their orders, if any)."""
+
     subject: str = Field(min_length=3, max_length=200, description="Short summary of the issue")
     body: str = Field(min_length=1, max_length=5000, description="Full description for the support team")
-    priority: Literal["low", "normal", "high"] = "normal"
+    priority: Literal["low", "normal", "high"] = Field("normal", description="How urgent: low, normal or high")
     order_id: OrderId | None = Field(None, description="Related order number, if any")
 
 
 # ------------------------------------------------------------------------------------------ registry
 def tool(
-    name: str, permission: Permission, args_model: type[ToolArgs], description: str, *, check: ToolFn | None = None
+    name: str,
+    kind: ToolKind,
+    permission: Permission,
+    args_model: type[ToolArgs],
+    description: str,
+    *,
+    when: str,
+    check: ToolFn | None = None,
 ) -> Callable[[ToolFn], ToolFn]:
-    """Register a tool function in `TOOLS`, with its preconditions (`check`) for write tools."""
+    """Register a tool function in `TOOLS`: its class, approval, arguments, what it does and when to use it,
+    and its preconditions (`check`) for write tools. A declaration that breaks the rules fails at import."""
 
     def register(fn: ToolFn) -> ToolFn:
-        TOOLS[name] = ToolSpec(name, " ".join(description.split()), permission, args_model, fn, check)
+        TOOLS[name] = ToolSpec(
+            name=name,
+            description=" ".join(description.split()),
+            permission=permission,
+            args_model=args_model,
+            fn=fn,
+            check=check,
+            kind=kind,
+            when=" ".join(when.split()),
+        )
         return fn
 
     return register
@@ -199,13 +238,15 @@ def run_tool(
     name: str,
     args: Mapping[str, Any] | None,
     *,
-    user_id: str,
+    caller: Caller,
     idempotency_key: str | None = None,
     allowed_tools: Collection[str] | None = None,
     dry_run: bool = False,
 ) -> ToolResult:
-    """Run shop tool `name` for customer `user_id`; never raises for bad input (ok=False with an error).
+    """Run shop tool `name` for `caller` (node and customer from the runtime); never raises for bad input.
 
+    Bad input and business-rule refusals come back as ok=False with a one-line error. A node calling a tool
+    config/permissions.yaml does not grant it raises `tools.registry.ToolNotPermitted` (after auditing it).
     `dry_run` checks a write tool's preconditions and returns a preview of its effect, changing nothing.
 
     Write tools given an `idempotency_key` store their result in `action_ledger` with the change; the
@@ -217,25 +258,32 @@ def run_tool(
         TOOLS,
         name,
         args,
-        user_id=user_id,
+        caller=caller,
         idempotency_key=idempotency_key,
         allowed_tools=allowed_tools,
         dry_run=dry_run,
     )
 
 
-def as_langchain_tools(db: ShopDB, user_id: str) -> list[BaseTool]:
-    """The READ tools as LangChain tools bound to `user_id`; their schemas have no identity field."""
+def as_langchain_tools(db: ShopDB, caller: Caller) -> list[BaseTool]:
+    """The read tools `caller.node` may call, as LangChain tools bound to `caller`.
+
+    Their schemas have no identity field (the model cannot choose whom they act for), and every call goes
+    through `run_tool`, so the permissions are enforced at execution time as well as by this selection.
+    """
+    from tools.registry import default_permissions
+
+    granted = (getattr(db, "permissions", None) or default_permissions(TOOLS)).tools_of(caller.node)
 
     def make(spec: ToolSpec) -> BaseTool:
         def call(**kwargs: Any) -> str:
-            return run_tool(db, spec.name, kwargs, user_id=user_id).model_dump_json()
+            return run_tool(db, spec.name, kwargs, caller=caller).model_dump_json()
 
         return StructuredTool.from_function(
-            func=call, name=spec.name, description=spec.description, args_schema=spec.args_model
+            func=call, name=spec.name, description=spec.model_description, args_schema=spec.args_model
         )
 
-    return [make(spec) for spec in TOOLS.values() if spec.permission == "read"]
+    return [make(spec) for spec in TOOLS.values() if spec.kind == "read" and spec.name in granted]
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -329,9 +377,12 @@ def _insert_refund(
 @tool(
     "get_order",
     "read",
+    "read",
     OrderArgs,
     """Look up one of the customer's orders: status, items, totals,
       delivery address, carrier and tracking number, payment state and what is still refundable.""",
+    when="""the customer asks about one order they name or that the conversation is about: where it is, what is
+      in it, what was paid or can still be refunded. Not for a list of orders (list_orders).""",
 )
 def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
     """Details of one order owned by the caller."""
@@ -375,7 +426,13 @@ def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
 
 
 @tool(
-    "list_orders", "read", NoArgs, "List all of the customer's orders, newest first, with status and total."
+    "list_orders",
+    "read",
+    "read",
+    NoArgs,
+    "List all of the customer's orders, newest first, with status and total.",
+    when="""the customer asks about their orders in general, or which order they mean is unclear. Not for the
+      details of one known order (get_order).""",
 )
 def list_orders(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
     """Summaries of the caller's orders."""
@@ -409,9 +466,12 @@ def list_orders(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
 @tool(
     "get_account",
     "read",
+    "read",
     NoArgs,
     """Show the customer's account: name, email, phone, addresses,
       newsletter subscription, number of orders and open tickets.""",
+    when="""the customer asks what their account holds (contact details, addresses, newsletter, tickets), or
+      before changing a detail. Not to change anything (update_account).""",
 )
 def get_account(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
     """The caller's account profile."""
@@ -448,9 +508,12 @@ def get_account(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
 @tool(
     "get_invoice",
     "read",
+    "read",
     OrderArgs,
     """Get the invoice of a paid order: invoice number, lines,
       VAT included, totals, amount paid and refunded. Not available before payment is taken.""",
+    when="""the customer asks for the invoice, VAT or the amounts billed of one paid order. Not for refund
+      progress (get_refund_status).""",
 )
 def get_invoice(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
     """Invoice of one paid order owned by the caller."""
@@ -485,9 +548,11 @@ def get_invoice(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
 @tool(
     "get_refund_status",
     "read",
+    "read",
     OrderArgs,
     """Check refunds of an order: each refund's amount,
       status (pending or completed), expected date, plus the total refunded and what is still refundable.""",
+    when="the customer asks whether, when or how much of an order was refunded. Not to start a refund (issue_refund).",
 )
 def get_refund_status(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
     """Refunds recorded for one order owned by the caller."""
@@ -583,12 +648,15 @@ def check_cancel(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
 
 @tool(
     "cancel_order",
+    "destructive",
     "needs_approval",
     CancelArgs,
     """Cancel a pending, processing or payment_failed order.
       Any captured payment is refunded in full automatically. Shipped or delivered orders cannot be
       cancelled (they can be returned after delivery).""",
     check=check_cancel,
+    when="""the customer wants an order that has not shipped cancelled. Not for a shipped or delivered order
+      (that is a return or a refund).""",
 )
 def cancel_order(ctx: ToolContext, args: CancelArgs) -> dict[str, Any]:
     """Cancel the order; void an authorisation or refund a captured payment in full."""
@@ -685,12 +753,15 @@ def check_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
 
 @tool(
     "issue_refund",
+    "destructive",
     "needs_approval",
     RefundArgs,
     f"""Refund a paid order that was delivered (within
       {RETURN_WINDOW_DAYS} days) or cancelled after payment. Give an amount in EUR for a partial refund or
       omit it for the full remaining amount.""",
     check=check_refund,
+    when="""the customer wants money back for a delivered order within the returns window, or for a cancelled
+      order that was paid. Not to check on a refund already made (get_refund_status).""",
 )
 def issue_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
     """Refund all or part of what was paid and not yet refunded (preconditions in `check_refund`)."""
@@ -745,11 +816,13 @@ def check_address(ctx: ToolContext, args: AddressArgs) -> dict[str, Any]:
 
 @tool(
     "update_shipping_address",
+    "write",
     "needs_approval",
     AddressArgs,
     """Change the delivery address of an order
       that has not shipped yet (pending or processing).""",
     check=check_address,
+    when="the customer wants an unshipped order delivered to another address. Not for the account's saved addresses.",
 )
 def update_shipping_address(ctx: ToolContext, args: AddressArgs) -> dict[str, Any]:
     """Replace the delivery address of an unshipped order (preconditions in `check_address`)."""
@@ -782,11 +855,14 @@ def check_account(ctx: ToolContext, args: AccountArgs) -> dict[str, Any]:
 
 @tool(
     "update_account",
+    "write",
     "needs_approval",
     AccountArgs,
     """Change the customer's name, email address or
       phone number.""",
     check=check_account,
+    when="""the customer wants their name, email address or phone number changed. Not for a delivery address
+      (update_shipping_address).""",
 )
 def update_account(ctx: ToolContext, args: AccountArgs) -> dict[str, Any]:
     """Change one account field (preconditions in `check_account`)."""
@@ -839,12 +915,15 @@ def check_delete(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
 
 @tool(
     "delete_account",
+    "destructive",
     "needs_approval",
     DeleteArgs,
     f"""Request deletion of the customer's account
       ({DELETION_GRACE_DAYS}-day grace period; newsletter unsubscribed at once). Refused while any order is
       pending, processing or shipped, or a refund is still pending.""",
     check=check_delete,
+    when="""the customer wants their account closed and their data erased. Not to unsubscribe from the
+      newsletter only (set_newsletter_subscription).""",
 )
 def delete_account(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
     """Start account deletion (preconditions in `check_delete`)."""
@@ -865,8 +944,10 @@ def delete_account(ctx: ToolContext, args: DeleteArgs) -> dict[str, Any]:
 @tool(
     "set_newsletter_subscription",
     "write",
+    "write",
     NewsletterArgs,
     "Subscribe the customer to, or unsubscribe them from, the newsletter.",
+    when="the customer asks to subscribe to or unsubscribe from the newsletter.",
 )
 def set_newsletter_subscription(ctx: ToolContext, args: NewsletterArgs) -> dict[str, Any]:
     """Set the newsletter flag."""
@@ -888,9 +969,12 @@ def set_newsletter_subscription(ctx: ToolContext, args: NewsletterArgs) -> dict[
 @tool(
     "create_ticket",
     "write",
+    "write",
     TicketArgs,
     """Open a support ticket for the human team, optionally about
       one of the customer's orders.""",
+    when="""the customer's problem needs the human support team and nothing else here can solve it. Not to
+      escalate the conversation itself (that is the escalate node).""",
 )
 def create_ticket(ctx: ToolContext, args: TicketArgs) -> dict[str, Any]:
     """Create an open ticket."""

@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS action_ledger (
     result_json TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, actor TEXT NOT NULL, tool TEXT NOT NULL,
-    args_json TEXT NOT NULL, outcome TEXT NOT NULL);
+    args_json TEXT NOT NULL, outcome TEXT NOT NULL, event_id TEXT, node TEXT, tenant TEXT, role TEXT,
+    approver TEXT, thread_id TEXT, trace_id TEXT);
 CREATE INDEX IF NOT EXISTS idx_orders_customer ON orders(customer_id);
 CREATE INDEX IF NOT EXISTS idx_items_order ON order_items(order_id);
 CREATE INDEX IF NOT EXISTS idx_payments_order ON payments(order_id);
@@ -86,6 +87,9 @@ CREATE INDEX IF NOT EXISTS idx_tickets_customer ON tickets(customer_id);
 
 APPEND_ONLY = ("audit_log",)  # UPDATE and DELETE refused by triggers (storage.sql.append_only)
 EXPLICIT_IDS = ("products", "orders")  # seeded with fixed ids; their id sequences are moved on after seeding
+# Columns added to audit_log after its first release (auth/audit.py event fields); added to older files on open.
+AUDIT_COLUMNS = ("event_id", "node", "tenant", "role", "approver", "thread_id", "trace_id")
+
 # Drop order respects foreign keys (children first).
 TABLES = ("audit_log", "action_ledger", "newsletter", "tickets", "refunds", "payments", "order_items",
           "orders", "products", "addresses", "customers", "shop_meta")  # fmt: skip
@@ -207,10 +211,20 @@ class ShopDB:
     so several processes - or several server instances on one Postgres - serialise their writes too.
     """
 
-    def __init__(self, target: Path | str, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        target: Path | str,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        audit: Any = None,
+        permissions: Any = None,
+    ) -> None:
+        """`audit`: an `auth.audit.AuditLog` that gets every tool call's event (None: the shop journal only).
+        `permissions`: the validated `config.permissions.Permissions` the door enforces (None: the shipped file)."""
         self.target = str(target)
         self.is_postgres = is_postgres(target)
         self.path = None if self.is_postgres else sqlite_file(target) if str(target) != ":memory:" else Path(target)
+        self.audit, self.permissions = audit, permissions
         self.clock = clock
         self._lock = threading.RLock()
         self._conn = connect(target, lock="shop")
@@ -229,6 +243,7 @@ class ShopDB:
     def _create_schema(conn: Any) -> None:
         if isinstance(conn, sqlite3.Connection):
             conn.executescript(SCHEMA)
+            _add_audit_columns(conn)
             for table in APPEND_ONLY:
                 append_only(conn, table)
             return
@@ -317,6 +332,14 @@ def _immediate(conn: Any) -> Iterator[Any]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _add_audit_columns(conn: sqlite3.Connection) -> None:
+    """Bring an older audit_log up to AUDIT_COLUMNS (adding a column is not an update: no trigger fires)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(audit_log)")}
+    for column in AUDIT_COLUMNS:
+        if column not in have:
+            conn.execute(f"ALTER TABLE audit_log ADD COLUMN {column} TEXT")
 
 
 def _split_script(script: str) -> list[str]:
