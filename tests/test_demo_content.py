@@ -274,7 +274,7 @@ def test_policy_has_the_expected_keys_and_sane_values() -> None:
         },
         "llm": {"timeout_s", "max_retries", "temperature"},
     }
-    assert set(policy) == set(expected) | {"version", "approval"}
+    assert set(policy) == set(expected) | {"version", "approval", "rate_limits"}
     assert policy["approval"]["refund_auto_approve_eur"] >= 0 and "delete_account" in policy["approval"]["always_human"]
     for section, keys in expected.items():
         assert set(policy[section]) == keys, section
