@@ -149,7 +149,8 @@ def test_the_graph_cannot_write_without_the_grant(
     ctx = Context(user_id="demo")
     graph.invoke({"messages": [HumanMessage("Please cancel order 1008, wrong keyboard.")]}, config, context=ctx)
     assert graph.get_state(config).next == ("request_approval",)
-    graph.invoke(Command(resume={"type": "accept"}), config, context=ctx)
+    reviewer = Context(user_id="demo", role="agent", approver_id="rita")  # only staff may answer an approval
+    graph.invoke(Command(resume={"type": "accept"}), config, context=reviewer)
     state = graph.get_state(config).values
     assert state.get("action_result") is None
     assert "ToolNotPermitted" in str(state.get("failures", {}).get("execute_action"))

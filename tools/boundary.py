@@ -258,7 +258,10 @@ def _failures() -> Any:
 
 
 def db_key(db: ShopDB) -> str:
-    """How a shop database names its breakers: its resolved path (an in-memory one, its object id)."""
+    """How a shop database names its breakers: its resolved path, or its URL without the password on Postgres
+    (an in-memory one, its object id)."""
+    if getattr(db, "is_postgres", False):
+        return str(db.where)
     path = str(getattr(db, "path", ":memory:"))
     return f"memory-{id(db)}" if path == ":memory:" else str(db.path.resolve())
 
@@ -310,9 +313,11 @@ def guarded(
 def breaker_states(settings: Settings) -> dict[str, str] | None:
     """Each tool's circuit for the settings' shop database: this process's breakers, or every tool's state in the
     shared Redis store when one is configured; None when neither has anything to say (no tool ran here)."""
+    from storage.sql import is_postgres, redact, sqlite_file
     from tools.shop import TOOLS
 
-    key = str((settings.data_dir / "shop.sqlite").resolve())
+    target = settings.shop_target
+    key = redact(str(target)) if is_postgres(target) else str(sqlite_file(target).resolve())
     current = boundary()
     if settings.redis_url and not current.store.shared:  # e.g. `app.py health`: no tool ran in this process
         current = ToolBoundary(settings.error_policies(), RedisStore(settings.redis_url))
