@@ -31,7 +31,7 @@ from evals.answers import (
 
 REPO = Path(__file__).resolve().parents[1]
 # Issue 7 asks for >= 0.95 first-response accuracy and no wrong approval requests.
-FLOOR = 0.95  # issue 7's target; measured 0.961 (docs/RESULTS.md lists what still fails)
+FLOOR = 0.95  # issue 7's target; measured 0.969 (docs/RESULTS.md lists what still fails)
 ANCHOR = date(2026, 12, 1)
 
 
