@@ -1,4 +1,4 @@
-"""Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, eval, bench, memory, demo, apikey.
+"""Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, eval, bench, memory, demo, apikey, decisions.
 
     python app.py ask "Where is my order 1003?" --json
     python app.py resume THREAD --approve --json
@@ -57,10 +57,13 @@ def open_runtime(settings: Settings) -> Iterator[Runtime]:
     from graphs.services import build_services
     from graphs.supervisor import build_supervisor
     from memory.checkpointer import open_checkpointer
+    from observability.cache import sqlite_cache
 
     services = build_services(settings)
+    # One ticket per CLI process: the node cache (classification, retrieval) lives in a file under the data dir.
+    cache = sqlite_cache(settings.data_dir / "cache.sqlite") if settings.observability().cache.enabled else None
     with open_checkpointer(settings.checkpoint_target) as saver:
-        yield Runtime(build_supervisor(services).compile(checkpointer=saver), services)
+        yield Runtime(build_supervisor(services).compile(checkpointer=saver, cache=cache), services)
 
 
 def thread_exists(settings: Settings, thread_id: str) -> bool:
@@ -91,6 +94,7 @@ def result_of(rt: Runtime, thread_id: str, started: float) -> dict[str, Any]:
     usage = {k: values.get("usage", {}).get(k, 0) for k in USAGE_KEYS}
     for k in ("prompt_tokens", "completion_tokens", "llm_calls"):
         usage[k] = int(usage[k])
+    usage["cost_usd"] = float(usage["cost_usd"])
     result = {
         "thread_id": thread_id,
         "trace_id": values.get("trace_id"),
@@ -104,6 +108,7 @@ def result_of(rt: Runtime, thread_id: str, started: float) -> dict[str, Any]:
         "pending": payload,
         "flags": list(values.get("flags", [])),
         "usage": usage,
+        "cost_usd": usage["cost_usd"],
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),
     }
     from observability.metrics import record_ticket
@@ -126,9 +131,13 @@ def check_owner(snapshot: Any, thread_id: str, user: str, tenant: str) -> None:
         )
 
 
-def owned_config(rt: Runtime, thread_id: str, user: str, tenant: str) -> dict[str, Any]:
-    """The run config with the owner recorded in the thread's checkpoint metadata (as the served API does)."""
-    return {**rt.config(thread_id), "metadata": {"owner": user, "tenant": tenant}}
+def owned_config(rt: Runtime, thread_id: str, user: str, tenant: str, trace_id: str | None = None) -> dict[str, Any]:
+    """The run config with the owner recorded in the thread's checkpoint metadata (as the served API does), and
+    the ticket's trace id (a new ticket takes it; LangSmith runs carry it as metadata)."""
+    metadata: dict[str, Any] = {"owner": user, "tenant": tenant}
+    if trace_id:
+        metadata["trace_id"] = trace_id
+    return {**rt.config(thread_id), "metadata": metadata}
 
 
 def validate_text(text: str, settings: Settings) -> str:
@@ -183,13 +192,17 @@ def ask(
                     f"thread {thread_id} is waiting ({INTERRUPT_STATUS[node]}); answer it with "
                     f"'python app.py resume {thread_id} ...'"
                 )
-        rt.graph.invoke(
-            {"messages": [{"role": "user", "content": text}]},
-            owned_config(rt, thread_id, user, tenant),
-            context=Context(user_id=user, tenant_id=tenant, channel=channel),
-            durability=DURABILITY,
-        )
-        return result_of(rt, thread_id, started)
+        from observability.tracing import bound, new_trace_id
+
+        trace_id = new_trace_id()
+        with bound(trace_id):
+            rt.graph.invoke(
+                {"messages": [{"role": "user", "content": text}]},
+                owned_config(rt, thread_id, user, tenant, trace_id),
+                context=Context(user_id=user, tenant_id=tenant, channel=channel),
+                durability=DURABILITY,
+            )
+            return result_of(rt, thread_id, started)
 
 
 @contextmanager
@@ -271,13 +284,17 @@ def resume(settings: Settings, thread_id: str, args: argparse.Namespace, rt: Run
             raise UsageError(f"thread {thread_id} is not waiting for anyone (status {snap.values.get('status')})")
         value = resume_value(node, payload, args)
         ctx = operator_context(args)
-        rt.graph.invoke(
-            Command(resume=value),
-            owned_config(rt, thread_id, args.user, args.tenant),
-            context=ctx,
-            durability=DURABILITY,
-        )
-        return result_of(rt, thread_id, started)
+        from observability.tracing import bound
+
+        trace_id = snap.values.get("trace_id")  # a resumed ticket keeps its trace id
+        with bound(trace_id):
+            rt.graph.invoke(
+                Command(resume=value),
+                owned_config(rt, thread_id, args.user, args.tenant, trace_id),
+                context=ctx,
+                durability=DURABILITY,
+            )
+            return result_of(rt, thread_id, started)
 
 
 def operator_context(args: argparse.Namespace) -> Any:
@@ -299,9 +316,13 @@ def continue_run(rt: Runtime, snap: Any, thread_id: str, args: argparse.Namespac
         )
     if not snap.next:
         raise UsageError(f"thread {thread_id} has nothing to continue (status {snap.values.get('status')})")
-    config = owned_config(rt, thread_id, args.user, args.tenant)
-    rt.graph.invoke(None, config, context=operator_context(args), durability=DURABILITY)
-    return result_of(rt, thread_id, started)
+    from observability.tracing import bound
+
+    trace_id = snap.values.get("trace_id")
+    config = owned_config(rt, thread_id, args.user, args.tenant, trace_id)
+    with bound(trace_id):
+        rt.graph.invoke(None, config, context=operator_context(args), durability=DURABILITY)
+        return result_of(rt, thread_id, started)
 
 
 # ---------------------------------------------------------------- output
@@ -564,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("eval", "run evaluations (eval intents ...)"),
         ("bench", "run benchmarks (bench memory ...)"),
         ("apikey", "API keys for the served API (apikey create | list | revoke)"),
+        ("decisions", "the decision log: decisions --trace ID | --search TEXT [--json]"),
     ):
         s = sub.add_parser(name, help=help_, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
@@ -572,10 +594,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from observability.tracing import LOG_FORMAT, configure_langsmith, install_log_context
+
+    install_log_context()  # every log line carries the ticket's trace_id and node
+    configure_langsmith()  # LangSmith traces only when its key is set; silent otherwise
+    logging.basicConfig(level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARNING"), format=LOG_FORMAT)
     if argv and argv[0] == "train-intents":
         return delegate("classifier.cli", "train_main", argv[1:])
     if argv and argv[0] == "eval":
@@ -584,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         return delegate("bench.cli", "bench_main", argv[1:])
     if argv and argv[0] == "apikey":
         return delegate("auth.cli", "apikey_main", argv[1:])
+    if argv and argv[0] == "decisions":
+        return delegate("observability.cli", "decisions_main", argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(Settings.from_env(), args) or 0)

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 if TYPE_CHECKING:
     from langgraph.types import RetryPolicy
 
+    from observability.config import Observability
+
 CONFIG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONFIG_DIR.parent
 DEMO_DIR = REPO_ROOT / "demo"
@@ -152,6 +154,8 @@ class Settings(BaseModel):
     auth_allow_studio: bool = False  # accept Studio's keyless requests from loopback (see README, Auth)
     studio_user: str = "demo"  # who such a Studio request acts as (role agent)
     studio_tenant: str = "default"
+    decisions_url: str | None = None  # decision log; default: SQLite (FTS5) file data_dir/decisions.sqlite
+    alert_webhook_url: str | None = None  # alerts are posted here (else config/observability.yaml's webhook_url)
 
     @property
     def llm_enabled(self) -> bool:
@@ -186,6 +190,8 @@ class Settings(BaseModel):
             auth_allow_studio=e.get("SWITCHBOARD_AUTH_ALLOW_STUDIO") == "1",
             studio_user=e.get("SWITCHBOARD_STUDIO_USER") or "demo",
             studio_tenant=e.get("SWITCHBOARD_STUDIO_TENANT") or "default",
+            decisions_url=e.get("SWITCHBOARD_DECISIONS_URL") or None,
+            alert_webhook_url=e.get("SWITCHBOARD_ALERT_WEBHOOK_URL") or None,
         )
 
     def policy(self) -> Policy:
@@ -196,6 +202,12 @@ class Settings(BaseModel):
 
     def error_policies(self) -> ErrorPolicies:
         return load_error_policies(self.config_dir / "error-policies.yaml")
+
+    def observability(self) -> Observability:
+        """config/observability.yaml (prices, alerts, semantic health, caching), validated."""
+        from observability.config import load_observability
+
+        return load_observability(self.config_dir / "observability.yaml")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def run_suite(graph_factory: Any, suite: Path = SUITE) -> dict[str, Any]:
 
 
 def graph_factory(services: Any, root: Path) -> Any:
-    """A factory of graphs that each get a fresh seeded shop, working memory and audit log under `root`,
+    """A factory of graphs that each get a fresh seeded shop, working memory and decision log under `root`,
     sharing the (read-only) knowledge base and classifier of `services`."""
     import dataclasses
     import itertools
@@ -106,6 +106,7 @@ def graph_factory(services: Any, root: Path) -> Any:
 
     from graphs.supervisor import build_supervisor
     from memory.working import WorkingMemory
+    from observability.decisions import SQLiteDecisionStore
     from tools.shop import ShopDB
 
     counter = itertools.count()
@@ -116,7 +117,11 @@ def graph_factory(services: Any, root: Path) -> Any:
         shop = ShopDB(run_dir / "shop.sqlite")
         shop.seed()
         svc = dataclasses.replace(
-            services, shop=shop, working=WorkingMemory(run_dir / "working.sqlite"), audit_path=run_dir / "audit.jsonl"
+            services,
+            shop=shop,
+            working=WorkingMemory(run_dir / "working.sqlite"),
+            decisions=SQLiteDecisionStore(run_dir / "decisions.sqlite"),
+            alerts=None,
         )
         return build_supervisor(svc).compile(checkpointer=InMemorySaver())
 

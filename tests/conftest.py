@@ -1,7 +1,7 @@
 """Shared fixtures: a real MiniLM embedder, a seeded data directory, services and graphs.
 
 The knowledge base and the shop classifier are built once per session (they are read-only in
-tests); every test gets its own shop database, working memory and audit log.
+tests); every test gets its own shop database, working memory and decision log.
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ def base_services(seeded_settings: Settings, embedder: Any) -> Any:
 
 @pytest.fixture
 def services(base_services: Any, tmp_path: Path) -> Any:
-    """Services with a fresh shop, working memory and audit log for this test."""
+    """Services with a fresh shop, working memory, decision log and lesson queue for this test."""
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
+    from observability.decisions import SQLiteDecisionStore
     from tools.shop import ShopDB
 
     shop = ShopDB(tmp_path / "shop.sqlite")
@@ -78,7 +79,8 @@ def services(base_services: Any, tmp_path: Path) -> Any:
         base_services,
         shop=shop,
         working=WorkingMemory(tmp_path / "working.sqlite"),
-        audit_path=tmp_path / "audit.jsonl",
+        decisions=SQLiteDecisionStore(tmp_path / "decisions.sqlite"),
+        alerts=None,
         lessons=LessonQueue(tmp_path / "lessons.sqlite"),
     )
 
