@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import urllib.request
@@ -40,8 +41,9 @@ class _Event:
 
 
 def _p95(values: list[float]) -> float:
+    """Nearest-rank 95th percentile."""
     ordered = sorted(values)
-    return ordered[int(0.95 * (len(ordered) - 1))] if ordered else 0.0
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else 0.0
 
 
 class AlertMonitor:
