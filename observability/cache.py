@@ -10,6 +10,8 @@ everything the step's result depends on, and a cache wrapper that counts hits an
   are theirs), on the ticket, intent, slots and task, on the shop's data (its write generation: any write tool's
   audit row changes the key) and the knowledge base (its size), and on today's date (relative dates resolve
   against it). A state without an owner is never served from the cache.
+- keys never do I/O (they run on the server's event loop): what lies outside the state is read from
+  `Fingerprints`, refreshed in the background (see there).
 
 `CountingCache` refuses to store a result the node itself marked as failed (a specialist failure), so a failure
 is never replayed, and counts lookups per node in `switchboard_cache_lookups_total`.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -30,6 +33,8 @@ from langgraph.cache.base import BaseCache, FullKey, Namespace
 from langgraph.types import CachePolicy
 
 from observability.metrics import record_cache
+
+log = logging.getLogger("switchboard.cache")
 
 
 def _dump(value: Any) -> str:
@@ -47,50 +52,6 @@ def _files_fingerprint(paths: Sequence[Path]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-class _Memo:
-    """A value recomputed at most every `max_age_s` seconds (cheap fingerprints read per key)."""
-
-    def __init__(self, fn: Callable[[], Any], max_age_s: float) -> None:
-        self.fn, self.max_age_s = fn, max_age_s
-        self._value: Any = None
-        self._at = -1e18
-        self._lock = threading.Lock()
-
-    def __call__(self) -> Any:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._at > self.max_age_s:
-                self._value = self.fn()
-                self._at = now
-            return self._value
-
-
-def _services_fingerprint(svc: Any) -> str:
-    settings = svc.settings
-    from graphs.services import classifier_dir
-
-    cdir = classifier_dir(settings)
-    files = [cdir / "manifest.json", settings.config_dir / "policy.yaml", settings.config_dir / "workflows.yaml"]
-    return _files_fingerprint(files) + (":llm" if getattr(svc, "llm", None) is not None else "")
-
-
-def classification_policy(services: Callable[[], Any], ttl: int | None) -> CachePolicy:
-    fingerprints: dict[int, _Memo] = {}
-
-    def key(state: Mapping[str, Any]) -> str:
-        svc = services()
-        memo = fingerprints.setdefault(id(svc), _Memo(lambda: _services_fingerprint(svc), 5.0))
-        return _dump({
-            "v": 1,
-            "ticket": state.get("ticket", ""),
-            "entities": state.get("entities") or {},
-            "task": state.get("task") or {},
-            "fingerprint": memo(),
-        })
-
-    return CachePolicy(key_func=key, ttl=ttl)
-
-
 def shop_generation(shop: Any) -> str:
     """Changes with every write the shop's tools make (each is audited in the same transaction)."""
     row = shop.query(
@@ -100,15 +61,124 @@ def shop_generation(shop: Any) -> str:
     return f"{row['audit']}:{row['ledger']}"
 
 
-def retrieval_policy(services: Callable[[], Any], ttl: int | None) -> CachePolicy:
-    kb_sizes: dict[int, _Memo] = {}
+class Fingerprints:
+    """What cached results depend on outside the state, read without I/O.
 
+    Cache keys are computed on the graph's own loop (under the served API: the event loop, where no blocking
+    call may run), so the shop's write generation, the knowledge base's size and the classifier's and config
+    files' fingerprint are refreshed by a daemon thread every `interval_s` and only read by the keys. A write
+    made in this process through `execute_action` bumps `local_writes` at once (`note_write`); one made by
+    another process is seen within `interval_s`. Until the first refresh, keys are uncacheable.
+    """
+
+    def __init__(self, svc: Any, interval_s: float = 1.0) -> None:
+        self.svc, self.interval_s = svc, interval_s
+        self.values: dict[str, Any] | None = None
+        self.local_writes = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> dict[str, Any]:
+        """Recompute now (the refresher thread; tests)."""
+        from graphs.services import classifier_dir
+
+        svc, settings = self.svc, self.svc.settings
+        files = [classifier_dir(settings) / "manifest.json", settings.config_dir / "policy.yaml",
+                 settings.config_dir / "workflows.yaml"]
+        values = {
+            "files": _files_fingerprint(files) + (":llm" if getattr(svc, "llm", None) is not None else ""),
+            "shop": shop_generation(svc.shop),
+            "kb": _dump(svc.knowledge.count()),
+        }
+        self.values = values
+        return values
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - a failed refresh keeps the last values; the next one retries
+                log.debug("fingerprint refresh failed", exc_info=True)
+            time.sleep(self.interval_s)  # a background poll, never on a request path
+
+    def get(self) -> dict[str, Any] | None:
+        """The latest values, or None before the first refresh (starts the refresher). Never blocks on an event
+        loop; a caller without one (the CLI, a sync invoke) gets the first values computed at once."""
+        if self.values is None and not _on_event_loop():
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - uncacheable until the refresher succeeds
+                log.debug("fingerprint refresh failed", exc_info=True)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="switchboard-cache-fingerprints", daemon=True
+                    )
+                    self._thread.start()
+        return self.values
+
+
+def _on_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_fingerprints: dict[int, Fingerprints] = {}
+_fp_lock = threading.Lock()
+
+
+def fingerprints(svc: Any) -> Fingerprints:
+    """The refresher of one Services object (one per object per process)."""
+    with _fp_lock:
+        fp = _fingerprints.get(id(svc))
+        if fp is None or fp.svc is not svc:
+            fp = _fingerprints[id(svc)] = Fingerprints(svc)
+        return fp
+
+
+def note_write(svc: Any) -> None:
+    """A write tool ran in this process: cached retrievals made before it are not served again."""
+    fp = fingerprints(svc)
+    with fp._lock:
+        fp.local_writes += 1
+
+
+def _uncacheable() -> str:
+    return f"uncacheable:{uuid.uuid4()}"  # a key nobody can hit again
+
+
+def classification_policy(services: Callable[[], Any], ttl: int | None) -> CachePolicy:
+    def key(state: Mapping[str, Any]) -> str:
+        values = fingerprints(services()).get()
+        if values is None:
+            return _uncacheable()
+        return _dump({
+            "v": 1,
+            "ticket": state.get("ticket", ""),
+            "entities": state.get("entities") or {},
+            "task": state.get("task") or {},
+            "files": values["files"],
+        })
+
+    return CachePolicy(key_func=key, ttl=ttl)
+
+
+def retrieval_policy(services: Callable[[], Any], ttl: int | None) -> CachePolicy:
     def key(state: Mapping[str, Any]) -> str:
         owner = state.get("owner") or {}
         if not owner.get("tenant_id") or not owner.get("user_id"):
-            return f"uncacheable:{uuid.uuid4()}"  # no owner, no sharing: a key nobody else can hit
+            return _uncacheable()  # no owner, no sharing
         svc = services()
-        memo = kb_sizes.setdefault(id(svc), _Memo(lambda: _dump(svc.knowledge.count()), 1.0))
+        fp = fingerprints(svc)
+        values = fp.get()
+        if values is None:
+            return _uncacheable()
         pinned = (state.get("pinned") or {}).get("order_ids") or []
         return _dump({
             "v": 1,
@@ -121,10 +191,9 @@ def retrieval_policy(services: Callable[[], Any], ttl: int | None) -> CachePolic
             "pinned": pinned[-1:],
             "lookups": state.get("lookups") or {},
             "failures": ((state.get("failures") or {}).get("retrieve_knowledge") or {}).get("count", 0),
-            "shop": shop_generation(svc.shop),
             "today": svc.shop.now().date().isoformat(),
-            "kb": memo(),
-            "fingerprint": _services_fingerprint(svc),
+            "local_writes": fp.local_writes,
+            **values,
         })
 
     return CachePolicy(key_func=key, ttl=ttl)

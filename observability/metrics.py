@@ -391,6 +391,12 @@ class Instrumentation:
             CONFIDENCE.labels("intent").observe(float(update["intent_confidence"]), exemplar)
         elif self.name == "retrieve_knowledge":
             self._knowledge_hit(update)
+        elif self.name == "execute_action" and (update.get("action_result") or {}).get("ok"):
+            svc = self._svc()
+            if svc is not None:
+                from observability.cache import note_write
+
+                note_write(svc)  # cached retrievals from before this write are stale
         fields = decision_points.fields_for(self.name, call.state, out)
         self._record(call, fields, elapsed, calls, notes)
         if self.ticket:

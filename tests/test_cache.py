@@ -84,16 +84,60 @@ def test_retrieval_is_never_shared_between_customers(cached: tuple[Any, Any]) ->
     assert mine["answer"] != theirs["answer"]
 
 
-def test_a_write_invalidates_cached_retrieval(cached: tuple[Any, Any]) -> None:
+def test_a_write_through_the_graph_invalidates_cached_retrieval(cached: tuple[Any, Any]) -> None:
+    from langgraph.types import Command
+
     svc, graph = cached
+    ask(graph, "Where is my order 1009?")
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    graph.invoke({"messages": [HumanMessage("Please cancel order 1009")]}, config, context=Context(user_id="demo"))
+    graph.invoke(Command(resume={"type": "accept"}), config, context=Context(user_id="demo"))
+    assert graph.get_state(config).values["action_result"]["ok"] is True
+    searches = svc.knowledge.searches
+    after = ask(graph, "Where is my order 1009?")
+    assert svc.knowledge.searches == searches + 1  # not served from before the cancellation
+    assert after["lookups"]["get_order"]["data"]["status"] == "cancelled"
+
+
+def test_a_write_from_elsewhere_invalidates_on_the_next_refresh(cached: tuple[Any, Any]) -> None:
+    from observability.cache import fingerprints
     from tools.shop import run_tool
 
+    svc, graph = cached
     ask(graph, "Where is my order 1009?")
     result = run_tool(svc.shop, "cancel_order", {"order_id": 1009}, user_id="demo", idempotency_key=str(uuid.uuid4()))
     assert result.ok, result
+    fingerprints(svc).refresh()  # what the background refresher does every second
     after = ask(graph, "Where is my order 1009?")
     assert svc.knowledge.searches == 2
     assert after["lookups"]["get_order"]["data"]["status"] == "cancelled"
+
+
+def test_cache_keys_never_do_io_on_an_event_loop(services: Any) -> None:
+    import asyncio
+
+    from observability.cache import Fingerprints, retrieval_policy
+
+    class Exploding:
+        def query(self, *args: Any) -> Any:
+            raise AssertionError("blocking I/O in a cache key")
+
+        def now(self) -> Any:
+            return services.shop.now()
+
+    svc = dataclasses.replace(services, shop=Exploding())
+    policy = retrieval_policy(lambda: svc, 60)
+    state = {"owner": {"tenant_id": "default", "user_id": "demo"}, "ticket": "hi"}
+
+    async def on_loop() -> str:
+        return policy.key_func(state)
+
+    fp = Fingerprints(svc)
+    import observability.cache as cache_module
+
+    cache_module._fingerprints[id(svc)] = fp
+    fp._thread = object()  # type: ignore[assignment] - no refresher for this test
+    assert asyncio.run(on_loop()).startswith("uncacheable:")  # no values yet: a miss, never a blocking read
 
 
 def test_a_failed_result_is_never_stored() -> None:

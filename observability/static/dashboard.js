@@ -43,7 +43,9 @@
   function bars(svg, items, series, digits) {
     if (!items.length) return empty(svg, "no data yet");
     clear(svg);
-    var s = size(svg), left = 130, right = 56, top = 18, rowH = Math.max(12, Math.min(26, (s.h - top - 4) / items.length));
+    var top = 18, rowH = 8 + 12 * series.length;
+    svg.style.height = Math.max(200, top + items.length * rowH + 6) + "px";  // every row readable
+    var s = size(svg), left = 130, right = 56;
     var max = 0;
     items.forEach(function (it) { it.values.forEach(function (v) { if (v > max) max = v; }); });
     max = max || 1;
