@@ -628,6 +628,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        from observability.tracing import flush_telemetry
+
+        flush_telemetry()  # spans still batched, alert webhooks still in flight
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
-"""`python app.py bench KIND ...`: memory (tokens, embeddings, Chroma, retrieval), embeddings, latency, or chaos."""
+"""`python app.py bench KIND ...`: ticket (what is served: latency, overhead, RSS, cold start), memory (tokens,
+embeddings, Chroma, retrieval), embeddings, latency, or chaos."""
 
 from __future__ import annotations
 
 
 def bench_main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("memory", "embeddings", "latency", "chaos"):
-        print("usage: app.py bench {memory|embeddings|latency|chaos} [options]")
+    if not argv or argv[0] not in ("ticket", "memory", "embeddings", "latency", "chaos"):
+        print("usage: app.py bench {ticket|memory|embeddings|latency|chaos} [options]")
         return 2
+    if argv[0] == "ticket":
+        from bench.ticket import main as ticket_main
+
+        return ticket_main(argv[1:])
     if argv[0] == "chaos":
         from bench.chaos import main as chaos_main
 

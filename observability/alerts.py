@@ -18,6 +18,7 @@ import math
 import threading
 import time
 import urllib.request
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,13 @@ from observability.decisions import AlertRecord
 log = logging.getLogger("switchboard.alerts")
 
 HOUR_S = 3600.0
+_MONITORS: weakref.WeakSet[AlertMonitor] = weakref.WeakSet()
+
+
+def join_all(timeout: float = 5.0) -> None:
+    """Wait for every monitor's webhook posts in flight (a CLI process about to exit)."""
+    for monitor in list(_MONITORS):
+        monitor.join(timeout)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class AlertMonitor:
         self._values: dict[str, float] = {}
         self._lock = threading.Lock()
         self._deliveries: list[threading.Thread] = []
+        _MONITORS.add(self)
 
     def rules(self) -> dict[str, float]:
         c = self.config

@@ -16,11 +16,15 @@ Alerts (observability.alerts) live in the same store, in their own table.
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
+import queue
 import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,7 +103,9 @@ class AlertRecord:
 class DecisionStore(Protocol):
     """What the graph, the CLI and the dashboard need from a decision store."""
 
-    def record(self, rec: DecisionRecord) -> int: ...
+    def record(self, rec: DecisionRecord) -> None: ...
+
+    def flush(self) -> None: ...
 
     def by_trace(self, trace_id: str) -> list[DecisionRecord]: ...
 
@@ -169,6 +175,19 @@ CREATE TABLE IF NOT EXISTS alerts (
 """
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_STOP = object()
+IDLE_S = 5.0  # a writer thread with nothing to write for this long ends
+_live: weakref.WeakSet[SQLiteDecisionStore] = weakref.WeakSet()
+log = logging.getLogger("switchboard.decisions")
+
+
+@atexit.register
+def _flush_all() -> None:
+    for store in list(_live):
+        try:
+            store.flush(5.0)
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
 
 
 def fts_query(text: str) -> str:
@@ -182,9 +201,17 @@ def fts_query(text: str) -> str:
     return " ".join(quoted)
 
 
+_INSERT = f"INSERT INTO decisions ({', '.join(FIELDS)}, details) VALUES ({', '.join('?' * (len(FIELDS) + 1))})"
+
+
 class SQLiteDecisionStore:
     """Decisions and alerts in one SQLite file (WAL); full-text search with FTS5. Append-only: triggers refuse
-    UPDATE and DELETE of decisions. Thread-safe (one connection behind a lock)."""
+    UPDATE and DELETE of decisions. Thread-safe (one connection behind a lock).
+
+    `record()` only queues the record: a writer thread inserts whatever is queued in one transaction, so a node
+    never waits for the disk. Every read flushes the queue first (a query always sees what was recorded before
+    it), and so do `flush()`, `close()` and process exit. A crash loses at most the records of the last few
+    milliseconds, never a half-written one."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -196,19 +223,73 @@ class SQLiteDecisionStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._closed = False
+        _live.add(self)
 
-    def record(self, rec: DecisionRecord) -> int:
+    def record(self, rec: DecisionRecord) -> None:
+        if self._closed:
+            raise ValueError(f"decision store {self.path} is closed")
         row = [getattr(rec, f) for f in FIELDS]
-        details = json.dumps(rec.details, default=str, sort_keys=True, ensure_ascii=False)
-        with self._lock:
-            cur = self._conn.execute(
-                f"INSERT INTO decisions ({', '.join(FIELDS)}, details) VALUES ({', '.join('?' * (len(FIELDS) + 1))})",
-                [*row, details],
-            )
-        rec.id = int(cur.lastrowid or 0)
-        return rec.id
+        row.append(json.dumps(rec.details, default=str, sort_keys=True, ensure_ascii=False))
+        self._queue.put(row)
+        self._start()
+
+    def _start(self) -> None:
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="switchboard-decisions", daemon=True)
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                batch = [self._queue.get(timeout=IDLE_S)]
+            except queue.Empty:
+                with self._writer_lock:  # idle: the thread ends; the next record() starts another
+                    if self._queue.empty():
+                        self._writer = None
+                        return
+                continue
+            while len(batch) < 1000:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [b for b in batch if isinstance(b, list)]
+            if rows:
+                try:
+                    with self._lock:
+                        self._conn.execute("BEGIN")
+                        try:
+                            self._conn.executemany(_INSERT, rows)
+                        except BaseException:
+                            self._conn.execute("ROLLBACK")
+                            raise
+                        self._conn.execute("COMMIT")
+                except Exception:  # noqa: BLE001 - logged loudly; a full disk must not stop the graph
+                    log.error("%d decision record(s) not written to %s", len(rows), self.path, exc_info=True)
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if any(item is _STOP for item in batch):
+                with self._writer_lock:
+                    self._writer = None
+                return
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every record queued so far is written."""
+        done = threading.Event()
+        with self._writer_lock:  # queued under the lock, so an idle writer cannot end before it sees it
+            if self._writer is None:
+                return
+            self._queue.put(done)
+        done.wait(timeout)
 
     def by_trace(self, trace_id: str) -> list[DecisionRecord]:
+        self.flush()
         with self._lock:
             rows = self._conn.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY id", (trace_id,)).fetchall()
         return [_decision(r) for r in rows]
@@ -224,11 +305,13 @@ class SQLiteDecisionStore:
             + " ORDER BY d.id DESC LIMIT ?"
         )
         params: list[Any] = [query, *([tenant_id] if tenant_id else []), int(limit)]
+        self.flush()
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
         return [_decision(r) for r in rows]
 
     def recent(self, *, since: float = 0.0, limit: int = 1000) -> list[DecisionRecord]:
+        self.flush()
         with self._lock:
             rows = self._conn.execute(
                 "SELECT * FROM decisions WHERE ts >= ? ORDER BY id DESC LIMIT ?", (since, int(limit))
@@ -256,6 +339,14 @@ class SQLiteDecisionStore:
         return [AlertRecord(**dict(r)) for r in rows]
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._writer_lock:
+            writer = self._writer
+        if writer is not None:
+            self._queue.put(_STOP)
+            writer.join(30)
         with self._lock:
             self._conn.close()
 

@@ -483,6 +483,38 @@ DECISION_FIELDS = {"action", "tool", "intent", "confidence", "reasoning", "outco
 _suppress: contextvars.ContextVar[bool] = contextvars.ContextVar("switchboard_metrics_suppressed", default=False)
 
 
+_recorder: contextvars.ContextVar[list[tuple[Any, ...]] | None] = contextvars.ContextVar(
+    "switchboard_node_recorder", default=None
+)
+
+
+@contextmanager
+def recording() -> Iterator[list[tuple[Any, ...]]]:
+    """Inside, every instrumented node call is appended as (wrapped function, args, kwargs, run config), in call
+    order, so a benchmark can call the same functions again as plain Python (bench.ticket's overhead ratio)."""
+    calls: list[tuple[Any, ...]] = []
+    token = _recorder.set(calls)
+    try:
+        yield calls
+    finally:
+        _recorder.reset(token)
+
+
+def _record_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    calls = _recorder.get()
+    if calls is None:
+        return
+    import copy
+
+    from langgraph.config import get_config
+
+    try:
+        config = get_config()
+    except RuntimeError:
+        config = None
+    calls.append((fn, copy.deepcopy(args[:1]) + args[1:], dict(kwargs), config))
+
+
 @contextmanager
 def suppressed() -> Iterator[None]:
     """Inside, instrumented nodes run bare: no metrics, decision records or alerts (health probes)."""
@@ -538,6 +570,8 @@ def instrument[F: Callable[..., Any]](
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _suppress.get():
             return fn(*args, **kwargs)
+        if _recorder.get() is not None:
+            _record_call(wrapper, args, kwargs)
         call = _Call(name, args, kwargs)
         inst.begin(call)
         with tracing.bound(call.trace_id, name), tracing.node_span(name, call.trace_id), usage.collect() as calls, \

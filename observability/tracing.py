@@ -211,3 +211,17 @@ def node_span(node: str, trace_id: str | None) -> Iterator[Any]:
         span.set_attribute("switchboard.trace_id", trace_id)
         span.set_attribute("switchboard.node", node)
         yield span
+
+
+def flush_telemetry(timeout_s: float = 5.0) -> None:
+    """Before a short-lived process exits (the CLI): send batched spans, write queued decision records, finish
+    alert webhook posts."""
+    import sys
+
+    otel_flush(int(timeout_s * 1000))
+    decisions = sys.modules.get("observability.decisions")
+    if decisions is not None:
+        decisions._flush_all()
+    alerts = sys.modules.get("observability.alerts")
+    if alerts is not None:
+        alerts.join_all(timeout_s)

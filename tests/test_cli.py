@@ -250,6 +250,8 @@ def test_the_approver_is_recorded_in_the_decision_log(cli: Any, data_dir: Path) 
 
 
 def test_decisions_search_and_bad_input(cli: Any, data_dir: Path) -> None:
+    for leftover in data_dir.glob("decisions.sqlite*"):  # the seeded copy may hold one from the session's services
+        leftover.unlink()
     code, rows, _ = cli("decisions", "--search", "anything", "--json")
     assert code == 0 and rows == [] and not (data_dir / "decisions.sqlite").exists()  # reading creates nothing
     _, first, _ = cli("ask", "Please cancel order 1009", "--json")

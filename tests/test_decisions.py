@@ -42,6 +42,17 @@ def test_records_come_back_by_trace_in_order_with_their_details(store: SQLiteDec
     assert store.by_trace("nope") == []
 
 
+def test_records_are_written_in_the_background_and_kept_on_close(tmp_path: Path) -> None:
+    store = SQLiteDecisionStore(tmp_path / "d.sqlite")
+    for i in range(250):
+        store.record(rec("bulk", f"n{i}"))
+    store.close()
+    with pytest.raises(ValueError, match="closed"):
+        store.record(rec("bulk", "late"))
+    again = SQLiteDecisionStore(tmp_path / "d.sqlite")
+    assert [r.node for r in again.by_trace("bulk")] == [f"n{i}" for i in range(250)]
+
+
 def test_full_text_search_needs_every_word_and_ignores_query_syntax(store: SQLiteDecisionStore) -> None:
     store.record(rec("a", "request_approval", tool="issue_refund", outcome="approved", reasoning="accept by rita",
                      tenant_id="shop1"))
@@ -60,6 +71,7 @@ def test_full_text_search_needs_every_word_and_ignores_query_syntax(store: SQLit
 
 def test_the_log_is_append_only(store: SQLiteDecisionStore) -> None:
     store.record(rec("t", "remember", outcome="completed"))
+    store.flush()
     with sqlite3.connect(store.path) as conn:
         for sql in ("UPDATE decisions SET outcome = 'forged'", "DELETE FROM decisions"):
             with pytest.raises(sqlite3.DatabaseError, match="append-only"):
