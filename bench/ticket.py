@@ -2,14 +2,16 @@
 
 A fixed mix of offline tickets (the routing suite, evals/routing_suite.yaml: every workflow, approvals,
 escalations, refusals) runs warm through the compiled graph, each on a fresh thread to its first stop
-(an answer or an interrupt), with the server's in-memory checkpointer, on a throwaway copy of the data dir.
-Round 0 warms caches and is not timed. Reported:
+(an answer or an interrupt), the way the LangGraph API server runs it (`ainvoke` on an event loop, sync nodes in
+its executor, durability "async", an in-memory checkpointer), on a throwaway copy of the data dir; `--mode sync`
+runs `invoke` with durability "sync", as the CLI does. Round 0 warms caches and is not timed. Reported:
 
 - `p50_ms`, `p95_ms`: per-ticket wall time of `graph.invoke` over the timed rounds;
 - `overhead_ratio`: the compiled graph against the same node functions called in the same order as plain Python
   (LangGraph's own benchmark method): one round records every node call (the instrumented function, its input,
-  its run config); the same calls are then made again directly, in order, and the graph's per-ticket time is
-  divided by the plain calls' (medians per ticket, summed over the mix);
+  its run config); the same calls are then made again directly, in order, interleaved ticket by ticket with the
+  graph runs so both see the same machine load, and the graph's per-ticket time is divided by the plain calls'
+  (medians per ticket, summed over the mix);
 - `peak_rss_mb`: the process's peak resident memory;
 - `cold_start_s`: process start to the first answer of `python app.py ask ... --json` in a new process on a
   seeded data dir (median of `--cold-runs` runs; each run's figure is in `cold_start_runs_s`).
@@ -50,14 +52,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def _invoke(graph: Any, text: str, user: str) -> float:
+async def _invoke(graph: Any, text: str, user: str, mode: str) -> float:
+    """One ticket on a fresh thread, to its first stop; milliseconds. `async`: as the LangGraph API server runs a
+    graph (`astream` on its event loop, checkpoints written in the background); `sync`: `invoke`, as the CLI."""
     from langchain_core.messages import HumanMessage
 
     from graphs.context import Context
 
     config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    ticket = {"messages": [HumanMessage(text)]}
     t0 = time.perf_counter()
-    graph.invoke({"messages": [HumanMessage(text)]}, config, context=Context(user_id=user))
+    if mode == "async":
+        await graph.ainvoke(ticket, config, context=Context(user_id=user), durability="async")
+    else:
+        graph.invoke(ticket, config, context=Context(user_id=user), durability="sync")
     return (time.perf_counter() - t0) * 1000
 
 
@@ -107,7 +115,26 @@ def cold_start(data_dir: Path, model_cache: Path | None, runs: int) -> list[floa
     return times
 
 
-def run(rounds: int = 5, *, cache: bool = False, cold_runs: int = 3, progress: bool = False) -> dict[str, Any]:
+def run(
+    rounds: int = 5,
+    *,
+    cache: bool = False,
+    cold_runs: int = 3,
+    progress: bool = False,
+    mode: str = "async",
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """The report (see the module docstring); `limit` runs only the first tickets of the mix (tests)."""
+    import asyncio
+
+    return asyncio.run(_run(rounds, cache=cache, cold_runs=cold_runs, progress=progress, mode=mode, limit=limit))
+
+
+async def _run(
+    rounds: int, *, cache: bool, cold_runs: int, progress: bool, mode: str, limit: int | None
+) -> dict[str, Any]:
+    import dataclasses
+
     from langgraph.checkpoint.memory import InMemorySaver
 
     from config.settings import Settings
@@ -121,7 +148,7 @@ def run(rounds: int = 5, *, cache: bool = False, cold_runs: int = 3, progress: b
 
     base = Settings.from_env()
     _, cases = load_suite()
-    mix = [(c["text"], c.get("user", "demo")) for c in cases]
+    mix = [(c["text"], c.get("user", "demo")) for c in cases][:limit]
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-ticket-") as tmp:
         data = Path(tmp) / "data"
         if base.data_dir.exists():
@@ -129,32 +156,28 @@ def run(rounds: int = 5, *, cache: bool = False, cold_runs: int = 3, progress: b
         settings = base.model_copy(update={"data_dir": data})
         started = time.perf_counter()
         services = build_services(settings)
-        import dataclasses
-
         services = dataclasses.replace(services, decisions=SQLiteDecisionStore(Path(tmp) / "decisions.sqlite"))
         load_s = time.perf_counter() - started
         graph = build_supervisor(services).compile(
             checkpointer=InMemorySaver(), cache=memory_cache() if cache else None
         )
-        total = (rounds + 2) * len(mix)
         graph_ms: dict[int, list[float]] = {i: [] for i in range(len(mix))}
         plain_ms: dict[int, list[float]] = {i: [] for i in range(len(mix))}
         recorded: dict[int, list[tuple[Any, ...]]] = {}
-        with bar(total, "bench ticket", enabled=progress) as advance:
+        routes: dict[int, int] = {}
+        with bar((rounds + 1) * len(mix), "bench ticket", enabled=progress) as advance:
             for i, (text, user) in enumerate(mix):  # round 0: warm-up, and the calls to replay
                 with recording() as calls:
-                    _invoke(graph, text, user)
+                    await _invoke(graph, text, user, mode)
                 recorded[i] = calls
+                routes[i] = len(calls)
                 advance()
             for _ in range(rounds):
                 for i, (text, user) in enumerate(mix):
-                    graph_ms[i].append(_invoke(graph, text, user))
-                    advance()
-            for _ in range(max(3, rounds)):
-                for i in range(len(mix)):
+                    # Graph and plain calls interleaved, ticket by ticket, so both see the same machine load.
+                    graph_ms[i].append(await _invoke(graph, text, user, mode))
                     plain_ms[i].append(replay(recorded[i]))
-            for _ in range(len(mix)):
-                advance()
+                    advance()
         timings = [t for ts in graph_ms.values() for t in ts]
         graph_total = sum(statistics.median(ts) for ts in graph_ms.values())
         plain_total = sum(statistics.median(ts) for ts in plain_ms.values())
@@ -174,10 +197,14 @@ def run(rounds: int = 5, *, cache: bool = False, cold_runs: int = 3, progress: b
         "cold_start_s": round(statistics.median(cold), 3) if cold else None,
         "cold_start_runs_s": cold,
         "services_load_s": round(load_s, 2),
+        "mode": mode,
         "checkpointer": "memory",
+        "durability": "async" if mode == "async" else "sync",
         "cache": "memory" if cache else "off",
         "per_ticket_p50_ms": {mix[i][0][:60]: round(statistics.median(ts), 2) for i, ts in graph_ms.items()},
-        "command": "python app.py bench ticket --json" + (" --cache" if cache else ""),
+        "node_calls_per_mix": sum(routes.values()),
+        "command": "python app.py bench ticket --json" + (" --cache" if cache else "") + (
+            f" --mode {mode}" if mode != "async" else ""),
         "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
@@ -221,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds over the mix (default 5)")
     parser.add_argument("--cache", action="store_true", help="compile with the served in-memory node cache")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold starts to measure (0: skip)")
+    parser.add_argument("--mode", choices=("async", "sync"), default="async",
+                        help="async: as the API server runs graphs (default); sync: invoke, as the CLI")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args(argv)
@@ -229,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from observability.progress import enabled
 
-    report = run(args.rounds, cache=args.cache, cold_runs=args.cold_runs, progress=enabled(json_out=args.json))
-    name = "ticket-cache" if args.cache else "ticket"
+    report = run(args.rounds, cache=args.cache, cold_runs=args.cold_runs, progress=enabled(json_out=args.json),
+                 mode=args.mode)
+    name = "ticket" + ("-cache" if args.cache else "") + ("-sync" if args.mode == "sync" else "")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.out / f"{name}.png")

@@ -8,9 +8,11 @@ line is reported with the line number and skipped whole, so nothing is half-writ
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from memory.knowledge import Article, LongTermMemory, parse_markdown
@@ -134,7 +136,8 @@ def ingest_path(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
-        disable=not progress,
+        console=Console(stderr=True),
+        disable=not progress or not sys.stderr.isatty(),  # never on stdout, only for a terminal
         transient=True,
     ) as bar:
         task = bar.add_task("", total=len(files))

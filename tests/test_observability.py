@@ -312,3 +312,25 @@ def test_liveness_answers_without_any_check(
     for path in ("/health/live", "/switchboard/health/live"):
         resp = client.get(path)
         assert resp.status_code == 200 and resp.json()["status"] == "alive"
+
+
+# ------------------------------------------------------------------ progress bars
+
+
+def test_progress_bars_only_for_a_terminal_and_never_with_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from observability.progress import bar, enabled
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert enabled() is True and enabled(json_out=True) is False
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert enabled() is False
+    with bar(3, "work", enabled=False) as advance:
+        for _ in range(3):
+            advance()
+    with bar(2, "work", enabled=True) as advance:  # on stderr, whatever stdout is
+        advance(2, description="done")
+    assert capsys.readouterr().out == ""
