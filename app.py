@@ -594,11 +594,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from observability.tracing import LOG_FORMAT, configure_langsmith, install_log_context
+    from observability.tracing import configure_langsmith, install_log_context, log_formatter
 
     install_log_context()  # every log line carries the ticket's trace_id and node
     configure_langsmith()  # LangSmith traces only when its key is set; silent otherwise
-    logging.basicConfig(level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARNING"), format=LOG_FORMAT)
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter())
+    logging.basicConfig(level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARNING"), handlers=[handler])
     if argv and argv[0] == "train-intents":
         return delegate("classifier.cli", "train_main", argv[1:])
     if argv and argv[0] == "eval":

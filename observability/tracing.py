@@ -77,7 +77,9 @@ _install_lock = threading.Lock()
 
 
 def install_log_context() -> None:
-    """Give every LogRecord `trace_id` and `node` attributes ("-" outside a ticket). Idempotent."""
+    """Give every LogRecord made while a ticket's node runs `trace_id` and `node` attributes (records outside a
+    ticket get none, so a server's own log lines stay as they were; `log_formatter()` prints "-" for them).
+    Idempotent."""
     global _installed
     with _install_lock:
         if _installed:
@@ -86,8 +88,10 @@ def install_log_context() -> None:
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
-            record.trace_id = _trace.get() or "-"
-            record.node = _node.get() or "-"
+            trace = _trace.get()
+            if trace:
+                record.trace_id = trace
+                record.node = _node.get() or "-"
             return record
 
         logging.setLogRecordFactory(factory)
@@ -95,6 +99,11 @@ def install_log_context() -> None:
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [trace_id=%(trace_id)s node=%(node)s]: %(message)s"
+
+
+def log_formatter() -> logging.Formatter:
+    """The CLI's log format: every line names its ticket's trace id and node ("-" outside a ticket)."""
+    return logging.Formatter(LOG_FORMAT, defaults={"trace_id": "-", "node": "-"})
 
 
 # ------------------------------------------------------------------ LangSmith
