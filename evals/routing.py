@@ -119,10 +119,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         values = [sum(r[key] for r in rows if r["shape"] == s) / sum(1 for r in rows if r["shape"] == s)
                   for s in shapes]
         bars = ax.bar([j + (i - 1) * width for j in range(len(shapes))], values, width, label=label)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, rotation=90, padding=2)
     counts = {s: sum(1 for r in rows if r["shape"] == s) for s in shapes}
     ax.set_xticks(range(len(shapes)), [f"{s}\n(n={counts[s]})" for s in shapes], fontsize=8)
-    ax.set(ylim=(0, 1.2), ylabel="accuracy", title=f"Routing suite by route shape ({len(rows)} cases)")
+    ax.set(ylim=(0, 1.3), ylabel="accuracy", title=f"Routing suite by route shape ({len(rows)} cases)")
     ax.legend(loc="upper center", ncol=3, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
