@@ -1,5 +1,5 @@
 """Switchboard CLI: ask, resume, chat, seed, ingest, train-intents, train-guard, eval, bench, memory, demo, apikey,
-health, audit, inbox.
+health, audit, inbox, decisions.
 
     python app.py ask "Where is my order 1003?" --json
     python app.py resume THREAD --approve --json
@@ -59,10 +59,13 @@ def open_runtime(settings: Settings) -> Iterator[Runtime]:
     from graphs.services import build_services
     from graphs.supervisor import build_supervisor
     from memory.checkpointer import open_checkpointer
+    from observability.cache import sqlite_cache
 
     services = build_services(settings)
+    # One ticket per CLI process: the node cache (classification, retrieval) lives in a file under the data dir.
+    cache = sqlite_cache(settings.data_dir / "cache.sqlite") if settings.observability().cache.enabled else None
     with open_checkpointer(settings.checkpoint_target) as saver:
-        yield Runtime(build_supervisor(services).compile(checkpointer=saver), services)
+        yield Runtime(build_supervisor(services).compile(checkpointer=saver, cache=cache), services)
 
 
 def thread_exists(settings: Settings, thread_id: str) -> bool:
@@ -93,6 +96,7 @@ def result_of(rt: Runtime, thread_id: str, started: float) -> dict[str, Any]:
     usage = {k: values.get("usage", {}).get(k, 0) for k in USAGE_KEYS}
     for k in ("prompt_tokens", "completion_tokens", "llm_calls"):
         usage[k] = int(usage[k])
+    usage["cost_usd"] = float(usage["cost_usd"])
     result = {
         "thread_id": thread_id,
         "trace_id": values.get("trace_id"),
@@ -106,6 +110,7 @@ def result_of(rt: Runtime, thread_id: str, started: float) -> dict[str, Any]:
         "pending": payload,
         "flags": list(values.get("flags", [])),
         "usage": usage,
+        "cost_usd": usage["cost_usd"],
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),
     }
     from observability.metrics import record_ticket
@@ -128,9 +133,13 @@ def check_owner(snapshot: Any, thread_id: str, user: str, tenant: str) -> None:
         )
 
 
-def owned_config(rt: Runtime, thread_id: str, user: str, tenant: str) -> dict[str, Any]:
-    """The run config with the owner recorded in the thread's checkpoint metadata (as the served API does)."""
-    return {**rt.config(thread_id), "metadata": {"owner": user, "tenant": tenant}}
+def owned_config(rt: Runtime, thread_id: str, user: str, tenant: str, trace_id: str | None = None) -> dict[str, Any]:
+    """The run config with the owner recorded in the thread's checkpoint metadata (as the served API does), and
+    the ticket's trace id (a new ticket takes it; LangSmith runs carry it as metadata)."""
+    metadata: dict[str, Any] = {"owner": user, "tenant": tenant}
+    if trace_id:
+        metadata["trace_id"] = trace_id
+    return {**rt.config(thread_id), "metadata": metadata}
 
 
 def validate_text(text: str, settings: Settings) -> str:
@@ -185,13 +194,17 @@ def ask(
                     f"thread {thread_id} is waiting ({INTERRUPT_STATUS[node]}); answer it with "
                     f"'python app.py resume {thread_id} ...'"
                 )
-        rt.graph.invoke(
-            {"messages": [{"role": "user", "content": text}]},
-            owned_config(rt, thread_id, user, tenant),
-            context=Context(user_id=user, tenant_id=tenant, channel=channel),
-            durability=DURABILITY,
-        )
-        return result_of(rt, thread_id, started)
+        from observability.tracing import bound, new_trace_id
+
+        trace_id = new_trace_id()
+        with bound(trace_id):
+            rt.graph.invoke(
+                {"messages": [{"role": "user", "content": text}]},
+                owned_config(rt, thread_id, user, tenant, trace_id),
+                context=Context(user_id=user, tenant_id=tenant, channel=channel),
+                durability=DURABILITY,
+            )
+            return result_of(rt, thread_id, started)
 
 
 def take_token(settings: Settings, user: str, tenant: str) -> None:
@@ -306,19 +319,22 @@ def resume(settings: Settings, thread_id: str, args: argparse.Namespace, rt: Run
             raise UsageError(f"thread {thread_id} is not waiting for anyone (status {snap.values.get('status')})")
         ctx = operator_context(args, settings)
         from nodes import hitl
+        from observability.tracing import bound
 
         try:
             hitl.require_reviewer(ctx.role)  # the graph enforces it too; checked first so a refusal writes nothing
         except hitl.ReplyError as exc:
             raise UsageError(f"{exc} (SWITCHBOARD_CLI_ROLE sets the CLI's role)") from exc
         value = resume_value(node, payload, args, rt)
-        rt.graph.invoke(
-            Command(resume=value),
-            owned_config(rt, thread_id, args.user, args.tenant),
-            context=ctx,
-            durability=DURABILITY,
-        )
-        result = result_of(rt, thread_id, started)
+        trace_id = snap.values.get("trace_id")  # a resumed ticket keeps its trace id
+        with bound(trace_id):
+            rt.graph.invoke(
+                Command(resume=value),
+                owned_config(rt, thread_id, args.user, args.tenant, trace_id),
+                context=ctx,
+                durability=DURABILITY,
+            )
+            result = result_of(rt, thread_id, started)
         refused = (result["pending"] or {}).get("error") if result["status"] == INTERRUPT_STATUS[node] else None
         if refused:
             raise UsageError(f"the graph refused the answer: {refused}; thread {thread_id} still waits")
@@ -347,9 +363,13 @@ def continue_run(rt: Runtime, snap: Any, thread_id: str, args: argparse.Namespac
         )
     if not snap.next:
         raise UsageError(f"thread {thread_id} has nothing to continue (status {snap.values.get('status')})")
-    config = owned_config(rt, thread_id, args.user, args.tenant)
-    rt.graph.invoke(None, config, context=operator_context(args, rt.services.settings), durability=DURABILITY)
-    return result_of(rt, thread_id, started)
+    from observability.tracing import bound
+
+    trace_id = snap.values.get("trace_id")
+    config = owned_config(rt, thread_id, args.user, args.tenant, trace_id)
+    with bound(trace_id):
+        rt.graph.invoke(None, config, context=operator_context(args, rt.services.settings), durability=DURABILITY)
+        return result_of(rt, thread_id, started)
 
 
 # ---------------------------------------------------------------- output
@@ -644,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("train-guard", "retrain the prompt-injection screen on a labelled set (--data FILE)"),
         ("audit", "query the audit log (audit [--thread ID] [--user ID] [--json])"),
         ("inbox", "threads waiting for a human (inbox [--tenant T]; inbox resolve THREAD --approve | ...)"),
+        ("decisions", "the decision log: decisions --trace ID | --search TEXT [--json]"),
     ):
         s = sub.add_parser(name, help=help_, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
@@ -652,10 +673,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from observability.tracing import configure_langsmith, install_log_context, log_formatter
+
+    install_log_context()  # every log line carries the ticket's trace_id and node
+    configure_langsmith()  # LangSmith traces only when its key is set; silent otherwise
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter())
+    logging.basicConfig(level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARNING"), handlers=[handler])
     if argv and argv[0] == "train-intents":
         return delegate("classifier.cli", "train_main", argv[1:])
     if argv and argv[0] == "eval":
@@ -672,6 +696,8 @@ def main(argv: list[str] | None = None) -> int:
         return delegate("auth.audit_cli", "audit_main", argv[1:])
     if argv and argv[0] == "inbox":
         return delegate("inbox.cli", "inbox_main", argv[1:])
+    if argv and argv[0] == "decisions":
+        return delegate("observability.cli", "decisions_main", argv[1:])
     args = build_parser().parse_args(argv)
     return run_command(args)
 
@@ -703,6 +729,10 @@ def run_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        from observability.tracing import flush_telemetry
+
+        flush_telemetry()  # spans still batched, alert webhooks still in flight
 
 
 if __name__ == "__main__":

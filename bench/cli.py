@@ -1,12 +1,17 @@
-"""`python app.py bench KIND ...`: memory (tokens, embeddings, Chroma, retrieval), embeddings, latency, chaos, load."""
+"""`python app.py bench KIND ...`: ticket (what is served: latency, overhead, RSS, cold start), memory (tokens,
+embeddings, Chroma, retrieval), embeddings, latency, chaos, or load."""
 
 from __future__ import annotations
 
 
 def bench_main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("memory", "embeddings", "latency", "chaos", "load"):
-        print("usage: app.py bench {memory|embeddings|latency|chaos|load} [options]")
+    if not argv or argv[0] not in ("ticket", "memory", "embeddings", "latency", "chaos", "load"):
+        print("usage: app.py bench {ticket|memory|embeddings|latency|chaos|load} [options]")
         return 2
+    if argv[0] == "ticket":
+        from bench.ticket import main as ticket_main
+
+        return ticket_main(argv[1:])
     if argv[0] == "load":
         from bench.load import main as load_main
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from langgraph.types import RetryPolicy
 
     from config.permissions import Permissions
+    from observability.config import Observability
 
 CONFIG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONFIG_DIR.parent
@@ -204,6 +205,8 @@ class Settings(BaseModel):
     studio_user: str = "demo"  # who such a Studio request acts as (role agent)
     studio_tenant: str = "default"
     cli_role: Literal["customer", "agent", "admin"] = "admin"  # the CLI's local operator answering interrupts
+    decisions_url: str | None = None  # decision log; default: SQLite (FTS5) file data_dir/decisions.sqlite
+    alert_webhook_url: str | None = None  # alerts are posted here (else config/observability.yaml's webhook_url)
 
     @property
     def llm_enabled(self) -> bool:
@@ -278,6 +281,8 @@ class Settings(BaseModel):
             studio_tenant=e.get("SWITCHBOARD_STUDIO_TENANT") or "default",
             cli_role=e.get("SWITCHBOARD_CLI_ROLE") or "admin",  # type: ignore[arg-type]  # validated by pydantic
             config_dir=Path(e.get("SWITCHBOARD_CONFIG_DIR") or CONFIG_DIR).expanduser(),
+            decisions_url=e.get("SWITCHBOARD_DECISIONS_URL") or None,
+            alert_webhook_url=e.get("SWITCHBOARD_ALERT_WEBHOOK_URL") or None,
         )
 
     def policy(self) -> Policy:
@@ -299,6 +304,12 @@ class Settings(BaseModel):
         permissions = load_permissions(path, tuple(sorted(TOOLS)), reads)
         check_workflows(permissions, self.workflows(), path)
         return permissions
+
+    def observability(self) -> Observability:
+        """config/observability.yaml (prices, alerts, semantic health, caching), validated."""
+        from observability.config import load_observability
+
+        return load_observability(self.config_dir / "observability.yaml")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -848,12 +848,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="switchboard-answers-src-") as fresh:
         source = args.data_dir or fresh_seed_settings(Path(fresh))
-        if args.json or not sys.stdout.isatty():
+        if args.json or not sys.stderr.isatty():
             report = run(source, args.out, limit=args.limit, only=only, suite_path=args.suite)
         else:
+            from rich.console import Console
             from rich.progress import Progress
 
-            with Progress() as bar:
+            with Progress(console=Console(stderr=True), transient=True) as bar:  # stdout stays the report
                 task = bar.add_task("conversations", total=args.limit or len(load_suite(args.suite).conversations))
                 report = run(source, args.out, limit=args.limit, only=only, suite_path=args.suite,
                              progress=lambda done, total: bar.update(task, completed=done, total=total))

@@ -80,10 +80,17 @@ def run_case(graph: Any, case: dict[str, Any], shapes: dict[str, list[str]]) -> 
     }
 
 
-def run_suite(graph_factory: Any, suite: Path = SUITE) -> dict[str, Any]:
-    """Run every case on a fresh graph from `graph_factory()`; return scores and per-case rows."""
+def run_suite(graph_factory: Any, suite: Path = SUITE, *, progress: bool = False) -> dict[str, Any]:
+    """Run every case on a fresh graph from `graph_factory()`; return scores and per-case rows. `progress` shows a
+    bar on stderr (observability.progress)."""
+    from observability.progress import bar
+
     shapes, cases = load_suite(suite)
-    rows = [run_case(graph_factory(), case, shapes) for case in cases]
+    rows = []
+    with bar(len(cases), "routing", enabled=progress) as advance:
+        for case in cases:
+            rows.append({**run_case(graph_factory(), case, shapes), "shape": case["shape"]})
+            advance()
     n = len(rows)
     return {
         "suite": str(suite.name),
@@ -94,11 +101,38 @@ def run_suite(graph_factory: Any, suite: Path = SUITE) -> dict[str, Any]:
         "workflows_covered": len({c.get("intent") for c in cases if c.get("intent")}),
         "p50_ms": sorted(r["ms"] for r in rows)[n // 2],
         "failures": [r for r in rows if not (r["trajectory_match"] and r["status_match"] and r["intent_match"])],
+        "rows": rows,
     }
 
 
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """routing.png: trajectory, intent and first-status accuracy per route shape (cases per shape under it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shapes = sorted({r["shape"] for r in rows})
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.27
+    for i, (key, label) in enumerate((("trajectory_match", "trajectory"), ("intent_match", "intent"),
+                                      ("status_match", "first status"))):
+        values = [sum(r[key] for r in rows if r["shape"] == s) / sum(1 for r in rows if r["shape"] == s)
+                  for s in shapes]
+        bars = ax.bar([j + (i - 1) * width for j in range(len(shapes))], values, width, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, rotation=90, padding=2)
+    counts = {s: sum(1 for r in rows if r["shape"] == s) for s in shapes}
+    ax.set_xticks(range(len(shapes)), [f"{s}\n(n={counts[s]})" for s in shapes], fontsize=8)
+    ax.set(ylim=(0, 1.3), ylabel="accuracy", title=f"Routing suite by route shape ({len(rows)} cases)")
+    ax.legend(loc="upper center", ncol=3, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def graph_factory(services: Any, root: Path) -> Any:
-    """A factory of graphs that each get a fresh seeded shop, working memory and audit log under `root`,
+    """A factory of graphs that each get a fresh seeded shop, working memory and decision log under `root`,
     sharing the (read-only) knowledge base and classifier of `services`."""
     import dataclasses
     import itertools
@@ -107,6 +141,7 @@ def graph_factory(services: Any, root: Path) -> Any:
 
     from graphs.supervisor import build_supervisor
     from memory.working import WorkingMemory
+    from observability.decisions import SQLiteDecisionStore
     from tools.shop import ShopDB
 
     counter = itertools.count()
@@ -117,7 +152,11 @@ def graph_factory(services: Any, root: Path) -> Any:
         shop = ShopDB(run_dir / "shop.sqlite")
         shop.seed()
         svc = dataclasses.replace(
-            services, shop=shop, working=WorkingMemory(run_dir / "working.sqlite"), audit_path=run_dir / "audit.jsonl"
+            services,
+            shop=shop,
+            working=WorkingMemory(run_dir / "working.sqlite"),
+            decisions=SQLiteDecisionStore(run_dir / "decisions.sqlite"),
+            alerts=None,
         )
         return build_supervisor(svc).compile(checkpointer=InMemorySaver())
 
@@ -139,10 +178,14 @@ def eval_main(argv: list[str]) -> int:
         settings = base.model_copy(update={"data_dir": Path(tmp), "model_cache_dir": base.embedder_cache})
         seed(settings)
         factory = graph_factory(build_services(settings, auto_seed=False), Path(tmp) / "runs")
-        report = run_suite(factory)
+        from observability.progress import enabled
+
+        report = run_suite(factory, progress=enabled(json_out=args.json))
         shutil.rmtree(tmp, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    rows = report.pop("rows")
     (args.out / "routing.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    plot(rows, args.out / "routing.png")
     if args.json:
         print(
             json.dumps({k: v for k, v in report.items() if k != "failures"} | {"n_failures": len(report["failures"])})

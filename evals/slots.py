@@ -189,13 +189,13 @@ def run(data_dir: Path, out_dir: Path, *, progress: bool | None = None) -> dict[
     """Score `extract_slots` on the Bitext CSV under `data_dir`; write `out_dir/slots.json` and `slots.png`.
 
     Returns the report. When the file is absent, returns `{"skipped": reason}` and writes nothing.
-    `progress` (default: stdout is a TTY) shows a rich progress bar on stderr.
+    `progress` (default: stderr is a TTY) shows a rich progress bar on stderr.
     """
     path = Path(data_dir) / DATASET / CSV_NAME
     if not path.is_file():
         return {"eval": "slots", "skipped": f"{path} not found"}
     rows = _rows(path)
-    show = sys.stdout.isatty() if progress is None else progress
+    show = sys.stderr.isatty() if progress is None else progress
     dev, test = _Tally(), _Tally()
     mismatch: Counter[str] = Counter()
     times: list[float] = []

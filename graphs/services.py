@@ -31,9 +31,11 @@ class Services:
     llm: LLM | None = None
     known_issues: list[dict[str, Any]] = field(default_factory=list)
     embedder: Any = None  # memory.embeddings.MiniLMEmbedder, shared by retrieval and answer composition
-    audit_path: Path | None = None
     lessons: Any = None  # memory.lessons.LessonQueue: lessons from human answers, pending review
     audit: Any = None  # auth.audit.AuditLog: tool calls, approvals, escalations (the shop's handle writes to it too)
+    decisions: Any = None  # observability.decisions.DecisionStore: the decision log (None: not recorded)
+    alerts: Any = None  # observability.alerts.AlertMonitor: alert thresholds judged after every ticket
+    audit_path: Path | None = None  # unused: decision records moved to `decisions`; kept for callers that set it
 
 
 ServicesProvider = Callable[[], Services]
@@ -103,10 +105,13 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
     from memory.knowledge import ChromaMemory, load_articles
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
+    from observability.alerts import AlertMonitor
+    from observability.decisions import open_decision_store
     from tools.boundary import configure as configure_tool_boundary
     from tools.shop import ShopDB
 
     policy = settings.policy()
+    observability = settings.observability()
     configure_tool_boundary(settings)  # tool breakers and retries from error-policies.yaml (validated here)
     permissions = settings.permissions()  # least privilege: a bad permissions.yaml stops here, with one line
     audit = open_audit(settings)
@@ -125,6 +130,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         lexical_weight=policy.retrieval.lexical_weight,
     )
     known = [{**asdict(a), "body": a.text} for a in load_articles(settings.demo_dir / "kb") if a.kind == "known_issue"]
+    decisions = open_decision_store(settings)
     return Services(
         settings=settings,
         policy=policy,
@@ -135,10 +141,11 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         working=WorkingMemory(settings.working_target, ttl_seconds=policy.working_memory.ttl_seconds),
         llm=build_llm(settings, policy.llm),
         known_issues=known,
-        audit_path=settings.data_dir / "audit.jsonl",
         embedder=embedder,
         lessons=LessonQueue(settings.data_dir / "lessons.sqlite"),
         audit=audit,
+        decisions=decisions,
+        alerts=AlertMonitor(observability.alerts, decisions, webhook_url=settings.alert_webhook_url),
     )
 
 

@@ -82,6 +82,8 @@ class OutputState(TypedDict):
     route: NotRequired[Annotated[list[str], route_log]]
     flags: NotRequired[Annotated[list[str], merge_flags]]
     trace_id: NotRequired[str]
+    usage: NotRequired[Annotated[dict[str, float], add_usage]]
+    cost_usd: NotRequired[float]
 
 
 class SupportState(TypedDict):
@@ -92,7 +94,9 @@ class SupportState(TypedDict):
     ticket: NotRequired[str]
     """The current customer message, after input guards (PII redacted)."""
     trace_id: NotRequired[str]
-    """One id per ticket, carried into logs, metrics and the audit trail."""
+    """One id per ticket (observability.tracing), carried into logs, metrics, spans and the decision log."""
+    owner: NotRequired[dict[str, str]]
+    """Whom the ticket is for, {tenant_id, user_id}, from the run's identity at the ticket's start (cache keys)."""
     route: NotRequired[Annotated[list[str], route_log]]
     """Node names visited for the current ticket, in order."""
     flags: NotRequired[Annotated[list[str], merge_flags]]
@@ -146,4 +150,6 @@ class SupportState(TypedDict):
     """Key facts pinned across summarisation: order ids, preferences, ..."""
     usage: NotRequired[Annotated[dict[str, float], add_usage]]
     """Token and cost counters for the current ticket."""
+    cost_usd: NotRequired[float]
+    """The ticket's model cost in US dollars (0.0 offline), settled by remember."""
     error: NotRequired[str | None]

@@ -39,6 +39,7 @@ from nodes import (
     review_gate,
     supervisor,
 )
+from observability.cache import classification_policy, retrieval_policy
 from observability.metrics import instrument
 
 NODE_NAMES = (
@@ -80,17 +81,33 @@ def build_supervisor(services: Services | ServicesProvider | None = None) -> Sta
         provider = services
 
     g = StateGraph(SupportState, context_schema=Context, input_schema=InputState, output_schema=OutputState)
-    retries = node_retry_policies(services.settings if isinstance(services, Services) else Settings())
+    settings = services.settings if isinstance(services, Services) else Settings()
+    retries = node_retry_policies(settings)
+    cache = settings.observability().cache
+    # Deterministic, expensive steps are cached when the graph is compiled with a cache (observability.cache).
+    cached = (
+        {
+            "classify_intent": classification_policy(provider, cache.ttl_s),
+            "retrieve_knowledge": retrieval_policy(provider, cache.ttl_s),
+        }
+        if cache.enabled
+        else {}
+    )
 
     def io_retry(name: str) -> RetryPolicy:
         return retries.get(name, IO_RETRY)
 
     def node(name: str, fn, **kwargs) -> None:  # noqa: ANN001 - a node function
-        # Every node reports on the `custom` stream what it found (nodes.progress); HITL decisions are audited.
-        g.add_node(
-            name, instrument(name, audited(name, progress.reporting(name, fn), provider), ticket=name == "remember"),
-            **kwargs,
+        # Every node is traced, timed and counted, and writes its decision record (observability.metrics); it
+        # reports on the `custom` stream what it found (nodes.progress); HITL decisions are audited.
+        wrapped = instrument(
+            name,
+            audited(name, progress.reporting(name, fn), provider),
+            ticket=name == "remember",
+            starts_ticket=name == "guard_input",
+            services=provider,
         )
+        g.add_node(name, wrapped, cache_policy=cached.get(name), **kwargs)
 
     def specialist(name: str, fn, retry: RetryPolicy | None = None, *, command: bool = False) -> None:  # noqa: ANN001
         # Failures (raised on the last attempt, or a tool result not ok) are counted for the supervisor's limits.

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from langchain_core.messages import AIMessage
 
-# USD per million tokens (input, output); unknown models are priced at 0 and say so in usage.
-PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-}
+from observability.config import load_observability
+
+# USD per million tokens (input, output), from config/observability.yaml `prices`; unknown models are priced at 0.
+PRICES: dict[str, tuple[float, float]] = dict(load_observability().prices)
 
 
 def usage_of(message: AIMessage, model: str) -> dict[str, float]:

@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 DIM = 384
+RECENT_QUERIES = 256  # single-text embeddings kept (query texts repeat within a ticket)
 ONNX_FILENAME = "minilm-l6-v2.onnx"
 # Bump when the graph built by build_onnx_model changes, so cached files are rebuilt.
 GRAPH_VERSION = "2"
@@ -286,6 +288,10 @@ class MiniLMEmbedder:
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
         self._wide: ort.InferenceSession | None = None
+        # Recent single-text embeddings: one ticket embeds the same text for classification, the knowledge search
+        # and the case search; the model is deterministic, so the second and third are served from here.
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self.rebuilt = False
         weights_hash = _sha256(src / "model.safetensors")
         self.weights_hash = weights_hash
@@ -328,6 +334,23 @@ class MiniLMEmbedder:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         if not texts:
             return out
+        if len(texts) == 1:
+            with self._recent_lock:
+                hit = self._recent.get(texts[0])
+                if hit is not None:
+                    self._recent.move_to_end(texts[0])
+                    out[0] = hit
+                    return out
+            vector = self._embed(texts, batch_size)
+            with self._recent_lock:
+                self._recent[texts[0]] = vector[0].copy()
+                while len(self._recent) > RECENT_QUERIES:
+                    self._recent.popitem(last=False)
+            return vector
+        return self._embed(texts, batch_size)
+
+    def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(lengths, kind="stable")

@@ -12,10 +12,12 @@ instructions to the assistant is refused with a message naming it and the senten
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from memory.knowledge import Article, LongTermMemory, parse_markdown
@@ -146,7 +148,8 @@ def ingest_path(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
-        disable=not progress,
+        console=Console(stderr=True),
+        disable=not progress or not sys.stderr.isatty(),  # never on stdout, only for a terminal
         transient=True,
     ) as bar:
         task = bar.add_task("", total=len(files))

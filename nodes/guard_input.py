@@ -1,13 +1,12 @@
 """guard_input: the trust boundary. Validates size, screens for prompt injection, redacts PII.
 
-It also starts a new ticket: a fresh trace id and cleared per-ticket state. Slots such as the new
-e-mail address of an account change are captured here, before redaction, so the checkpointed
-conversation never holds the raw value while the approved action can still use it.
+It also starts a new ticket: its trace id, its owner (from the run's identity) and cleared per-ticket state.
+Slots such as the new e-mail address of an account change are captured here, before redaction, so the
+checkpointed conversation never holds the raw value while the approved action can still use it.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Literal
 
 from langchain_core.messages import HumanMessage
@@ -15,12 +14,13 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from dialogue.slots import extract_slots
-from graphs.context import Context
+from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import RESET, SupportState
 from guards.injection import guard_for
 from guards.pii import redact
 from nodes.common import last_human, text_of
+from observability.tracing import current_trace_id, new_trace_id
 
 NAME = "guard_input"
 
@@ -57,6 +57,7 @@ def fresh_ticket(trace_id: str) -> dict:
         "status": "in_progress",
         "hitl": {RESET: 1},
         "error": None,
+        "cost_usd": 0.0,
     }
 
 
@@ -66,7 +67,10 @@ def make(services: ServicesProvider):
     ) -> Command[Literal["compress_context", "generate_response"]]:
         svc = services()
         limits = svc.policy.limits
-        update = fresh_ticket(str(uuid.uuid4()))
+        # The ticket's trace id was made as this node started (observability.instrument); a fresh one otherwise.
+        update = fresh_ticket(current_trace_id() or new_trace_id())
+        ctx = context_of(runtime)
+        update["owner"] = {"tenant_id": ctx.tenant_id, "user_id": ctx.user_id}
         message = last_human(state.get("messages", []))
         raw = text_of(message).strip() if message else ""
         flags: list[str] = []

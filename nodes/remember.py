@@ -5,7 +5,9 @@
 - long-term memory: stated preferences per user; when a human edited, replaced or resolved an answer, a
   *lesson* in neutral words (memory.lessons) is queued for review — a human's reply to one customer is never
   shown to another, and a lesson reaches the knowledge base only once a reviewer approves it;
-- the append-only audit/decision log: one JSON line per ticket with its trace id and route.
+- the ticket's closing decision record (observability.decision_points.remember: status, route, flags, approval,
+  approver, usage) is written by the node's instrumentation to the decision log; this node notes the lesson it
+  proposed on it, and settles the ticket's `cost_usd`.
 
 An action that was still waiting for approval when the customer wrote again is kept: after this ticket's
 answer the thread goes back to `request_approval` with it, so the approval is never dropped silently.
@@ -13,10 +15,6 @@ answer the thread goes back to `request_approval` with it, so the approval is ne
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from pathlib import Path
 from typing import Literal
 
 from langgraph.graph import END
@@ -29,9 +27,9 @@ from graphs.state import RESET, SupportState
 from guards.injection import guard_for
 from memory.lessons import make_lesson
 from nodes.common import thread_id, visited
+from observability.decision_points import note
 
 NAME = "remember"
-_audit_lock = threading.Lock()
 
 
 def make(services: ServicesProvider):
@@ -63,27 +61,8 @@ def make(services: ServicesProvider):
             )
             if lesson is not None and svc.lessons is not None:
                 learned = svc.lessons.propose(lesson, tenant_id=ctx.tenant_id, trace_id=state.get("trace_id", ""))
-        _audit(
-            svc.audit_path,
-            {
-                "ts": time.time(),
-                "trace_id": state.get("trace_id"),
-                "thread_id": thread,
-                "tenant_id": ctx.tenant_id,
-                "user_id": ctx.user_id,
-                "intent": state.get("intent"),
-                "confidence": state.get("confidence"),
-                "decision": state.get("decision"),
-                "status": state.get("status"),
-                "route": [*state.get("route", []), NAME],
-                "flags": state.get("flags", []),
-                "action": action.get("tool"),
-                "approval": (state.get("approval") or {}).get("type"),
-                "approver": (state.get("approval") or {}).get("approver"),
-                "lesson_proposed": learned,
-            },
-        )
-        update: dict = {**visited(NAME)}
+        note(lesson_proposed=learned)
+        update: dict = {**visited(NAME), "cost_usd": float((state.get("usage") or {}).get("cost_usd", 0.0))}
         pending = task.get("pending_action")
         if "task_dropped" in (state.get("flags") or []):
             update["task"] = {"pending_action": None}
@@ -103,13 +82,3 @@ def make(services: ServicesProvider):
 
     return remember
 
-
-def _audit(path: Path | None, record: dict) -> None:
-    """Append one line; never rewrites earlier lines."""
-    if path is None:
-        return
-    line = json.dumps(record, default=str, sort_keys=True)
-    with _audit_lock:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")

@@ -1,14 +1,25 @@
-"""Metrics and health over HTTP: a small Starlette app the LangGraph API mounts beside its own routes.
+"""Health, metrics and the dashboard over HTTP: a small Starlette app the LangGraph API mounts beside its own routes.
 
     langgraph.json: "http": {"app": "./observability/http.py:app"}
 
-Routes live under `/switchboard/`: the LangGraph API already serves `/metrics` (its own registry) as an
-unshadowable route, placed before custom routes, so a custom `/metrics` would never be reached.
+The LangGraph API serves its own `/ok`, `/metrics`, `/docs` and `/openapi.json` before custom routes (they cannot
+be shadowed), then these, then its protected API. So Prometheus text lives at `/switchboard/metrics`; the other
+routes are served at the paths the issue names and under `/switchboard/` too (aliases):
 
-- `GET /switchboard/metrics`: `observability.metrics.REGISTRY` in Prometheus text format.
-- `GET /switchboard/health`: `{"status": "ok" | "degraded", "checks": {...}}`, 200 or 503. Checks are
-  cheap and never build anything: data dir writable, shop DB opens, knowledge base non-empty (only
-  when services were already built, else "not_loaded"), LLM configured or offline, circuit breakers of models and tools.
+- `GET /health/live`: liveness, 200 while the process serves requests; nothing is checked.
+- `GET /health`: `{"status": "ok" | "degraded", "checks": {...}}`, 200 or 503. Checks are cheap and never build
+  anything: data dir writable, shop DB opens, knowledge base non-empty (only when services were already built,
+  else "not_loaded"), LLM configured or offline, circuit breakers of models and
+  tools.
+- `GET /health/semantic`: a canned ticket must classify and route as expected within a time bound
+  (observability.semantic, config/observability.yaml `semantic_health`); 503 otherwise.
+- `GET /switchboard/metrics`: `observability.metrics.REGISTRY` as Prometheus text, or OpenMetrics with exemplars
+  (trace ids) when the scraper's Accept header asks for `application/openmetrics-text`.
+- `GET /dashboard`: an HTML page (executions, node load, error rates, latency, cost, human-intervention rate,
+  alerts) that polls `/dashboard/data.json` and draws its charts with `/dashboard/dashboard.js` (local SVG, no CDN).
+
+Custom routes are not behind the API's auth unless langgraph.json sets `http.enable_custom_route_auth`: these
+expose counts and health only, never ticket text or decision records.
 """
 
 from __future__ import annotations
@@ -23,13 +34,16 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from config.settings import Settings
 from observability.metrics import render
+from observability.tracing import configure_langsmith, install_log_context
 
 PREFIX = "/switchboard"
+STATIC = Path(__file__).with_name("static")
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 FAILING = {"fail", "open"}
 
 
@@ -125,7 +139,9 @@ def health(settings: Settings | None = None, instances: Mapping[Path, Any] | Non
 
 
 def metrics_endpoint(request: Request) -> Response:
-    """Prometheus text exposition of the Switchboard registry."""
+    """Prometheus text exposition of the Switchboard registry; OpenMetrics (with exemplars) when asked for."""
+    if "application/openmetrics-text" in request.headers.get("accept", ""):
+        return Response(render(openmetrics=True), media_type=OPENMETRICS)
     return Response(render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -135,9 +151,60 @@ def health_endpoint(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
 
-app = Starlette(
-    routes=[
-        Route(f"{PREFIX}/metrics", metrics_endpoint, methods=["GET"]),
-        Route(f"{PREFIX}/health", health_endpoint, methods=["GET"]),
+def live_endpoint(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "alive", "pid": os.getpid()})
+
+
+def semantic_endpoint(request: Request) -> JSONResponse:
+    """A canned ticket through the real graph: 200 when it classifies and routes as expected in time, else 503."""
+    from graphs.services import get_services
+    from observability.semantic import check
+
+    settings = Settings.from_env()
+    try:
+        config = settings.observability().semantic_health
+    except ValueError as exc:
+        return JSONResponse({"status": "fail", "reason": str(exc)}, status_code=503)
+    body = check(config, get_services)
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+
+def _base(request: Request) -> str:
+    return request.url.path.rstrip("/")
+
+
+def dashboard_page(request: Request) -> HTMLResponse:
+    html = (STATIC / "dashboard.html").read_text(encoding="utf-8").replace("{{BASE}}", _base(request))
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+def dashboard_script(request: Request) -> Response:
+    return Response((STATIC / "dashboard.js").read_bytes(), media_type="text/javascript; charset=utf-8")
+
+
+def dashboard_data(request: Request) -> JSONResponse:
+    """The live snapshot the page polls (observability.dashboard); reads only what this process already built."""
+    from observability.dashboard import loaded_services, snapshot
+
+    return JSONResponse(snapshot(loaded_services()), headers={"Cache-Control": "no-store"})
+
+
+def _routes() -> list[Route]:
+    pages = [
+        ("/health", health_endpoint),
+        ("/health/live", live_endpoint),
+        ("/health/semantic", semantic_endpoint),
+        ("/dashboard", dashboard_page),
+        ("/dashboard/data.json", dashboard_data),
+        ("/dashboard/dashboard.js", dashboard_script),
     ]
-)
+    routes = [Route(f"{PREFIX}/metrics", metrics_endpoint, methods=["GET"])]
+    for path, endpoint in pages:
+        routes.append(Route(path, endpoint, methods=["GET"]))
+        routes.append(Route(f"{PREFIX}{path}", endpoint, methods=["GET"]))
+    return routes
+
+
+install_log_context()  # the server's log lines carry trace_id and node too (structlog adds record extras)
+configure_langsmith()  # LangSmith only with a key: the server process reads the switch from the environment
+app = Starlette(routes=_routes())

@@ -1,7 +1,7 @@
 """Shared fixtures: a real MiniLM embedder, a seeded data directory, services and graphs.
 
 The knowledge base and the shop classifier are built once per session (they are read-only in
-tests); every test gets its own shop database, working memory and audit log.
+tests); every test gets its own shop database, working memory and decision log.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def services(base_services: Any, tmp_path: Path, request: pytest.FixtureRequest)
     from auth.audit import SqliteAuditLog
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
+    from observability.decisions import SQLiteDecisionStore
     from tools.shop import ShopDB
 
     if backend_of(request) == "postgres":
@@ -116,7 +117,8 @@ def services(base_services: Any, tmp_path: Path, request: pytest.FixtureRequest)
         shop=shop,
         audit=audit,
         working=working,
-        audit_path=tmp_path / "audit.jsonl",
+        decisions=SQLiteDecisionStore(tmp_path / "decisions.sqlite"),
+        alerts=None,
         lessons=LessonQueue(tmp_path / "lessons.sqlite"),
     )
     shop.close()

@@ -27,6 +27,7 @@ KEYS = {
     "pending",
     "flags",
     "usage",
+    "cost_usd",
     "latency_ms",
 }
 
@@ -75,6 +76,7 @@ def test_ask_prints_the_contract(cli: Any) -> None:
     assert out["route"][0] == "guard_input" and out["route"][-1] == "remember"
     assert set(out["usage"]) == {"prompt_tokens", "completion_tokens", "llm_calls", "cost_usd"}
     assert out["usage"]["llm_calls"] == 0 and out["pending"] is None and out["answer"]
+    assert out["cost_usd"] == 0.0 and len(out["trace_id"]) == 36
 
 
 def test_approval_round_trip(cli: Any, data_dir: Path) -> None:
@@ -237,9 +239,18 @@ def test_the_approver_is_recorded_in_the_decision_log(cli: Any, data_dir: Path) 
     _, out, _ = cli("ask", "Please cancel order 1009", "--json")
     code, done, _ = cli("resume", out["thread_id"], "--approve", "--as", "rita", "--json")
     assert code == 0 and done["status"] == "completed"
-    records = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
-    last = [r for r in records if r["thread_id"] == out["thread_id"]][-1]
-    assert (last["approval"], last["approver"], last["user_id"]) == ("accept", "rita", "demo")
+    assert done["trace_id"] == out["trace_id"]  # a resumed ticket keeps its trace id
+    code, records, _ = cli("decisions", "--trace", out["trace_id"], "--json")
+    assert code == 0
+    nodes = [r["node"] for r in records]
+    assert nodes[0] == "guard_input" and nodes[-1] == "remember"
+    asked = [r for r in records if r["node"] == "request_approval"]
+    assert [r["outcome"] for r in asked] == ["awaiting_approval", "approved"]
+    assert asked[-1]["details"]["approver"] == "rita" and asked[-1]["tool"] == "cancel_order"
+    last = records[-1]
+    assert (last["details"]["approval"], last["details"]["approver"], last["user_id"]) == ("accept", "rita", "demo")
+    assert {r["trace_id"] for r in records} == {out["trace_id"]}
+    assert {r["thread_id"] for r in records} == {out["thread_id"]}
 
 
 def test_a_customer_role_cli_cannot_answer_and_the_thread_still_waits(
@@ -264,3 +275,25 @@ def test_an_edit_the_tools_preconditions_refuse_exits_2_and_writes_nothing(cli: 
     assert code == 2 and "exceeds" in err and checkpoint_rows(data_dir) == before
     code, done, _ = cli("resume", out["thread_id"], "--edit", '{"amount": 20}', "--json")
     assert code == 0 and done["status"] == "completed" and "20.00" in done["answer"]
+
+
+
+def test_decisions_search_and_bad_input(cli: Any, data_dir: Path) -> None:
+    for leftover in data_dir.glob("decisions.sqlite*"):  # the seeded copy may hold one from the session's services
+        leftover.unlink()
+    code, rows, _ = cli("decisions", "--search", "anything", "--json")
+    assert code == 0 and rows == [] and not (data_dir / "decisions.sqlite").exists()  # reading creates nothing
+    _, first, _ = cli("ask", "Please cancel order 1009", "--json")
+    _, second, _ = cli("ask", "How long does standard delivery take?", "--json")
+    code, rows, _ = cli("decisions", "--search", "cancel_order awaiting", "--json")
+    assert code == 0 and rows and {r["trace_id"] for r in rows} == {first["trace_id"]}
+    code, rows, _ = cli("decisions", "--search", 'delivery_period" (* -', "--json")  # FTS syntax is inert
+    assert code == 0 and {r["trace_id"] for r in rows} == {second["trace_id"]}
+    for argv, message in (
+        (("decisions",), "one of the arguments"),
+        (("decisions", "--search", "  "), "needs some text"),
+        (("decisions", "--trace", "x", "--search", "y"), "not allowed with"),
+        (("decisions", "--trace", "x", "--limit", "0"), "at least 1"),
+    ):
+        code, _, err = cli(*argv)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -284,3 +284,12 @@ def test_chroma_rejects_other_embedding_function_on_reopen(tmp_path: Path, cache
 
     with pytest.raises(ValueError, match="conflict"):
         client.get_collection("kb_persist", embedding_function=Other(cache_dir))
+
+
+def test_a_repeated_single_text_is_served_from_recent_embeddings(embedder) -> None:  # noqa: ANN001
+    first = embedder.embed(["Where is my order 1006?"])
+    first[0, :] = 0.0  # the caller's copy: changing it must not change what comes back next time
+    again = embedder.embed(["Where is my order 1006?"])
+    batch = embedder.embed(["Where is my order 1006?", "How long does delivery take?"])
+    np.testing.assert_allclose(again[0], batch[0], atol=1e-5)
+    assert abs(float(np.linalg.norm(again[0])) - 1.0) < 1e-4

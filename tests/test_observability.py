@@ -133,25 +133,24 @@ def test_instrument_wraps_async_nodes() -> None:
 # ------------------------------------------------------------------ record_ticket()
 
 
-def test_record_ticket_counts_labels_and_usage_once_per_ticket() -> None:
+def test_record_ticket_counts_each_status_once_per_ticket() -> None:
     intent = uniq("track_order")
     tickets = {"intent": intent, "status": "awaiting_approval", "decision": "auto"}
-    before_prompt = value("switchboard_llm_tokens_total", kind="prompt")
-    before_completion = value("switchboard_llm_tokens_total", kind="completion")
-    before_cost = value("switchboard_llm_cost_usd_total")
     trace = uniq("trace")
-    paused = {**tickets, "trace_id": trace, "usage": {"prompt_tokens": 100, "completion_tokens": 20, "cost_usd": 0.5}}
+    paused = {**tickets, "trace_id": trace}
     record_ticket(paused)
     record_ticket(paused)  # the same result again (graph and CLI both record): no double count
     assert value("switchboard_tickets_total", **tickets) == 1
-    # resumed: same ticket, new status, cumulative usage grew by 50/5/0.25
-    record_ticket(
-        {**paused, "status": "completed", "usage": {"prompt_tokens": 150, "completion_tokens": 25, "cost_usd": 0.75}}
-    )
+    record_ticket({**paused, "status": "completed"})  # resumed: same ticket, new status
     assert value("switchboard_tickets_total", **{**tickets, "status": "completed"}) == 1
-    assert value("switchboard_llm_tokens_total", kind="prompt") - before_prompt == 150
-    assert value("switchboard_llm_tokens_total", kind="completion") - before_completion == 25
-    assert value("switchboard_llm_cost_usd_total") - before_cost == pytest.approx(0.75)
+    assert value("switchboard_tickets_total", **tickets) == 1
+
+
+def test_a_rejected_input_is_not_counted_as_an_escalation() -> None:
+    intent = uniq("none")
+    record_ticket({"status": "rejected", "intent": intent, "decision": "escalate", "trace_id": uniq("t")})
+    assert value("switchboard_tickets_total", intent=intent, status="rejected", decision="none") == 1
+    assert value("switchboard_tickets_total", intent=intent, status="rejected", decision="escalate") == 0
 
 
 def test_record_ticket_without_trace_or_intent_uses_none_label() -> None:
@@ -187,6 +186,17 @@ def test_render_is_prometheus_text() -> None:
     assert "# TYPE switchboard_node_seconds histogram" in text
     assert "# TYPE switchboard_tickets_total counter" in text
     assert 'switchboard_tickets_total{decision="auto",intent="render_probe",status="completed"}' in text
+
+
+def test_openmetrics_carries_the_trace_id_as_exemplar() -> None:
+    name, trace = uniq("exemplar"), uniq("trace-exemplar")
+    graph = graph_of((name, instrument(name, lambda state: {"x": 1})))
+    graph.invoke({"x": 0, "trace_id": trace}, context=Ctx(user_id="u"))
+    plain = render().decode()
+    assert trace not in plain  # classic text format has no exemplars
+    text = render(openmetrics=True).decode()
+    buckets = [ln for ln in text.splitlines() if ln.startswith("switchboard_node_seconds_bucket") and name in ln]
+    assert any(f'# {{trace_id="{trace}"}}' in line for line in buckets), buckets
 
 
 # ------------------------------------------------------------------ HTTP app
@@ -227,6 +237,9 @@ def test_metrics_endpoint_serves_prometheus_text(client: TestClient) -> None:
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     assert f'switchboard_node_seconds_count{{node="{name}"}} 1.0' in resp.text
+    om = client.get("/switchboard/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.rstrip().endswith("# EOF")
 
 
 def test_health_ok_offline_without_loaded_services(client: TestClient, data_dir: Path) -> None:
@@ -285,6 +298,39 @@ def test_routes_do_not_collide_with_langgraph_api_builtins() -> None:
     from observability.http import app
 
     paths = {route.path for route in app.routes}
-    assert paths == {"/switchboard/metrics", "/switchboard/health"}
+    named = {"/health", "/health/live", "/health/semantic", "/dashboard", "/dashboard/data.json",
+             "/dashboard/dashboard.js"}
+    assert paths == {"/switchboard/metrics", *named, *(f"/switchboard{p}" for p in named)}
     builtin = {"/", "/ok", "/info", "/metrics", "/docs", "/openapi.json"}  # langgraph_api.api meta routes
     assert not paths & builtin
+
+
+def test_liveness_answers_without_any_check(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path / "missing" / "deeper"))
+    for path in ("/health/live", "/switchboard/health/live"):
+        resp = client.get(path)
+        assert resp.status_code == 200 and resp.json()["status"] == "alive"
+
+
+# ------------------------------------------------------------------ progress bars
+
+
+def test_progress_bars_only_for_a_terminal_and_never_with_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from observability.progress import bar, enabled
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert enabled() is True and enabled(json_out=True) is False
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert enabled() is False
+    with bar(3, "work", enabled=False) as advance:
+        for _ in range(3):
+            advance()
+    with bar(2, "work", enabled=True) as advance:  # on stderr, whatever stdout is
+        advance(2, description="done")
+    assert capsys.readouterr().out == ""
