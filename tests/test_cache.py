@@ -91,7 +91,7 @@ def test_a_write_through_the_graph_invalidates_cached_retrieval(cached: tuple[An
     ask(graph, "Where is my order 1009?")
     config = {"configurable": {"thread_id": str(uuid.uuid4())}}
     graph.invoke({"messages": [HumanMessage("Please cancel order 1009")]}, config, context=Context(user_id="demo"))
-    graph.invoke(Command(resume={"type": "accept"}), config, context=Context(user_id="demo"))
+    graph.invoke(Command(resume={"type": "accept"}), config, context=Context(user_id="demo", role="agent"))
     assert graph.get_state(config).values["action_result"]["ok"] is True
     searches = svc.knowledge.searches
     after = ask(graph, "Where is my order 1009?")

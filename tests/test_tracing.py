@@ -35,7 +35,7 @@ def test_each_ticket_gets_its_own_trace_id_and_a_resume_keeps_it(with_intent: An
     trace = first.values["trace_id"]
     assert first.next == ("request_approval",)
     graph.invoke(Command(resume={"type": "accept"}), {"configurable": {"thread_id": thread}},
-                 context=Context(user_id="demo"))
+                 context=Context(user_id="demo", role="agent"))
     done = graph.get_state({"configurable": {"thread_id": thread}})
     assert done.values["status"] == "completed" and done.values["trace_id"] == trace
 
