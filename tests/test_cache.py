@@ -101,11 +101,13 @@ def test_a_write_through_the_graph_invalidates_cached_retrieval(cached: tuple[An
 
 def test_a_write_from_elsewhere_invalidates_on_the_next_refresh(cached: tuple[Any, Any]) -> None:
     from observability.cache import fingerprints
+    from tests.test_shop_tools import as_caller
     from tools.shop import run_tool
 
     svc, graph = cached
     ask(graph, "Where is my order 1009?")
-    result = run_tool(svc.shop, "cancel_order", {"order_id": 1009}, user_id="demo", idempotency_key=str(uuid.uuid4()))
+    caller = as_caller("cancel_order", "demo")
+    result = run_tool(svc.shop, "cancel_order", {"order_id": 1009}, caller=caller, idempotency_key=str(uuid.uuid4()))
     assert result.ok, result
     fingerprints(svc).refresh()  # what the background refresher does every second
     after = ask(graph, "Where is my order 1009?")
