@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from memory.knowledge import Article, ChromaMemory
@@ -32,9 +31,10 @@ def test_injection_asking_for_a_refund_is_rejected_without_an_approval_request(s
     assert snap.values["route"] == ["guard_input", "generate_response", "review_gate", *SUFFIX]
     assert snap.values["answer"] == REFUSAL_INJECTION  # the answer says why
     assert _refunds(services, 1004) == before
-    audit = [json.loads(line) for line in services.audit_path.read_text().splitlines()]
-    assert audit[-1]["status"] == "rejected" and "prompt_injection" in audit[-1]["flags"]
-    assert audit[-1]["action"] is None
+    services.decisions.flush()
+    last = services.decisions.by_trace(snap.values["trace_id"])[-1]  # the ticket's decision record
+    assert last.node == "remember" and last.outcome == "rejected"
+    assert "prompt_injection" in last.details["flags"] and last.tool is None
 
 
 def test_role_play_refund_injection_is_rejected_too(services: Any, make_graph: Any) -> None:
