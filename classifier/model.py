@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
-import shutil
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -293,11 +290,9 @@ class IntentClassifier:
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> Path:
         """Write manifest.json, model.joblib and knn.npz atomically (temp dir, then rename)."""
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        from storage.files import write_dir_atomically
+
+        def fill(tmp: Path) -> None:
             manifest = {
                 "format_version": FORMAT_VERSION, "labels": self.labels, "oos_label": self.oos_label,
                 "config": self.config.to_dict(), "metrics": self.metrics, "temperature": self.temperature,
@@ -309,17 +304,8 @@ class IntentClassifier:
             if self.detector.reference is not None:
                 arrays["oos_reference"] = self.detector.reference
             np.savez(tmp / "knn.npz", **arrays)
-            old = None
-            if directory.exists():
-                old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(directory, old)
-            os.replace(tmp, directory)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return directory
+
+        return write_dir_atomically(directory, fill)
 
     @classmethod
     def load(cls, directory: Path, embedder: Embedder) -> IntentClassifier:

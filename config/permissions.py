@@ -30,7 +30,7 @@ NodeName = Literal[
     "guard_output",
     "remember",
 ]
-"""Every node of the support graph (graphs.supervisor.NODE_NAMES holds the same names; a test checks)."""
+"""Every node of the support graph, in graph order (graphs.supervisor builds its nodes from this list)."""
 NODE_NAMES: tuple[str, ...] = get_args(NodeName)
 
 Mode = Literal["call", "dry_run"]

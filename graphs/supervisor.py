@@ -18,6 +18,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import RetryPolicy
 
 from auth.audit_nodes import audited
+from config.permissions import NODE_NAMES as NODE_NAME_LIST
 from config.settings import Settings
 from graphs.context import Context
 from graphs.services import Services, ServicesProvider, get_services
@@ -42,22 +43,7 @@ from nodes import (
 from observability.cache import classification_policy, retrieval_policy
 from observability.metrics import instrument
 
-NODE_NAMES = (
-    "guard_input",
-    "compress_context",
-    "classify_intent",
-    "supervisor",
-    "retrieve_knowledge",
-    "analyze_technical",
-    "plan_action",
-    "request_approval",
-    "execute_action",
-    "generate_response",
-    "review_gate",
-    "escalate",
-    "guard_output",
-    "remember",
-)
+NODE_NAMES = NODE_NAME_LIST  # one list of node names: config.permissions.NodeName
 
 # I/O nodes retry only on what is worth retrying (a busy SQLite file); pure nodes carry no policy.
 # Used for an I/O node that config/error-policies.yaml `nodes` leaves out.

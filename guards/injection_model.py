@@ -21,10 +21,7 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -292,28 +289,17 @@ class GuardModel:
         """Write ``manifest.json`` and ``model.joblib`` atomically (temp dir, then rename)."""
         import joblib
 
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        from storage.files import write_dir_atomically
+
+        def fill(tmp: Path) -> None:
             manifest = {"format_version": FORMAT_VERSION, "threshold": self.threshold,
                         "document_threshold": self.document_threshold,
                         "config": self.config.model_dump(mode="json"), "meta": self.meta}
             joblib.dump({"char": self.char, "word": self.word, "coef": self.coef, "intercept": self.intercept},
                         tmp / "model.joblib")
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float) + "\n", encoding="utf-8")
-            old = None
-            if directory.exists():
-                old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(directory, old)
-            os.replace(tmp, directory)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return directory
+
+        return write_dir_atomically(directory, fill)
 
     @classmethod
     def load(cls, directory: Path) -> GuardModel:
