@@ -145,7 +145,6 @@ def worker_main(chaos_dir: Path) -> int:
         settings=settings,
         shop=ShopDB(chaos_dir / "shop.sqlite"),
         working=WorkingMemory(chaos_dir / "working.sqlite"),
-        audit_path=chaos_dir / "audit.jsonl",
         lessons=LessonQueue(chaos_dir / "lessons.sqlite"),
     )
     with open_checkpointer(settings.checkpoint_target) as saver:
@@ -544,7 +543,7 @@ def run_in_process(
         shop = ShopDB(work / "shop.sqlite")
         shop.seed()
         return dataclasses.replace(
-            services, shop=shop, working=WorkingMemory(work / "working.sqlite"), audit_path=work / "audit.jsonl",
+            services, shop=shop, working=WorkingMemory(work / "working.sqlite"),
             lessons=LessonQueue(work / "lessons.sqlite"),
         )
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Protocol
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from classifier.model import Prediction
 
@@ -35,7 +34,13 @@ def _parse(content: Any) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def refine_with_llm(text: str, prediction: Prediction, chat_model: BaseChatModel, top_k: int = 5,
+class ChatModel(Protocol):
+    """What the cascade calls: a LangChain chat model, or nodes.classify_intent's adapter over the fallback chain."""
+
+    def invoke(self, messages: list[BaseMessage], /) -> BaseMessage: ...
+
+
+def refine_with_llm(text: str, prediction: Prediction, chat_model: ChatModel, top_k: int = 5,
                     oos_label: str = "out_of_scope") -> Prediction | None:
     """Ask `chat_model` to choose among the top `top_k` candidates (or `oos_label`).
 

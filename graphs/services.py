@@ -11,10 +11,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.settings import Policy, Settings, Workflow
 from llm import LLM, build_llm
+
+if TYPE_CHECKING:  # the implementations import heavy libraries (Chroma, onnxruntime, sklearn): opened lazily below
+    from auth.audit import AuditLog
+    from classifier.model import IntentClassifier
+    from memory.knowledge import Embedder, LongTermMemory
+    from memory.lessons import LessonQueue
+    from memory.working import WorkingMemory
+    from observability.alerts import AlertMonitor
+    from observability.decisions import DecisionStore
+    from tools.shop import ShopDB
 
 log = logging.getLogger("switchboard.services")
 
@@ -24,18 +34,17 @@ class Services:
     settings: Settings
     policy: Policy
     workflows: dict[str, Workflow]
-    shop: Any  # tools.shop.ShopDB
-    knowledge: Any  # memory.knowledge.LongTermMemory
-    classifier: Any  # classifier.IntentClassifier
-    working: Any  # memory.working.WorkingMemory
-    llm: LLM | None = None
+    shop: ShopDB
+    knowledge: LongTermMemory  # Chroma in production (memory.knowledge.ChromaMemory)
+    classifier: IntentClassifier
+    working: WorkingMemory
+    embedder: Embedder  # memory.embeddings.MiniLMEmbedder, shared by retrieval, classifier and answer composition
+    llm: LLM | None = None  # None: offline, answers composed without a model
     known_issues: list[dict[str, Any]] = field(default_factory=list)
-    embedder: Any = None  # memory.embeddings.MiniLMEmbedder, shared by retrieval and answer composition
-    lessons: Any = None  # memory.lessons.LessonQueue: lessons from human answers, pending review
-    audit: Any = None  # auth.audit.AuditLog: tool calls, approvals, escalations (the shop's handle writes to it too)
-    decisions: Any = None  # observability.decisions.DecisionStore: the decision log (None: not recorded)
-    alerts: Any = None  # observability.alerts.AlertMonitor: alert thresholds judged after every ticket
-    audit_path: Path | None = None  # unused: decision records moved to `decisions`; kept for callers that set it
+    lessons: LessonQueue | None = None  # lessons from human answers, pending review (None: not proposed)
+    audit: AuditLog | None = None  # tool calls, approvals, escalations (the shop's handle writes to it too)
+    decisions: DecisionStore | None = None  # the decision log (None: not recorded)
+    alerts: AlertMonitor | None = None  # alert thresholds judged after every ticket (None: not judged)
 
 
 ServicesProvider = Callable[[], Services]
@@ -46,7 +55,7 @@ def classifier_dir(settings: Settings) -> Path:
 
 
 def seed(
-    settings: Settings, *, reset: bool = False, embedder: Any = None, progress: bool = False,
+    settings: Settings, *, reset: bool = False, embedder: Embedder | None = None, progress: bool = False,
     guard_data: Path | None = None,
 ) -> dict[str, Any]:
     """Seed the demo: shop database, knowledge base in Chroma, the shop intent classifier and the injection screen.
@@ -97,7 +106,7 @@ def _shop_seeded(settings: Settings) -> bool:
         return shop.is_seeded()
 
 
-def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool = True) -> Services:
+def build_services(settings: Settings, *, embedder: Embedder | None = None, auto_seed: bool = True) -> Services:
     """Open every resource under the data directory, seeding the demo first when it is missing."""
     from auth.audit import open_audit
     from classifier.model import IntentClassifier

@@ -55,7 +55,9 @@ def node_retry_policies(settings: Settings) -> dict[str, RetryPolicy]:
     return settings.error_policies().node_retry_policies(NODE_NAMES)
 
 
-def build_supervisor(services: Services | ServicesProvider | None = None) -> StateGraph:
+def build_supervisor(
+    services: Services | ServicesProvider | None = None,
+) -> StateGraph[SupportState, Context, InputState, OutputState]:
     """The support graph, uncompiled. `services` may be a Services, a provider, or None (lazy, from env)."""
     if services is None:
         provider: ServicesProvider = get_services
@@ -109,9 +111,9 @@ def build_supervisor(services: Services | ServicesProvider | None = None) -> Sta
     node("request_approval", request_approval.make(provider))
     specialist("execute_action", execute_action.make(provider), execute_action.RETRY)
     node("generate_response", generate_response.make(provider))
-    node("review_gate", review_gate.make(provider))
-    node("escalate", escalate.make(provider))
-    node("guard_output", guard_output.make(provider))
+    node("review_gate", review_gate.make())
+    node("escalate", escalate.make())
+    node("guard_output", guard_output.make())
     node("remember", remember.make(provider), retry_policy=io_retry("remember"))
 
     g.add_edge(START, "guard_input")

@@ -7,18 +7,20 @@ in the knowledge base. No model is needed for this job.
 
 from __future__ import annotations
 
+from typing import Final
+
 from langgraph.runtime import Runtime
 
 from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
-from nodes.common import visited
+from nodes.common import Node, visited
 from tools.log_triage import match_known_issues, triage
 
-NAME = "analyze_technical"
+NAME: Final = "analyze_technical"
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     def analyze_technical(state: SupportState, runtime: Runtime[Context]) -> dict:
         svc = services()
         found = triage(state.get("ticket", ""), max_lines=svc.policy.limits.max_log_lines)

@@ -11,6 +11,9 @@ asked for an order number), a clearly new, confident intent starts a new task, "
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Final
+
+from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.runtime import Runtime
 
 from classifier.cascade import refine_with_llm
@@ -19,14 +22,17 @@ from dialogue.task import interpret, slot_intent
 from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import RESET, SupportState
-from nodes.common import visited
+from nodes.common import Node, visited
 
-NAME = "classify_intent"
+if TYPE_CHECKING:
+    from llm import LLM
+
+NAME: Final = "classify_intent"
 SLOT_EVIDENCE_CONFIDENCE = 0.9
 """Confidence given to an intent that the message's slots make plain (see dialogue.task.slot_intent)."""
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     def classify_intent(state: SupportState, runtime: Runtime[Context]) -> dict:
         svc = services()
         text = state.get("ticket", "")
@@ -88,12 +94,10 @@ def make(services: ServicesProvider):
 class _ChatAdapter:
     """Lets the cascade call the fallback chain like a chat model, and records usage."""
 
-    def __init__(self, llm, update: dict) -> None:
+    def __init__(self, llm: LLM, update: dict[str, Any]) -> None:
         self.llm, self.update = llm, update
 
-    def invoke(self, messages):
-        from langchain_core.messages import AIMessage
-
+    def invoke(self, messages: list[BaseMessage], /) -> AIMessage:
         reply = self.llm.generate(messages, task="classify")  # the cheap tier (error-policies.yaml routes)
         if reply is None:
             raise RuntimeError("no language model answered")

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
 
 if TYPE_CHECKING:
+    from langgraph.runtime import Runtime
+    from langgraph.types import Command
+
     from config.permissions import NodeName
     from graphs.context import Context
+    from graphs.state import SupportState
     from tools.registry import Caller
+
+type Node = Callable[[SupportState, Runtime[Context]], dict[str, Any] | Command[Any]]
+"""What a node module's `make()` returns (docs/ARCHITECTURE.md, node contract)."""
 
 
 def text_of(message: AnyMessage | dict[str, Any]) -> str:

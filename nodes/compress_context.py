@@ -8,6 +8,8 @@ not here.
 
 from __future__ import annotations
 
+from typing import Final
+
 from langchain_core.messages import BaseMessage, RemoveMessage, SystemMessage
 from langgraph.runtime import Runtime
 
@@ -15,9 +17,9 @@ from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from memory.session import compress, extract_facts, merge_facts
-from nodes.common import visited
+from nodes.common import Node, visited
 
-NAME = "compress_context"
+NAME: Final = "compress_context"
 
 SUMMARY_PROMPT = (
     "Summarise this customer-support conversation in at most {max_tokens} tokens. Keep order numbers, "
@@ -25,7 +27,7 @@ SUMMARY_PROMPT = (
 )
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     def compress_context(state: SupportState, runtime: Runtime[Context]) -> dict:
         svc = services()
         session = svc.policy.session

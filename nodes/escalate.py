@@ -10,18 +10,17 @@ asked again, the thread still waiting. The node upstream (supervisor, review_gat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from graphs.context import Context, context_of
-from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from nodes import hitl
-from nodes.common import visited
+from nodes.common import Node, visited
 
-NAME = "escalate"
+NAME: Final = "escalate"
 ACTION = "handoff_to_human"
 INBOX: tuple[hitl.Kind, ...] = ("respond", "reject")
 V1 = ("respond", "reject")
@@ -60,7 +59,7 @@ def handoff_request(state: Mapping[str, Any], error: str | None = None) -> dict[
     return hitl.request(action=ACTION, args=args, description=description, inbox=INBOX, v1=V1, error=error)
 
 
-def make(services: ServicesProvider):
+def make() -> Node:
     def escalate(state: SupportState, runtime: Runtime[Context]) -> Command[Literal["guard_output", "escalate"]]:
         update: dict = {**visited(NAME)}
         req = handoff_request(state, error=hitl.error_for(state, NAME))

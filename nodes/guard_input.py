@@ -7,7 +7,7 @@ checkpointed conversation never holds the raw value while the approved action ca
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
@@ -19,10 +19,10 @@ from graphs.services import ServicesProvider
 from graphs.state import RESET, SupportState
 from guards.injection import guard_for
 from guards.pii import redact
-from nodes.common import last_human, text_of
+from nodes.common import Node, last_human, text_of
 from observability.tracing import current_trace_id, new_trace_id
 
-NAME = "guard_input"
+NAME: Final = "guard_input"
 
 REFUSAL_INJECTION = (
     "I can only help with questions about your orders, deliveries, payments, returns and account. "
@@ -61,7 +61,7 @@ def fresh_ticket(trace_id: str) -> dict:
     }
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     def guard_input(
         state: SupportState, runtime: Runtime[Context]
     ) -> Command[Literal["compress_context", "generate_response"]]:
@@ -84,7 +84,7 @@ def make(services: ServicesProvider):
 
         entities = extract_slots(raw).entities()
         clean, kinds = redact(raw)
-        if kinds:
+        if kinds and message is not None:  # kinds come from raw, so there is a message
             flags.append("pii_redacted")
             # Replace the stored message (same id) so the checkpoint keeps only the redacted text.
             update["messages"] = [HumanMessage(content=clean, id=message.id)]

@@ -7,19 +7,20 @@ answer to the conversation and settles the ticket's final status.
 
 from __future__ import annotations
 
+from typing import Final
+
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
 from graphs.context import Context
-from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from guards.output import check_output
-from nodes.common import visited
+from nodes.common import Node, visited
 
-NAME = "guard_output"
+NAME: Final = "guard_output"
 
 
-def make(services: ServicesProvider):
+def make() -> Node:
     def guard_output(state: SupportState, runtime: Runtime[Context]) -> dict:
         answer = state.get("answer")
         update: dict = {**visited(NAME)}

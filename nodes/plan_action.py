@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command
@@ -24,17 +24,17 @@ from dialogue.task import asks_only, is_howto, is_question, named_item
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
-from nodes.common import thread_id, tool_caller, visited
+from nodes.common import Node, thread_id, tool_caller, visited
 from nodes.request_approval import needs_human
 from tools.shop import TOOLS, run_tool
 
-NAME = "plan_action"
+NAME: Final = "plan_action"
 
 
 def build_args(tool: str, intent: str, ticket: str, entities: dict[str, Any]) -> dict[str, Any]:
     """Arguments for `tool` from the ticket's slots (only keys that are known)."""
     reason = (str(entities.get("request") or "") or ticket)[:200]
-    pick = {
+    pick: dict[str, Any] = {
         k: entities[k] for k in ("order_id", "amount", "currency", "address", "field", "value") if k in entities
     }
     match tool:
@@ -125,7 +125,7 @@ def idempotency_key(thread_id: str, trace_id: str, tool: str, args: dict[str, An
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     def plan_action(
         state: SupportState, runtime: Runtime[Context]
     ) -> Command[Literal["request_approval", "supervisor"]]:

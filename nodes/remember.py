@@ -15,9 +15,8 @@ answer the thread goes back to `request_approval` with it, so the approval is ne
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
-from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -26,13 +25,13 @@ from graphs.services import ServicesProvider
 from graphs.state import RESET, SupportState
 from guards.injection import guard_for
 from memory.lessons import make_lesson
-from nodes.common import thread_id, visited
+from nodes.common import Node, thread_id, visited
 from observability.decision_points import note
 
-NAME = "remember"
+NAME: Final = "remember"
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     def remember(state: SupportState, runtime: Runtime[Context]) -> Command[Literal["request_approval", "__end__"]]:
         svc = services()
         ctx = context_of(runtime)
@@ -78,7 +77,7 @@ def make(services: ServicesProvider):
                 task={"step": "awaiting_approval"},
             )
             return Command(goto="request_approval", update=update)
-        return Command(goto=END, update=update)
+        return Command(goto="__end__", update=update)  # END, spelled as the Literal the annotation names
 
     return remember
 

@@ -12,7 +12,7 @@ auto-approval limit (`needs_human`), passes with a policy record.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
@@ -23,11 +23,11 @@ from graphs.context import Context, context_of, refund_limit_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from nodes import hitl
-from nodes.common import thread_id, tool_caller, visited
+from nodes.common import Node, thread_id, tool_caller, visited
 from tools.registry import Caller
 from tools.shop import TOOLS, ShopDB, run_tool
 
-NAME = "request_approval"
+NAME: Final = "request_approval"
 INBOX: tuple[hitl.Kind, ...] = ("approve", "edit", "respond", "reject")
 V1 = ("approve", "edit", "reject")
 
@@ -64,7 +64,7 @@ def approval_request(
     )
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     def request_approval(
         state: SupportState, runtime: Runtime[Context]
     ) -> Command[Literal["execute_action", "generate_response", "request_approval"]]:

@@ -16,6 +16,7 @@ result is replaced by an error result, and the ticket is flagged `indirect_injec
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from langgraph.runtime import Runtime
 
@@ -24,10 +25,10 @@ from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from guards.injection import Guard, guard_for
-from nodes.common import tool_caller, visited
+from nodes.common import Node, tool_caller, visited
 from tools.shop import TOOLS, run_tool
 
-NAME = "retrieve_knowledge"
+NAME: Final = "retrieve_knowledge"
 
 OTHER_CODE = re.compile(r"\b(?!PAY-402\b)[A-Z]{2,4}-[A-Z0-9]{2,}(?:-[A-Z0-9]+)*\b")
 """An error code other than the card decline: the message is about that, not about a failed order's payment."""
@@ -37,7 +38,7 @@ DRY_RUN_CANDIDATES = ("cancel_order", "issue_refund")
 TOOL_NEEDS = {"get_order": "order_id", "get_invoice": "order_id", "get_refund_status": "order_id"}
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     def retrieve_knowledge(state: SupportState, runtime: Runtime[Context]) -> dict:
         svc = services()
         ctx = context_of(runtime)
@@ -48,7 +49,7 @@ def make(services: ServicesProvider):
         items: list[dict] = []
         # Only a confident intent narrows the search; an unsure one must not hide the right article.
         confident = intent and intent != "out_of_scope" and state.get("decision") == "auto"
-        group = list(state.get("intent_group") or [intent])
+        group = list(state.get("intent_group") or ([intent] if intent else []))
         hits = svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id, intents=group if confident else None)
         if confident and not hits:
             hits = svc.knowledge.search_knowledge(text, tenant_id=ctx.tenant_id)

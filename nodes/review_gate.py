@@ -13,19 +13,18 @@ threshold, and `status: awaiting_review` when the gate will wait, so the thread'
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from config.settings import Policy
 from graphs.context import Context, auto_threshold_of, context_of
-from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from nodes import hitl
-from nodes.common import visited
+from nodes.common import Node, visited
 
-NAME = "review_gate"
+NAME: Final = "review_gate"
 ACTION = "review_response"
 INBOX: tuple[hitl.Kind, ...] = ("approve", "edit", "respond", "reject")
 V1 = ("approve", "edit", "reject", "respond")
@@ -87,7 +86,7 @@ def review_request(state: Mapping[str, Any], error: str | None = None) -> dict[s
     )
 
 
-def make(services: ServicesProvider):
+def make() -> Node:
     def review_gate(
         state: SupportState, runtime: Runtime[Context]
     ) -> Command[Literal["guard_output", "escalate", "review_gate"]]:
@@ -114,7 +113,7 @@ def make(services: ServicesProvider):
         who = {"reviewer": ctx.approver_id, "via": reply.dialect}
         update["hitl"] = hitl.CLEARED
         if reply.kind == "reject":
-            review = {"type": "ignore", "draft": draft, **who, **({"note": text} if text else {})}
+            review: dict[str, Any] = {"type": "ignore", "draft": draft, **who, **({"note": text} if text else {})}
             update.update(answer=None, status="escalated", review=review)
             return Command(goto="escalate", update=update)
         if reply.kind == "approve":

@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
 
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
@@ -32,12 +32,13 @@ from langgraph.types import Command, RetryPolicy, Send
 from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import RESET, SupportState
-from nodes.common import visited
+from nodes.common import Node, visited
 
-NAME = "supervisor"
+NAME: Final = "supervisor"
 log = logging.getLogger("switchboard.supervisor")
 
 Destination = Literal["retrieve_knowledge", "analyze_technical", "plan_action", "escalate", "generate_response"]
+SPECIALISTS: tuple[Destination, ...] = ("retrieve_knowledge", "analyze_technical", "plan_action", "escalate")
 PARALLEL = ("retrieve_knowledge", "analyze_technical")
 RERUNNABLE = ("retrieve_knowledge", "analyze_technical", "plan_action")
 """Specialists the supervisor may run again after a failure (reads and dry runs; never a write)."""
@@ -46,7 +47,7 @@ clock: Callable[[], float] = time.time
 """Wall clock for the ticket budget (epoch seconds, so a resumed run in another process measures the same)."""
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     def supervisor(state: SupportState, runtime: Runtime[Context]) -> Command[Destination]:
         svc = services()
         limits = svc.policy.limits
@@ -94,9 +95,9 @@ def make(services: ServicesProvider):
         if pending[:2] == list(PARALLEL) or pending[:2] == list(reversed(PARALLEL)):
             update["pending_specialists"] = pending[2:]
             return Command(goto=[Send(p, {**state, **update}) for p in pending[:2]], update=update)
-        nxt = pending[0]
-        if nxt not in ("retrieve_knowledge", "analyze_technical", "plan_action", "escalate"):
-            raise ValueError(f"unknown specialist {nxt!r} in workflow for {intent!r}")
+        nxt = next((s for s in SPECIALISTS if s == pending[0]), None)
+        if nxt is None:
+            raise ValueError(f"unknown specialist {pending[0]!r} in workflow for {intent!r}")
         update["pending_specialists"] = pending[1:]
         if nxt == "escalate":
             update["status"] = "escalated"  # truthful while escalate waits for a human
@@ -146,12 +147,14 @@ def _retryable(policy: RetryPolicy | None, exc: Exception, attempt: int) -> bool
     retry_on = policy.retry_on
     if isinstance(retry_on, type):
         return isinstance(exc, retry_on)
-    if isinstance(retry_on, (tuple, list)):
+    if isinstance(retry_on, Sequence):  # as langgraph.pregel._retry reads it
         return isinstance(exc, tuple(retry_on))
     return bool(retry_on(exc))
 
 
-def watch(name: str, fn: Callable[..., Any], retry: RetryPolicy | None = None, *, command: bool = False):
+def watch(
+    name: str, fn: Callable[..., Any], retry: RetryPolicy | None = None, *, command: bool = False
+) -> Callable[..., Any]:
     """Wrap specialist `name` so each run records its outcome in `failures` (see the module docstring).
 
     An exception LangGraph will retry is re-raised; on the last attempt (or one not retried) it becomes a
@@ -179,8 +182,8 @@ def watch(name: str, fn: Callable[..., Any], retry: RetryPolicy | None = None, *
         body = out.update if isinstance(out, Command) else out
         if not isinstance(body, dict):
             return out
-        error = tool_failure(name, body)
-        outcome = {"count": prior + 1, "error": error[:300]} if error else {"count": 0}
+        failed = tool_failure(name, body)
+        outcome = {"count": prior + 1, "error": failed[:300]} if failed else {"count": 0}
         body = {**body, "failures": {name: outcome}}
         if isinstance(out, Command):
             return Command(graph=out.graph, update=body, resume=out.resume, goto=out.goto)
