@@ -78,7 +78,7 @@ def _reason(state: Mapping[str, Any]) -> str:
     from nodes.escalate import escalation_reason
 
     try:
-        return escalation_reason(state)  # type: ignore[arg-type]
+        return escalation_reason(state)
     except Exception:  # noqa: BLE001 - the reason is a courtesy; the event is what matters
         return ""
 

@@ -124,7 +124,9 @@ def authenticate_request(headers: Mapping[Any, Any], client: Any, *, keys: KeySt
     _unauthorized("missing API key: send 'Authorization: Bearer sb_...' or 'x-api-key: sb_...'")
 
 
-@auth.authenticate
+# The SDK's Authenticator type names async handlers only; the server runs a sync one in its thread pool
+# (langgraph_api.auth.custom: run_in_threadpool when the handler is not a coroutine function).
+@auth.authenticate  # type: ignore[type-var]
 def authenticate(headers: dict, scope: dict) -> dict[str, Any]:
     # Synchronous on purpose: the key lookup and the audit are SQLite I/O, and the server runs sync handlers in a
     # thread pool.
@@ -228,7 +230,7 @@ async def admins_only(ctx: Auth.types.AuthContext, value: Any) -> None:
 
 @auth.on.threads.create
 @audit_refusals
-async def on_thread_create(ctx: Auth.types.AuthContext, value: Auth.types.on.threads.create.value) -> dict[str, str]:
+async def on_thread_create(ctx: Auth.types.AuthContext, value: Auth.types.ThreadsCreate) -> dict[str, str]:
     identity = caller(ctx)
     metadata = value.get("metadata")
     if metadata is None:  # threads.copy asks without metadata (the copy keeps the original's)
@@ -239,14 +241,14 @@ async def on_thread_create(ctx: Auth.types.AuthContext, value: Auth.types.on.thr
 
 @auth.on.threads.read
 @audit_refusals
-async def on_thread_read(ctx: Auth.types.AuthContext, value: Auth.types.on.threads.read.value) -> dict[str, str] | None:
+async def on_thread_read(ctx: Auth.types.AuthContext, value: Auth.types.ThreadsRead) -> dict[str, str] | None:
     return visible_to(caller(ctx))
 
 
 @auth.on.threads.search
 @audit_refusals
 async def on_thread_search(
-    ctx: Auth.types.AuthContext, value: Auth.types.on.threads.search.value
+    ctx: Auth.types.AuthContext, value: Auth.types.ThreadsSearch
 ) -> dict[str, str] | None:
     return visible_to(caller(ctx))
 
@@ -254,7 +256,7 @@ async def on_thread_search(
 @auth.on.threads.update
 @audit_refusals
 async def on_thread_update(
-    ctx: Auth.types.AuthContext, value: Auth.types.on.threads.update.value
+    ctx: Auth.types.AuthContext, value: Auth.types.ThreadsUpdate
 ) -> dict[str, str] | None:
     identity = caller(ctx)
     if "action" in value:  # cancelling runs
@@ -271,7 +273,7 @@ async def on_thread_update(
 @auth.on.threads.delete
 @audit_refusals
 async def on_thread_delete(
-    ctx: Auth.types.AuthContext, value: Auth.types.on.threads.delete.value
+    ctx: Auth.types.AuthContext, value: Auth.types.ThreadsDelete
 ) -> dict[str, str] | None:
     identity = caller(ctx)
     if identity.role == "agent":
@@ -282,7 +284,7 @@ async def on_thread_delete(
 @auth.on.threads.create_run
 @audit_refusals
 async def on_create_run(
-    ctx: Auth.types.AuthContext, value: Auth.types.on.threads.create_run.value
+    ctx: Auth.types.AuthContext, value: Auth.types.RunsCreate
 ) -> dict[str, str] | None:
     identity = caller(ctx)
     kwargs = value.get("kwargs")
@@ -345,20 +347,23 @@ def set_run_identity(kwargs: dict[str, Any], identity: Identity, *, answering: b
 # ---------------------------------------------------------------- assistants
 
 
-@auth.on.assistants.read
-@auth.on.assistants.search
 @audit_refusals
 async def on_assistant_lookup(ctx: Auth.types.AuthContext, value: Any) -> None:
     caller(ctx)
 
 
-@auth.on.assistants.create
-@auth.on.assistants.update
-@auth.on.assistants.delete
 @audit_refusals
 async def on_assistant_change(ctx: Auth.types.AuthContext, value: Any) -> None:
     if caller(ctx).role != "admin":
         deny("only admins may create, change or delete assistants")
+
+
+# One handler per action each (the SDK types a handler by its action, so stacked decorators would not check).
+auth.on.assistants.read(on_assistant_lookup)
+auth.on.assistants.search(on_assistant_lookup)
+auth.on.assistants.create(on_assistant_change)
+auth.on.assistants.update(on_assistant_change)
+auth.on.assistants.delete(on_assistant_change)
 
 
 # ---------------------------------------------------------------- store

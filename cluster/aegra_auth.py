@@ -22,7 +22,7 @@ customer's thread (see README, Scale-out).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from langgraph_sdk import Auth
 
@@ -49,14 +49,16 @@ async def on_create_run(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> d
     kwargs["config"] = dict(kwargs["config"] or {})
     shaped = {"thread_id": value.get("thread_id"), "assistant_id": value.get("assistant_id"), "kwargs": kwargs,
               "metadata": dict(value.get("metadata") or {})}  # fmt: skip
-    await handlers.on_create_run(ctx, shaped)  # raises 403 where the project's rules refuse the run
+    # Shaped as the LangGraph server's RunsCreate (cast: Aegra's fields, unchecked until the handler reads them).
+    await handlers.on_create_run(ctx=ctx, value=cast(Auth.types.RunsCreate, shaped))  # 403 where the rules refuse
     return {"config": kwargs["config"], "context": kwargs["context"]}
 
 
 async def on_thread_update(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> Any:
     if "run_id" in value and "action" not in value:
         value = {**value, "action": "cancel"}
-    return await handlers.on_thread_update(ctx, value)
+    # Cast: Aegra's payload, read as the LangGraph server's ThreadsUpdate (its "cancel" action is Aegra's own word).
+    return await handlers.on_thread_update(ctx=ctx, value=cast(Auth.types.ThreadsUpdate, value))
 
 
 auth._handlers[("threads", "create_run")] = [on_create_run]

@@ -442,7 +442,7 @@ def _not_an_order_hash(text: str, hash_pos: int) -> bool:
     if _NOT_ORDER_BEFORE_HASH_RE.search(text, 0, hash_pos):
         return True
     owner = _HASH_OWNER_RE.search(text, max(0, hash_pos - 30), hash_pos)
-    return bool(owner) and any(_near(owner.group(1).lower(), w) for w in _NOT_ORDER_NEAR)
+    return owner is not None and any(_near(owner.group(1).lower(), w) for w in _NOT_ORDER_NEAR)
 
 
 def _misspelt_order_ids(text: str, claims: _Claims) -> list[tuple[int, int]]:

@@ -91,7 +91,7 @@ class Turn:
 
 
 def is_open(task: dict[str, Any] | None) -> bool:
-    return bool(task) and task.get("step") in OPEN_STEPS
+    return bool(task and task.get("step") in OPEN_STEPS)
 
 
 def is_drop(text: str) -> bool:
@@ -212,7 +212,7 @@ def interpret(
         return Turn("continue", task["intent"], float(task.get("confidence", confidence)),
                     {"slots": slots, "step": "collecting", "order_id": None}, entities=slots,
                     reason="a follow-up about another order")
-    new_task = {
+    new_task: dict[str, Any] = {
         "intent": intent,
         "confidence": confidence,
         "slots": {**entities, "request": text[:200]},

@@ -282,7 +282,7 @@ def sqlite_cache(path: Path) -> CountingCache:
     from langgraph.cache.sqlite import SqliteCache
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    cache = SqliteCache(path=str(path))
+    cache: SqliteCache[Any] = SqliteCache(path=str(path))
     try:
         with cache._lock, cache._conn:
             cache._conn.execute("DELETE FROM cache WHERE expiry IS NOT NULL AND expiry < ?", (time.time(),))

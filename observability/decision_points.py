@@ -230,7 +230,7 @@ def fields_for(node: str, state: Mapping[str, Any], out: Any) -> Fields:
     """The record fields for a finished node call (intent defaults to the state's)."""
     update, goto = split(out)
     fn = EXTRACTORS.get(node)
-    fields = fn(state, update, goto) if fn else {"action": "run", "outcome": "ok"}
+    fields: Fields = fn(state, update, goto) if fn else {"action": "run", "outcome": "ok"}
     fields.setdefault("intent", update.get("intent", state.get("intent")) if isinstance(state, Mapping) else None)
     return fields
 

@@ -41,6 +41,6 @@ def bar(total: int | None, description: str, *, enabled: bool = True) -> Iterato
         task = progress.add_task("", total=total)
 
         def advance(n: int = 1, description: str | None = None) -> None:
-            progress.update(task, advance=n, **({"description": description} if description else {}))
+            progress.update(task, advance=n, description=description or None)  # None: the description stays
 
         yield advance

@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 TRACE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{7,127}$")
 
@@ -160,19 +160,25 @@ def otel_tracer(env: MutableMapping[str, str] | None = None) -> Any | None:
 def _build_tracer(env: MutableMapping[str, str]) -> Any:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+    exporter: SpanExporter
     if env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        exporter = GrpcExporter()
     else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        exporter = HttpExporter()
 
     service = env.get("OTEL_SERVICE_NAME") or "switchboard"
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     # Our own provider, not the global one: the server (or the app embedding us) may have its own.
     tracer = provider.get_tracer("switchboard")
-    tracer._switchboard_provider = provider  # kept for flush/shutdown
+    # Kept for flush/shutdown; the SDK's Tracer declares no such attribute, hence the cast.
+    cast(Any, tracer)._switchboard_provider = provider
     return tracer
 
 

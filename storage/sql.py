@@ -109,7 +109,8 @@ def database_errors() -> tuple[type[Exception], ...]:
 # ------------------------------------------------------------------------------------------ dialect functions
 def table_exists(conn: Any, name: str) -> bool:
     if isinstance(conn, PostgresConnection):
-        return conn.execute("SELECT to_regclass(?)", (name,)).fetchone()[0] is not None
+        row = conn.execute("SELECT to_regclass(?)", (name,)).fetchone()
+        return row is not None and row[0] is not None
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
@@ -204,7 +205,7 @@ class Row(tuple):  # noqa: SLOT001 - a tuple with names, like sqlite3.Row
         row._names, row._index = names, index
         return row
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return tuple.__getitem__(self, self._index[key])
         return tuple.__getitem__(self, key)
@@ -240,7 +241,8 @@ class Cursor:
 
     @property
     def lastrowid(self) -> int | None:
-        return self._owner.execute("SELECT lastval()").fetchone()[0]
+        row = self._owner.execute("SELECT lastval()").fetchone()
+        return row[0] if row is not None else None
 
 
 def _param(value: Any) -> Any:

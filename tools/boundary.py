@@ -123,16 +123,14 @@ def _plain(value: Any, where: str) -> str | None:
 def _checked(spec: ToolSpec) -> ToolSpec:
     """`spec` with its function (and preconditions) checked on return, inside the caller's transaction."""
 
-    def wrap(fn: Callable[..., Any] | None, keys: Mapping[str, Any] | None) -> Callable[..., Any] | None:
-        if fn is None:
-            return None
-
+    def wrap(fn: Callable[..., Any], keys: Mapping[str, Any] | None) -> Callable[..., Any]:
         def checked(ctx: Any, args: Any) -> dict[str, Any]:
             return check_result(spec.name, fn(ctx, args), keys=keys)
 
         return checked
 
-    return dataclasses.replace(spec, fn=wrap(spec.fn, None), check=wrap(spec.check, {}))
+    check = wrap(spec.check, {}) if spec.check is not None else None
+    return dataclasses.replace(spec, fn=wrap(spec.fn, None), check=check)
 
 
 class ToolBoundary:
@@ -262,8 +260,8 @@ def db_key(db: ShopDB) -> str:
     (an in-memory one, its object id)."""
     if getattr(db, "is_postgres", False):
         return str(db.where)
-    path = str(getattr(db, "path", ":memory:"))
-    return f"memory-{id(db)}" if path == ":memory:" else str(db.path.resolve())
+    path = getattr(db, "path", None)
+    return f"memory-{id(db)}" if path is None or str(path) == ":memory:" else str(path.resolve())
 
 
 # ------------------------------------------------------------------ the process-wide boundary
