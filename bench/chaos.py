@@ -182,7 +182,7 @@ def _serve(app: Any, settings: Any, rt: Any, cmd: dict[str, Any]) -> dict[str, A
             "tool": (values.get("action") or {}).get("tool"),
             "final": final_state(values),
         }
-    decision = {"approve": False, "reject": False, "edit": None, "respond": None, "reason": None}
+    decision: dict[str, Any] = {"approve": False, "reject": False, "edit": None, "respond": None, "reason": None}
     if op == "approve":
         decision.update(edit=json.dumps(cmd["edit"])) if cmd.get("edit") else decision.update(approve=True)
     elif op == "accept_review":
@@ -339,8 +339,8 @@ def _drive(mix: list[Ticket], plan: list[str], rng: random.Random) -> dict[str, 
         chaos_dir = Path(tmp)
         from tools.shop import ShopDB
 
-        with ShopDB(chaos_dir / "shop.sqlite") as shop:
-            shop.seed()
+        with ShopDB(chaos_dir / "shop.sqlite") as db:
+            db.seed()
         env = {**os.environ, "PYTHONPATH": str(REPO), "SWITCHBOARD_LOG_LEVEL": "ERROR"}
         log = (chaos_dir / "worker.log").open("w")
         stats: dict[str, Any] = {"kills": dict.fromkeys(KILL_POINTS, 0), "resubmitted": 0, "continued": 0,
@@ -377,14 +377,15 @@ def _drive(mix: list[Ticket], plan: list[str], rng: random.Random) -> dict[str, 
 
         def command(ticket: Ticket) -> dict[str, Any]:
             base = {"thread": ticket.thread, "user": ticket.user}
-            return {
+            by_phase: dict[str, dict[str, Any]] = {
                 "new": {**base, "op": "ask", "text": ticket.text},
                 "awaiting_approval": {**base, "op": "approve", "edit": {"amount": 1.0} if ticket.kind == "refund"
                                       else None},
                 "awaiting_review": {**base, "op": "accept_review"},
                 "escalated": {**base, "op": "respond"},
                 "continue": {**base, "op": "continue"},
-            }[ticket.phase]
+            }
+            return by_phase[ticket.phase]
 
         def commands_left() -> int:
             return sum(1 if t.kind == "read" else 2 for t in mix if t.phase != "done")

@@ -129,7 +129,8 @@ def bench_tokens(
 
     state: list[BaseMessage] = []
     naive: list[BaseMessage] = []
-    summary, pinned = "", {}
+    summary = ""
+    pinned: dict[str, Any] = {}
     compressed_tokens: list[int] = []
     naive_tokens: list[int] = []
     started = time.perf_counter()
@@ -444,7 +445,11 @@ def bench_retrieval(
     memory = ChromaMemory.ephemeral(cached)
     memory.upsert_articles(articles)
     results: dict[str, dict[str, float]] = {}
-    for label, kwargs in (("", {}), ("_relevance_only", {"relevance_weight": 1.0, "recency_weight": 0.0})):
+    variants: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("", {}),
+        ("_relevance_only", {"relevance_weight": 1.0, "recency_weight": 0.0}),
+    )
+    for label, kwargs in variants:
         ranker = ChromaMemory(memory.client, cached, prefix=memory.prefix, **kwargs)
         r1 = r5 = rr = 0.0
         for question, intent in scored:

@@ -448,9 +448,10 @@ def action_problems(expect: Expectation, seen: Observed) -> list[Problem]:
     if seen.action != expect.action:
         return [Problem("action", f"approval request for {seen.action} instead of {expect.action}",
                         f"proposed {seen.action}, expected {expect.action}")]
-    wrong = [k for k, v in (expect.args or {}).items() if not value_matches(v, seen.args.get(k))]
+    expected = expect.args or {}
+    wrong = [k for k, v in expected.items() if not value_matches(v, seen.args.get(k))]
     return [
-        Problem("args", f"approval args differ: {k}", f"{k}={seen.args.get(k)!r}, expected {expect.args[k]!r}")
+        Problem("args", f"approval args differ: {k}", f"{k}={seen.args.get(k)!r}, expected {expected[k]!r}")
         for k in wrong
     ]
 
@@ -653,7 +654,7 @@ def turn_facts(turn: Turn) -> dict[str, set[Any]]:
 def turn_row(
     conv: Conversation, index: int, turn: Turn, seen: Observed, score: TurnScore, result: Any, seconds: float
 ) -> dict[str, Any]:
-    intent = turn.intent if isinstance(turn.intent, str) else (turn.intent or [None])[0]
+    intent = turn.intent if isinstance(turn.intent, str) else (turn.intent[0] if turn.intent else None)
     return {
         "conversation": conv.id,
         "category": conv.category,

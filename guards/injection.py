@@ -425,7 +425,7 @@ class Guard:
                 self._docs.move_to_end(key)
                 return self._docs[key]
         parts = document_windows(text)
-        probs = self.model.scores(parts, self.embedder, sub_windows=False)[1] if parts else []
+        probs = self.model.scores(parts, self.embedder, sub_windows=False)[1]  # empty for no parts
         flagged: list[dict[str, Any]] = []
         reasons: set[str] = set()
         for i, (part, p) in enumerate(zip(parts, probs, strict=True)):
@@ -499,13 +499,14 @@ def get_guard(data_dir: Path | None = None, *, embedder: Embedder | None = None)
         embedder = get_embedder(Path(data_dir) / "models" if data_dir is not None else None)
     manifest = trained_dir(data_dir) / "manifest.json" if data_dir is not None else None
     mtime = manifest.stat().st_mtime if manifest is not None and manifest.is_file() else 0.0
-    key = (str(Path(manifest).resolve()) if mtime else "built-in", str(id(embedder)))
+    trained = manifest if mtime else None
+    key = (str(trained.resolve()) if trained is not None else "built-in", str(id(embedder)))
     with _GUARDS_LOCK:
         cached = _GUARDS.get(key)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        if mtime:
-            guard = Guard(GuardModel.load(manifest.parent), embedder, "trained", manifest.parent)
+        if trained is not None:
+            guard = Guard(GuardModel.load(trained.parent), embedder, "trained", trained.parent)
         else:
             guard = Guard(builtin_model(embedder), embedder, "built-in")
         _GUARDS[key] = (mtime, guard)

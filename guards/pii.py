@@ -103,13 +103,13 @@ def _phones(text: str, regions: Iterable[str] = PHONE_REGIONS) -> Iterator[tuple
     for m in _NANP_RE.finditer(text):  # North-American layout, incl. fictional 555 numbers
         yield m.start(), m.end()
     for region in regions:
-        for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            digits = sum(ch.isdigit() for ch in m.raw_string)
-            before = text[m.start - 1] if m.start > 0 else " "
-            after = text[m.end] if m.end < len(text) else " "
+        for pm in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+            digits = sum(ch.isdigit() for ch in pm.raw_string)
+            before = text[pm.start - 1] if pm.start > 0 else " "
+            after = text[pm.end] if pm.end < len(text) else " "
             glued = before.isalnum() or after.isalnum()
-            if not glued and (digits >= 10 or m.raw_string.startswith("+")):
-                yield m.start, m.end
+            if not glued and (digits >= 10 or pm.raw_string.startswith("+")):
+                yield pm.start, pm.end
 
 
 _DETECTORS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
