@@ -46,5 +46,5 @@ class ClassifierConfig:
     def from_dict(cls, data: dict[str, Any]) -> ClassifierConfig:
         """Inverse of `to_dict`; unknown keys are ignored so older manifests still load."""
         known = {f for f in cls.__dataclass_fields__}
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
         return cls(**kwargs)

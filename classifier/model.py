@@ -300,7 +300,8 @@ class IntentClassifier:
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float), encoding="utf-8")
             joblib.dump({"vectorizer": self.core.vectorizer, "models": self.core.models}, tmp / "model.joblib")
-            arrays: dict[str, np.ndarray] = {"bank": self.bank, "bank_labels": self.bank_labels}
+            # Any, not ndarray: savez's own keyword allow_pickle (a bool) is among the names ** could fill.
+            arrays: dict[str, Any] = {"bank": self.bank, "bank_labels": self.bank_labels}
             if self.detector.reference is not None:
                 arrays["oos_reference"] = self.detector.reference
             np.savez(tmp / "knn.npz", **arrays)

@@ -53,13 +53,13 @@ def interchangeable(
     would widen the search without changing the confidence.
     """
     flow = workflows.get(intent)
-    if not _knowledge_only(flow):
+    if flow is None or not _knowledge_only(flow):
         return [intent]
     group = [intent]
     for other, p in candidates:
         peer = workflows.get(other)
         if other == intent or float(p) < min_p:
             continue
-        if _knowledge_only(peer) and tuple(peer.read_tools) == tuple(flow.read_tools):
+        if peer is not None and _knowledge_only(peer) and tuple(peer.read_tools) == tuple(flow.read_tools):
             group.append(other)
     return group

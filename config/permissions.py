@@ -51,15 +51,15 @@ class Permissions(BaseModel):
     version: Literal[1] = 1
     nodes: dict[NodeName, NodeGrant] = Field(default_factory=dict)
 
-    def allows(self, node: str, tool: str, *, dry_run: bool = False) -> bool:
+    def allows(self, node: NodeName, tool: str, *, dry_run: bool = False) -> bool:
         """True when `node` may use `tool` (a `call` grant covers the dry run too)."""
-        grant = self.nodes.get(node)  # type: ignore[call-overload]
+        grant = self.nodes.get(node)
         if grant is None:
             return False
         return tool in grant.call or (dry_run and tool in grant.dry_run)
 
-    def tools_of(self, node: str, mode: Mode = "call") -> frozenset[str]:
-        grant = self.nodes.get(node)  # type: ignore[call-overload]
+    def tools_of(self, node: NodeName, mode: Mode = "call") -> frozenset[str]:
+        grant = self.nodes.get(node)
         if grant is None:
             return frozenset()
         return grant.call if mode == "call" else grant.call | grant.dry_run
@@ -111,7 +111,9 @@ def check_workflows(permissions: Permissions, workflows: Mapping[str, Any], path
     execute_action. A workflow needing a grant the file does not give would fail at run time: say so now.
     """
     for intent, flow in workflows.items():
-        needs = [("retrieve_knowledge", tool, False) for tool in getattr(flow, "read_tools", ())]
+        needs: list[tuple[NodeName, str, bool]] = [
+            ("retrieve_knowledge", tool, False) for tool in getattr(flow, "read_tools", ())
+        ]
         if action := getattr(flow, "action", None):
             needs += [("plan_action", action, True), ("execute_action", action, False)]
         for node, tool, dry in needs:

@@ -265,7 +265,7 @@ class RedisStore:
             self._degraded(exc)
             return self._local.snapshot(name, now, limits)
         opened = float(raw["opened_at"]) if raw.get("opened_at") else None
-        state: State = raw.get("state", "closed")  # type: ignore[assignment]
+        state: State = raw.get("state", "closed")
         return _snapshot(state, int(raw.get("failures", 0)), opened, float(raw.get("trial_started", 0)), now, limits)
 
     def force(self, name: str, failures: int | None = None, opened_at: float | None | Literal["keep"] = "keep") -> None:

@@ -289,7 +289,7 @@ def build_llm(
         models=[(name, make(name)) for name in ids],
         breakers=build_breakers(settings, policies, store, clock),
         endpoints={name: policies.models[name] for name in ids},
-        routes={task: dict(by) for task, by in policies.routes.items()},
+        routes={task: {level: names for level, names in by.items()} for task, by in policies.routes.items()},
         model_ids=ids,
         complexity=policies.complexity,
         sleep=sleep,

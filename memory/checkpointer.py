@@ -55,9 +55,9 @@ def open_checkpointer(url_or_path: str | Path) -> Iterator[BaseCheckpointSaver]:
                 "a postgres:// checkpointer needs langgraph-checkpoint-postgres and psycopg: "
                 "pip install 'switchboard[postgres]'"
             ) from exc
-        with PostgresSaver.from_conn_string(target) as saver:
-            saver.setup()
-            yield saver
+        with PostgresSaver.from_conn_string(target) as pg_saver:
+            pg_saver.setup()
+            yield pg_saver
         return
     if "://" in target and not target.startswith("sqlite:"):
         raise ValueError(

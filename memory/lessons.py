@@ -154,7 +154,8 @@ class LessonQueue:
         return _lesson(row) if row else None
 
     def list(self, *, tenant_id: str | None = None, status: Status | None = "pending") -> list[Lesson]:
-        sql, params = "SELECT * FROM lessons WHERE 1 = 1", []
+        sql = "SELECT * FROM lessons WHERE 1 = 1"
+        params: list[Any] = []
         if tenant_id is not None:
             sql, params = sql + " AND tenant_id = ?", [*params, tenant_id]
         if status is not None:
@@ -199,7 +200,10 @@ class LessonQueue:
                 "UPDATE lessons SET status = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ? AND status = 'pending'",
                 (status, reviewer, time.time(), lesson_id),
             )
-        return self.get(lesson_id)  # type: ignore[return-value]
+        reviewed = self.get(lesson_id)
+        if reviewed is None:  # lessons are never deleted; a missing row is a broken database
+            raise ValueError(f"lesson {lesson_id} vanished while it was reviewed")
+        return reviewed
 
 
 def _lesson(row: sqlite3.Row) -> Lesson:

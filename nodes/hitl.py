@@ -38,6 +38,7 @@ from auth.identity import STAFF
 from graphs.state import RESET
 
 Kind = Literal["approve", "edit", "respond", "reject"]
+_V1_KINDS: dict[str, Kind] = {"approve": "approve", "reject": "reject", "respond": "respond"}  # v1 decision -> kind
 KINDS: tuple[Kind, ...] = ("approve", "edit", "respond", "reject")
 
 INBOX_TYPE: dict[str, Kind] = {"accept": "approve", "edit": "edit", "response": "respond", "ignore": "reject"}
@@ -247,7 +248,7 @@ def _v1(raw: Mapping[str, Any], req: Mapping[str, Any]) -> Reply:
     text = (decision.message or "").strip()
     if decision.type == "respond" and not text:
         raise ReplyError("a respond decision must carry its text as a non-empty message")
-    kind: Kind = {"approve": "approve", "reject": "reject", "respond": "respond"}[decision.type]  # type: ignore[assignment]
+    kind = _V1_KINDS[decision.type]
     return Reply(kind, "v1", decision.type, text=text)
 
 

@@ -128,7 +128,8 @@ class RefundArgs(ToolArgs):
     @field_validator("amount")
     @classmethod
     def _cents(cls, value: float | None) -> float | None:
-        if value is not None and Decimal(str(value)).as_tuple().exponent < -2:  # type: ignore[operator]
+        exponent = Decimal(str(value)).as_tuple().exponent if value is not None else 0  # a str only for NaN/inf,
+        if isinstance(exponent, int) and exponent < -2:  # which the field's gt/le bounds refuse before this
             raise PydanticCustomError("amount", "amount must have at most 2 decimals")
         return value
 
