@@ -22,7 +22,7 @@ AEGRA_VENV ?= .venv-aegra
 AEGRA_PY := $(AEGRA_VENV)/bin/python
 AEGRA_PIP := $(AEGRA_VENV)/bin/pip --disable-pip-version-check -q
 
-.PHONY: help install dev-install demo test check lint serve eval bench train-venv clean aegra-venv cluster cluster-down \
+.PHONY: help install dev-install demo test check lint typecheck serve eval bench train-venv clean aegra-venv cluster cluster-down \
 	cluster-status test-cluster bench-load
 
 help:
@@ -31,7 +31,8 @@ help:
 	@echo "make serve   - langgraph dev on port $(PORT) (langgraph-sdk with an API key; STUDIO=1 for Studio), offline"
 	@echo "make eval    - all evaluations with a summary table"
 	@echo "make bench   - memory benchmark"
-	@echo "make check   - ruff + tests"
+	@echo "make check   - ruff + mypy + tests"
+	@echo "make typecheck - mypy on every package and app.py ([tool.mypy] in pyproject.toml)"
 	@echo "make train-venv - optional torch 2.13.0 (CPU) venv for fine-tuning (app.py train-intents --finetune)"
 	@echo "make cluster - two Aegra instances on Postgres + Redis + a Chroma server, on loopback (cluster-down stops them)"
 	@echo "make test-cluster - the cluster tests (cross-instance approval, kill -9 of an instance mid-ticket)"
@@ -60,7 +61,10 @@ test: dev-install
 lint: dev-install
 	$(VENV)/bin/ruff check .
 
-check: lint test
+typecheck: dev-install
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
 
 # Auth is on (langgraph.json): clients need a key from `app.py apikey create`. STUDIO=1 lets keyless Studio in from loopback.
 serve: dev-install

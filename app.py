@@ -11,6 +11,7 @@ Bad input exits with status 2 and one line on stderr, and writes nothing. Over a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -574,8 +575,8 @@ def cmd_demo(settings: Settings, a: argparse.Namespace) -> int:
     with open_runtime(settings) as rt:
         return run_demo(
             settings,
-            ask=lambda *args, **kw: ask(*args, rt=rt, **kw),
-            resume=lambda *args, **kw: resume(*args, rt=rt, **kw),
+            ask=functools.partial(ask, rt=rt),
+            resume=functools.partial(resume, rt=rt),
         )
 
 

@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +215,7 @@ class _LookupEmbedder:
         self.row = {text: i for i, text in enumerate(texts)}
         self.seconds = 0.0
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         started = time.perf_counter()
         out = self.vectors[[self.row[t] for t in texts]]
         self.seconds += time.perf_counter() - started
@@ -222,11 +223,7 @@ class _LookupEmbedder:
 
 
 def _embed_batched(embedder: Embedder, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    try:
-        vectors = embedder.embed(texts, batch_size=batch_size)  # type: ignore[call-arg]
-    except TypeError:  # an embedder without a batch_size parameter
-        vectors = embedder.embed(texts)
-    return np.asarray(vectors, dtype=np.float32)
+    return np.asarray(embedder.embed(texts, batch_size=batch_size), dtype=np.float32)
 
 
 def bench_embed(embedder: Embedder, *, n: int = 512, runs: int = 3, seed: int = 11) -> dict[str, Any]:
@@ -408,7 +405,7 @@ class _CachedEmbedder:
         unique = list(dict.fromkeys(texts))
         self.cache = dict(zip(unique, np.asarray(inner.embed(unique), dtype=np.float32), strict=True))
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         missing = [t for t in texts if t not in self.cache]
         if missing:
             self.cache.update(zip(missing, np.asarray(self.inner.embed(missing), dtype=np.float32), strict=True))

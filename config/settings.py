@@ -279,7 +279,7 @@ class Settings(BaseModel):
             auth_allow_studio=e.get("SWITCHBOARD_AUTH_ALLOW_STUDIO") == "1",
             studio_user=e.get("SWITCHBOARD_STUDIO_USER") or "demo",
             studio_tenant=e.get("SWITCHBOARD_STUDIO_TENANT") or "default",
-            cli_role=e.get("SWITCHBOARD_CLI_ROLE") or "admin",  # type: ignore[arg-type]  # validated by pydantic
+            cli_role=e.get("SWITCHBOARD_CLI_ROLE") or "admin",  # validated by pydantic
             config_dir=Path(e.get("SWITCHBOARD_CONFIG_DIR") or CONFIG_DIR).expanduser(),
             decisions_url=e.get("SWITCHBOARD_DECISIONS_URL") or None,
             alert_webhook_url=e.get("SWITCHBOARD_ALERT_WEBHOOK_URL") or None,
@@ -491,6 +491,7 @@ class ErrorPolicies(_Strict):
     def route(self, task: str, complexity: str) -> list[str]:
         """Endpoint names for a task and complexity: the task's entry, else `default`'s, else every endpoint."""
         for key in (task, "default"):
+            # Any name may be asked (keys are Literals); one without an entry falls through to the next.
             tiers = self.routes.get(key, {}).get(complexity)  # type: ignore[call-overload]
             if tiers:
                 return list(tiers)

@@ -13,6 +13,8 @@ store (CLI: SQLite; tests: memory/SQLite/Postgres; `langgraph dev`: the server's
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from typing import Any
 
 from langgraph.graph import START, StateGraph
 from langgraph.types import RetryPolicy
@@ -40,6 +42,7 @@ from nodes import (
     review_gate,
     supervisor,
 )
+from nodes.common import Node
 from observability.cache import classification_policy, retrieval_policy
 from observability.metrics import instrument
 
@@ -85,7 +88,7 @@ def build_supervisor(
     def io_retry(name: str) -> RetryPolicy:
         return retries.get(name, IO_RETRY)
 
-    def node(name: str, fn, **kwargs) -> None:  # noqa: ANN001 - a node function
+    def node(name: str, fn: Callable[..., Any], **kwargs: Any) -> None:
         # Every node is traced, timed and counted, and writes its decision record (observability.metrics); it
         # reports on the `custom` stream what it found (nodes.progress); HITL decisions are audited.
         wrapped = instrument(
@@ -97,7 +100,7 @@ def build_supervisor(
         )
         g.add_node(name, wrapped, cache_policy=cached.get(name), **kwargs)
 
-    def specialist(name: str, fn, retry: RetryPolicy | None = None, *, command: bool = False) -> None:  # noqa: ANN001
+    def specialist(name: str, fn: Node, retry: RetryPolicy | None = None, *, command: bool = False) -> None:
         # Failures (raised on the last attempt, or a tool result not ok) are counted for the supervisor's limits.
         node(name, supervisor.watch(name, fn, retry, command=command), retry_policy=retry)
 

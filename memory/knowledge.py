@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -61,7 +61,7 @@ class Embedder(Protocol):
 
     dim: int
 
-    def embed(self, texts: list[str]) -> np.ndarray: ...
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
 
 
 @dataclass
@@ -143,6 +143,8 @@ class LongTermMemory(Protocol):
     def get_preferences(self, tenant_id: str, user_id: str) -> dict[str, Any]: ...
 
     def count(self) -> dict[str, int]: ...
+
+    def forget_user(self, tenant_id: str, user_id: str) -> int: ...
 
 
 # ------------------------------------------------------------------------------------------ articles
@@ -932,7 +934,7 @@ class HashingEmbedder:
     def __init__(self, dim: int = 384) -> None:
         self.dim = dim
 
-    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Embed `texts` into an (n, dim) float32 array of unit vectors."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):

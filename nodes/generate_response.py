@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
@@ -34,10 +34,10 @@ from graphs.state import SupportState
 from llm.complexity import answer_complexity
 from memory.session import build_context
 from nodes import review_gate
-from nodes.common import visited
+from nodes.common import Node, visited
 from tools.shop import method_name
 
-NAME = "generate_response"
+NAME: Final = "generate_response"
 
 SYSTEM_PROMPT = """You are the customer-support assistant of an online shop.
 Answer the customer's latest message using ONLY the facts in the CONTEXT below: knowledge-base
@@ -88,7 +88,7 @@ STOP = set(
 )
 
 
-def make(services: ServicesProvider):
+def make(services: ServicesProvider) -> Node:
     scorers: dict[int, SentenceScorer] = {}
 
     def generate_response(state: SupportState, runtime: Runtime[Context]) -> dict:
@@ -219,14 +219,13 @@ def grounded_context(state: SupportState, session: Any) -> str:
         parts.append(f"ARTICLE [{item['id']}] {item.get('title', '')}: {item['text'][:800]}")
     for tool, result in (state.get("lookups") or {}).items():
         parts.append(f"LOOKUP {tool}: {result}")
-    if state.get("analysis"):
-        a = state["analysis"]
+    if a := state.get("analysis"):
         parts.append(
             f"TRIAGE: codes={a.get('error_codes')} exceptions={a.get('exceptions')} "
             f"http={a.get('http_statuses')} summary={a.get('summary')}"
         )
     if state.get("action_result"):
-        parts.append(f"ACTION {state.get('action', {}).get('description')}: {state['action_result']}")
+        parts.append(f"ACTION {(state.get('action') or {}).get('description')}: {state['action_result']}")
     parts.append(f"CUSTOMER: {state.get('ticket', '')}")
     return "\n\n".join(parts)
 
@@ -367,7 +366,7 @@ def compose(
             citations.append(item["id"])
             ground.setdefault("articles", []).append(
                 {"id": item["id"], "relevance": float(item.get("relevance", 0.0)),
-                 "for_intent": bool(set(state.get("intent_group") or [intent]) & set(item.get("intents") or []))
+                 "for_intent": bool(set(state.get("intent_group") or [intent or ""]) & set(item.get("intents") or []))
                  or item.get("kind") == "known_issue"}
             )
             if len(citations) >= limit:

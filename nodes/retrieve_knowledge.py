@@ -16,7 +16,7 @@ result is replaced by an error result, and the ticket is flagged `indirect_injec
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from langgraph.runtime import Runtime
 
@@ -27,6 +27,9 @@ from graphs.state import SupportState
 from guards.injection import Guard, guard_for
 from nodes.common import Node, tool_caller, visited
 from tools.shop import TOOLS, run_tool
+
+if TYPE_CHECKING:
+    from memory.knowledge import Hit
 
 NAME: Final = "retrieve_knowledge"
 
@@ -173,7 +176,7 @@ def _last_pinned(state: SupportState) -> int | None:
         return None
 
 
-def _item(hit, kind: str) -> dict:
+def _item(hit: Hit, kind: str) -> dict:
     meta = dict(getattr(hit, "metadata", {}) or {})
     return {
         "id": getattr(hit, "article_id", None) or hit.id,
