@@ -283,11 +283,10 @@ def run_kills(
 ) -> dict[str, Any]:
     """Part 1: the ticket mix run cleanly, then again with kill -9 at planned points; see the module docstring."""
     from config.settings import Settings
-    from graphs.services import classifier_dir
     from graphs.services import seed as seed_demo
 
     settings = Settings.from_env()
-    if not (settings.data_dir / "shop.sqlite").exists() or not (classifier_dir(settings) / "manifest.json").exists():
+    if not (settings.data_dir / "shop.sqlite").exists() or not (settings.intent_model_dir / "manifest.json").exists():
         seed_demo(settings)  # once, as build_services would; the workers then only read it
     rng = random.Random(seed)
     n_tickets = tickets or (8 if quick else 50)

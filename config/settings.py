@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 CONFIG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONFIG_DIR.parent
 DEMO_DIR = REPO_ROOT / "demo"
+DEFAULT_DATA_DIR = Path(".switchboard")
+"""`Settings.data_dir` when SWITCHBOARD_DATA_DIR is unset; library defaults use it, entry points pass settings."""
 
 
 class ConfidencePolicy(BaseModel):
@@ -184,7 +186,7 @@ class Settings(BaseModel):
     """Process-wide settings, read from the environment once."""
 
     model_config = ConfigDict(frozen=True)
-    data_dir: Path = Path(".switchboard")
+    data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
     """One Postgres URL for the shared state of several instances: checkpoints (unless `checkpointer_url` says
     otherwise), per-thread leases, the shop database with its idempotency ledger and audit log, working memory.
@@ -219,6 +221,21 @@ class Settings(BaseModel):
     @property
     def auth_path(self) -> Path:
         return self.auth_db or self.data_dir / "auth.sqlite"
+
+    @property
+    def intent_model_dir(self) -> Path:
+        """The intent classifier: `app.py train-intents` and `seed` write it, `build_services` loads it
+        (`IntentClassifier.load`, with the fine-tuned encoder its `encoder.json` names)."""
+        return self.data_dir / "models" / "intents"
+
+    def finetuned_encoder_dir(self, name: str) -> Path:
+        """Default folder of an encoder fine-tuned on the data set `name` (classifier.finetune)."""
+        return self.data_dir / "models" / f"finetuned-{name}"
+
+    @property
+    def embedding_cache_dir(self) -> Path:
+        """Cached embeddings of whole data sets (classifier.embedding_cache, the evals)."""
+        return self.data_dir / "cache"
 
     @model_validator(mode="after")
     def _valid_urls(self) -> Settings:
@@ -264,7 +281,7 @@ class Settings(BaseModel):
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
         return cls(
-            data_dir=Path(e.get("SWITCHBOARD_DATA_DIR", ".switchboard")).expanduser(),
+            data_dir=Path(e.get("SWITCHBOARD_DATA_DIR") or DEFAULT_DATA_DIR).expanduser(),
             database_url=e.get("SWITCHBOARD_DATABASE_URL") or None,
             checkpointer_url=e.get("SWITCHBOARD_CHECKPOINTER_URL") or None,
             chroma_url=e.get("SWITCHBOARD_CHROMA_URL") or None,

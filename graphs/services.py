@@ -41,10 +41,6 @@ class Services:
 ServicesProvider = Callable[[], Services]
 
 
-def classifier_dir(settings: Settings) -> Path:
-    return settings.data_dir / "models" / "intents"
-
-
 def seed(
     settings: Settings, *, reset: bool = False, embedder: Any = None, progress: bool = False,
     guard_data: Path | None = None,
@@ -68,7 +64,7 @@ def seed(
     memory = ChromaMemory.open(settings.knowledge_target, embedder)
     report = memory.upsert_articles(load_articles(settings.demo_dir / "kb"))
     counts["kb"] = getattr(report, "__dict__", report)
-    cdir = classifier_dir(settings)
+    cdir = settings.intent_model_dir
     if reset or not (cdir / "manifest.json").exists():
         clf = train_shop_classifier(settings.demo_dir / "intent_examples.yaml", cdir, embedder)
         counts["classifier"] = getattr(clf, "metrics", {})
@@ -116,7 +112,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
     permissions = settings.permissions()  # least privilege: a bad permissions.yaml stops here, with one line
     audit = open_audit(settings)
     embedder = embedder or get_embedder(settings.embedder_cache)
-    if auto_seed and (not _shop_seeded(settings) or not (classifier_dir(settings) / "manifest.json").exists()):
+    if auto_seed and (not _shop_seeded(settings) or not (settings.intent_model_dir / "manifest.json").exists()):
         log.info("seeding demo data under %s", settings.data_dir)
         seed(settings, embedder=embedder)
     knowledge = ChromaMemory.open(
@@ -137,7 +133,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         workflows=settings.workflows(),
         shop=ShopDB(settings.shop_target, audit=audit, permissions=permissions),
         knowledge=knowledge,
-        classifier=IntentClassifier.load(classifier_dir(settings), embedder),
+        classifier=IntentClassifier.load(settings.intent_model_dir, embedder),  # with its encoder.json, if any
         working=WorkingMemory(settings.working_target, ttl_seconds=policy.working_memory.ttl_seconds),
         llm=build_llm(settings, policy.llm),
         known_issues=known,
