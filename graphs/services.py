@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ class Services:
     classifier: Any  # classifier.IntentClassifier
     working: Any  # memory.working.WorkingMemory
     llm: LLM | None = None
-    known_issues: list[dict[str, Any]] = field(default_factory=list)
     embedder: Any = None  # memory.embeddings.MiniLMEmbedder, shared by retrieval and answer composition
     lessons: Any = None  # memory.lessons.LessonQueue: lessons from human answers, pending review
     audit: Any = None  # auth.audit.AuditLog: tool calls, approvals, escalations (the shop's handle writes to it too)
@@ -98,7 +97,7 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
     from auth.audit import open_audit
     from classifier.model import IntentClassifier
     from memory.embeddings import get_embedder
-    from memory.knowledge import ChromaMemory, load_articles
+    from memory.knowledge import ChromaMemory
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
     from observability.alerts import AlertMonitor
@@ -125,7 +124,6 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         min_relevance=policy.retrieval.min_relevance,
         lexical_weight=policy.retrieval.lexical_weight,
     )
-    known = [{**asdict(a), "body": a.text} for a in load_articles(settings.demo_dir / "kb") if a.kind == "known_issue"]
     decisions = open_decision_store(settings)
     return Services(
         settings=settings,
@@ -136,7 +134,6 @@ def build_services(settings: Settings, *, embedder: Any = None, auto_seed: bool 
         classifier=IntentClassifier.load(settings.intent_model_dir, embedder),  # with its encoder.json, if any
         working=WorkingMemory(settings.working_target, ttl_seconds=policy.working_memory.ttl_seconds),
         llm=build_llm(settings, policy.llm),
-        known_issues=known,
         embedder=embedder,
         lessons=LessonQueue(settings.data_dir / "lessons.sqlite"),
         audit=audit,
