@@ -526,7 +526,7 @@ def run_in_process(
 
     from bench.chaos_models import run_model_faults
     from bench.chaos_tools import run_tool_faults
-    from config.settings import Settings
+    from config.settings import Settings, log_level
     from graphs.services import build_services
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
@@ -536,7 +536,7 @@ def run_in_process(
     services = build_services(settings)
     quiet = logging.getLogger("switchboard")  # every injected fault logs a warning: expected here, so only errors
     level = quiet.level
-    if "SWITCHBOARD_LOG_LEVEL" not in os.environ:
+    if log_level() is None:  # the operator chose no level
         quiet.setLevel(logging.ERROR)
 
     def fresh(work: Path) -> Any:

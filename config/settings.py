@@ -7,7 +7,7 @@ settings) and the per-run `Context`.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +26,21 @@ REPO_ROOT = CONFIG_DIR.parent
 DEMO_DIR = REPO_ROOT / "demo"
 DEFAULT_DATA_DIR = Path(".switchboard")
 """`Settings.data_dir` when SWITCHBOARD_DATA_DIR is unset; library defaults use it, entry points pass settings."""
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str | None:
+    """`SWITCHBOARD_LOG_LEVEL` (upper-cased), None when unset. Read on its own, before `Settings`, so that logging is
+    set up before the rest of the environment is validated."""
+    e = os.environ if env is None else env
+    value = (e.get("SWITCHBOARD_LOG_LEVEL") or "").strip().upper()
+    if not value:
+        return None
+    if value not in LOG_LEVELS:
+        raise ValueError(f"SWITCHBOARD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+    return value
 
 
 class ConfidencePolicy(BaseModel):
@@ -278,7 +293,7 @@ class Settings(BaseModel):
         return self.chroma_url or str(self.data_dir / "chroma")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
         return cls(
             data_dir=Path(e.get("SWITCHBOARD_DATA_DIR") or DEFAULT_DATA_DIR).expanduser(),
