@@ -29,7 +29,7 @@ if str(REPO) not in sys.path:
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from config.settings import Settings  # noqa: E402
+from config.settings import Settings, log_level  # noqa: E402
 
 INTERRUPT_STATUS = {"request_approval": "awaiting_approval", "review_gate": "awaiting_review", "escalate": "escalated"}
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "llm_calls", "cost_usd")
@@ -680,7 +680,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_langsmith()  # LangSmith traces only when its key is set; silent otherwise
     handler = logging.StreamHandler()
     handler.setFormatter(log_formatter())
-    logging.basicConfig(level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARNING"), handlers=[handler])
+    try:
+        level = log_level() or "WARNING"
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, handlers=[handler])
     if argv and argv[0] == "train-intents":
         return delegate("classifier.cli", "train_main", argv[1:])
     if argv and argv[0] == "eval":

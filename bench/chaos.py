@@ -282,11 +282,10 @@ def run_kills(
 ) -> dict[str, Any]:
     """Part 1: the ticket mix run cleanly, then again with kill -9 at planned points; see the module docstring."""
     from config.settings import Settings
-    from graphs.services import classifier_dir
     from graphs.services import seed as seed_demo
 
     settings = Settings.from_env()
-    if not (settings.data_dir / "shop.sqlite").exists() or not (classifier_dir(settings) / "manifest.json").exists():
+    if not (settings.data_dir / "shop.sqlite").exists() or not (settings.intent_model_dir / "manifest.json").exists():
         seed_demo(settings)  # once, as build_services would; the workers then only read it
     rng = random.Random(seed)
     n_tickets = tickets or (8 if quick else 50)
@@ -527,7 +526,7 @@ def run_in_process(
 
     from bench.chaos_models import run_model_faults
     from bench.chaos_tools import run_tool_faults
-    from config.settings import Settings
+    from config.settings import Settings, log_level
     from graphs.services import build_services
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
@@ -537,7 +536,7 @@ def run_in_process(
     services = build_services(settings)
     quiet = logging.getLogger("switchboard")  # every injected fault logs a warning: expected here, so only errors
     level = quiet.level
-    if "SWITCHBOARD_LOG_LEVEL" not in os.environ:
+    if log_level() is None:  # the operator chose no level
         quiet.setLevel(logging.ERROR)
 
     def fresh(work: Path) -> Any:

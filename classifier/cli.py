@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -12,21 +11,17 @@ from classifier.config import ClassifierConfig
 from classifier.data import DataFileError, read_labelled_file
 from classifier.embedding_cache import Embedder
 from classifier.model import IntentClassifier
+from config.settings import Settings
 
 OOS_LABEL = "out_of_scope"
 # The shop has no separate validation file: hold out 20 % (stratified) for the choices, then refit on all.
 SHOP_CONFIG = ClassifierConfig(holdout_fraction=0.2, refit_on_all=True)
 
 
-def default_model_dir() -> Path:
-    """`$SWITCHBOARD_DATA_DIR/models/intent_classifier` (default under `.switchboard/`)."""
-    return Path(os.environ.get("SWITCHBOARD_DATA_DIR", ".switchboard")).expanduser() / "models" / "intent_classifier"
-
-
-def _default_embedder() -> Embedder:
+def _default_embedder(settings: Settings) -> Embedder:
     from memory.embeddings import get_embedder
 
-    return get_embedder()
+    return get_embedder(settings.embedder_cache)
 
 
 def train_shop_classifier(examples_yaml: Path, out_dir: Path, embedder: Embedder,
@@ -47,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py train-intents", description="Train the intent classifier.")
     p.add_argument("--data", required=True, type=Path, help="CSV (text,label), JSONL {text,label} or intents YAML")
     p.add_argument("--val", type=Path, default=None, help="validation file (default: hold out 20%% of --data)")
-    p.add_argument("--out", type=Path, default=None, help="output dir (default: $SWITCHBOARD_DATA_DIR/models/...)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output dir (default: $SWITCHBOARD_DATA_DIR/models/intents, which serving loads)")
     p.add_argument("--oos-label", default=OOS_LABEL, help="label of out-of-scope examples (default out_of_scope)")
     p.add_argument("--finetune", action="store_true",
                    help="fine-tune the encoder on --data first (needs the torch venv: make train-venv)")
@@ -58,8 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_main(argv: list[str], embedder: Embedder | None = None) -> int:
-    """Train from files, save the model, print its validation metrics as JSON. Returns an exit code."""
+def train_main(argv: list[str], embedder: Embedder | None = None, settings: Settings | None = None) -> int:
+    """Train from files, save the model, print its validation metrics as JSON. Returns an exit code.
+
+    Without --out the model goes to `settings.intent_model_dir`, the directory `build_services` loads.
+    """
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
@@ -72,38 +71,37 @@ def train_main(argv: list[str], embedder: Embedder | None = None) -> int:
     except DataFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = args.out or default_model_dir()
+    settings = settings or Settings.from_env()
+    out = args.out or settings.intent_model_dir
     extra: dict[str, object] = {}
+    encoder: Path | None = None
     if args.finetune:
         try:
-            embedder, extra = _finetuned_embedder(args, texts, labels)
+            embedder, encoder, extra = _finetuned_embedder(args, texts, labels, settings)
         except (RuntimeError, ValueError) as exc:  # FinetuneUnavailable is a RuntimeError
             print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
-        clf = IntentClassifier.fit(texts, labels, embedder=embedder or _default_embedder(), val_texts=val_texts,
+        clf = IntentClassifier.fit(texts, labels, embedder=embedder or _default_embedder(settings), val_texts=val_texts,
                                    val_labels=val_labels, oos_label=args.oos_label)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    clf.save(out)
-    if extra:  # serving must embed with the same encoder: record where it is
-        pointer = json.dumps({"model_dir": extra["encoder"]}) + "\n"
-        (Path(out) / "encoder.json").write_text(pointer, encoding="utf-8")
+    clf.save(out, encoder_dir=encoder)  # serving embeds with the same encoder (encoder.json)
     print(json.dumps({"saved": str(out), "labels": len(clf.labels), **extra, **clf.metrics}, indent=2,
                      default=float))
     return 0
 
 
-def _finetuned_embedder(args: argparse.Namespace, texts: list[str],
-                        labels: list[str]) -> tuple[Embedder, dict[str, object]]:
-    """Fine-tune MiniLM on the training file (never --val) and return its ONNX embedder and a summary."""
-    from classifier.finetune import FinetuneOptions, default_finetuned_dir, finetune_encoder
+def _finetuned_embedder(args: argparse.Namespace, texts: list[str], labels: list[str],
+                        settings: Settings) -> tuple[Embedder, Path, dict[str, object]]:
+    """Fine-tune MiniLM on the training file (never --val); return its ONNX embedder, folder and a summary."""
+    from classifier.finetune import FinetuneOptions, finetune_encoder
     from memory.embeddings import MiniLMEmbedder
 
-    folder = args.finetune_dir or default_finetuned_dir(Path(args.data).stem)
+    folder = args.finetune_dir or settings.finetuned_encoder_dir(Path(args.data).stem)
     options = FinetuneOptions(epochs=args.finetune_epochs, lr=args.finetune_lr)
     meta = finetune_encoder(texts, labels, folder, options=options, exclude_labels={args.oos_label})
     summary = {"encoder": str(folder), "finetune_history": meta.get("history"),
                "finetune_reused": meta["reused"]}
-    return MiniLMEmbedder(model_dir=folder), summary
+    return MiniLMEmbedder(model_dir=folder), folder, summary

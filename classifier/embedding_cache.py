@@ -19,8 +19,10 @@ class Embedder(Protocol):
 
 
 def default_cache_dir() -> Path:
-    """`$SWITCHBOARD_DATA_DIR/cache` (default `.switchboard/cache`), which git ignores."""
-    return Path(os.environ.get("SWITCHBOARD_DATA_DIR", ".switchboard")).expanduser() / "cache"
+    """`.switchboard/cache` (git ignores it); callers with settings pass `settings.embedding_cache_dir`."""
+    from config.settings import DEFAULT_DATA_DIR
+
+    return DEFAULT_DATA_DIR / "cache"
 
 
 def texts_key(texts: Sequence[str], namespace: str = "") -> str:

@@ -27,7 +27,6 @@ __all__ = [
     "FinetuneUnavailable",
     "TRAIN_VENV",
     "build_command",
-    "default_finetuned_dir",
     "finetune_encoder",
     "is_current",
     "train_python",
@@ -62,12 +61,6 @@ class FinetuneOptions:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the options (as recorded in finetune.json)."""
         return asdict(self)
-
-
-def default_finetuned_dir(name: str) -> Path:
-    """`$SWITCHBOARD_DATA_DIR/models/finetuned-<name>` (default under `.switchboard/`, which git ignores)."""
-    root = Path(os.environ.get("SWITCHBOARD_DATA_DIR", ".switchboard")).expanduser()
-    return root / "models" / f"finetuned-{name}"
 
 
 def train_python(venv: Path | None = None) -> Path:

@@ -34,6 +34,8 @@ from classifier.oos import OOSDetector, oos_features
 
 FORMAT_VERSION = 1
 COMPONENTS = ("embedding", "tfidf", "knn")
+ENCODER_FILE = "encoder.json"
+"""`{"model_dir": "<folder>"}`: the fine-tuned encoder a model was trained with (absent: the caller's embedder)."""
 
 
 @dataclass(frozen=True)
@@ -288,11 +290,18 @@ class IntentClassifier:
                    bank_labels=bank_y, detector=detector, oos_label=oos_label, embedder=embedder, metrics=metrics)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: Path) -> Path:
-        """Write manifest.json, model.joblib and knn.npz atomically (temp dir, then rename)."""
+    def save(self, directory: Path, *, encoder_dir: Path | None = None) -> Path:
+        """Write manifest.json, model.joblib and knn.npz atomically (temp dir, then rename).
+
+        `encoder_dir` names the fine-tuned encoder the model was trained with (written as encoder.json in the same
+        atomic step), so `load` embeds with it rather than with the caller's embedder.
+        """
         from storage.files import write_dir_atomically
 
         def fill(tmp: Path) -> None:
+            if encoder_dir is not None:
+                pointer = {"model_dir": str(Path(encoder_dir).resolve())}
+                (tmp / ENCODER_FILE).write_text(json.dumps(pointer) + "\n", encoding="utf-8")
             manifest = {
                 "format_version": FORMAT_VERSION, "labels": self.labels, "oos_label": self.oos_label,
                 "config": self.config.to_dict(), "metrics": self.metrics, "temperature": self.temperature,
@@ -310,11 +319,20 @@ class IntentClassifier:
 
     @classmethod
     def load(cls, directory: Path, embedder: Embedder) -> IntentClassifier:
-        """Load a model written by `save` (only load directories you wrote: joblib unpickles)."""
+        """Load a model written by `save` (only load directories you wrote: joblib unpickles).
+
+        The one loader of a trained model: when the directory holds encoder.json (a model trained on a fine-tuned
+        encoder) the classifier embeds with that encoder, not with `embedder`.
+        """
         directory = Path(directory)
         manifest_path = directory / "manifest.json"
         if not manifest_path.exists():
             raise FileNotFoundError(f"no intent classifier at {directory} (manifest.json missing)")
+        encoder = encoder_dir(directory)
+        if encoder is not None:
+            from memory.embeddings import MiniLMEmbedder
+
+            embedder = MiniLMEmbedder(model_dir=encoder)
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{directory}: unsupported classifier format {manifest.get('format_version')!r}")
@@ -327,6 +345,27 @@ class IntentClassifier:
                    core=core, temperature=float(manifest["temperature"]), bank=arrays["bank"],
                    bank_labels=arrays["bank_labels"], detector=detector, oos_label=manifest.get("oos_label"),
                    embedder=embedder, metrics=dict(manifest.get("metrics", {})))
+
+
+def encoder_dir(directory: Path) -> Path | None:
+    """The fine-tuned encoder folder named by `directory`/encoder.json, None without that file.
+
+    A relative `model_dir` is taken relative to `directory`. A malformed file or a folder without the encoder's
+    weights is an error naming both, never a silent fall-back to another encoder.
+    """
+    path = Path(directory) / ENCODER_FILE
+    if not path.exists():
+        return None
+    try:
+        pointer = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(pointer, dict) or not isinstance(pointer.get("model_dir"), str) or not pointer["model_dir"]:
+        raise ValueError(f'{path}: expected {{"model_dir": "<folder of the fine-tuned encoder>"}}')
+    folder = Path(directory) / Path(pointer["model_dir"]).expanduser()
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{path}: the fine-tuned encoder {folder} has no model.safetensors")
+    return folder
 
 
 def _check_pairs(texts: Sequence[str], labels: Sequence[str], what: str) -> tuple[list[str], list[str]]:

@@ -7,7 +7,7 @@ settings) and the per-run `Context`.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +24,23 @@ if TYPE_CHECKING:
 CONFIG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONFIG_DIR.parent
 DEMO_DIR = REPO_ROOT / "demo"
+DEFAULT_DATA_DIR = Path(".switchboard")
+"""`Settings.data_dir` when SWITCHBOARD_DATA_DIR is unset; library defaults use it, entry points pass settings."""
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str | None:
+    """`SWITCHBOARD_LOG_LEVEL` (upper-cased), None when unset. Read on its own, before `Settings`, so that logging is
+    set up before the rest of the environment is validated."""
+    e = os.environ if env is None else env
+    value = (e.get("SWITCHBOARD_LOG_LEVEL") or "").strip().upper()
+    if not value:
+        return None
+    if value not in LOG_LEVELS:
+        raise ValueError(f"SWITCHBOARD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+    return value
 
 
 class ConfidencePolicy(BaseModel):
@@ -184,7 +201,7 @@ class Settings(BaseModel):
     """Process-wide settings, read from the environment once."""
 
     model_config = ConfigDict(frozen=True)
-    data_dir: Path = Path(".switchboard")
+    data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
     """One Postgres URL for the shared state of several instances: checkpoints (unless `checkpointer_url` says
     otherwise), per-thread leases, the shop database with its idempotency ledger and audit log, working memory.
@@ -219,6 +236,21 @@ class Settings(BaseModel):
     @property
     def auth_path(self) -> Path:
         return self.auth_db or self.data_dir / "auth.sqlite"
+
+    @property
+    def intent_model_dir(self) -> Path:
+        """The intent classifier: `app.py train-intents` and `seed` write it, `build_services` loads it
+        (`IntentClassifier.load`, with the fine-tuned encoder its `encoder.json` names)."""
+        return self.data_dir / "models" / "intents"
+
+    def finetuned_encoder_dir(self, name: str) -> Path:
+        """Default folder of an encoder fine-tuned on the data set `name` (classifier.finetune)."""
+        return self.data_dir / "models" / f"finetuned-{name}"
+
+    @property
+    def embedding_cache_dir(self) -> Path:
+        """Cached embeddings of whole data sets (classifier.embedding_cache, the evals)."""
+        return self.data_dir / "cache"
 
     @model_validator(mode="after")
     def _valid_urls(self) -> Settings:
@@ -261,10 +293,10 @@ class Settings(BaseModel):
         return self.chroma_url or str(self.data_dir / "chroma")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
         return cls(
-            data_dir=Path(e.get("SWITCHBOARD_DATA_DIR", ".switchboard")).expanduser(),
+            data_dir=Path(e.get("SWITCHBOARD_DATA_DIR") or DEFAULT_DATA_DIR).expanduser(),
             database_url=e.get("SWITCHBOARD_DATABASE_URL") or None,
             checkpointer_url=e.get("SWITCHBOARD_CHECKPOINTER_URL") or None,
             chroma_url=e.get("SWITCHBOARD_CHROMA_URL") or None,

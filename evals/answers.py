@@ -501,7 +501,7 @@ def prepare_data(source: Any, work: Path, embedder: Any = None) -> Any:
     """Settings for a private copy under `work`: the source's knowledge base and classifier when it is seeded
     (copied, never written), else a fresh seed. Offline: no language model."""
     from config.settings import Settings
-    from graphs.services import classifier_dir, seed
+    from graphs.services import seed
 
     base = source if isinstance(source, Settings) else Settings.from_env().model_copy(update={"data_dir": Path(source)})
     settings = base.model_copy(
@@ -514,10 +514,10 @@ def prepare_data(source: Any, work: Path, embedder: Any = None) -> Any:
         }
     )
     work.mkdir(parents=True, exist_ok=True)
-    src_clf, src_kb = classifier_dir(base), base.data_dir / "chroma"
+    src_clf, src_kb = base.intent_model_dir, base.data_dir / "chroma"
     if (src_clf / "manifest.json").exists() and src_kb.is_dir():
         shutil.copytree(src_kb, work / "chroma")
-        shutil.copytree(src_clf, classifier_dir(settings))
+        shutil.copytree(src_clf, settings.intent_model_dir)
         from tools.shop import ShopDB
 
         with ShopDB(work / "shop.sqlite") as shop:

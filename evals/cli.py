@@ -50,13 +50,15 @@ def eval_all(argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from config.settings import Settings
     from evals import datasets
     from evals.injection import run as run_injection
     from evals.intents import run as run_intents
     from memory.embeddings import get_embedder
 
+    settings = Settings.from_env()  # an entry point: the environment is read here, once
     rows: list[tuple[str, str, str]] = []
-    embedder = get_embedder()
+    embedder = get_embedder(settings.embedder_cache)
     for name in ("banking77", "clinc150", "bitext"):
         started = time.perf_counter()
         try:
@@ -65,7 +67,7 @@ def eval_all(argv: list[str]) -> int:
             rows.append((f"intents {name}", "skipped", str(exc)))
             continue
         r = run_intents(name, args.data_dir, REPORTS, embedder, quick=args.quick,
-                        command=f"python app.py eval intents --dataset {name}")
+                        cache_dir=settings.embedding_cache_dir, command=f"python app.py eval intents --dataset {name}")
         keys = ("accuracy", "inscope_accuracy", "oos_recall", "ece", "auto_coverage", "auto_accuracy", "p50_ms")
         rows.append((f"intents {name}", ", ".join(f"{k} {r[k]:.4f}" for k in keys if r.get(k) is not None),
                      f"{time.perf_counter() - started:.0f} s; targets {r.get('targets_met')}"))

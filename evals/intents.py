@@ -27,8 +27,9 @@ from classifier.calibration import expected_calibration_error
 from classifier.cli import SHOP_CONFIG
 from classifier.config import ClassifierConfig
 from classifier.embedding_cache import CachedEmbedder, Embedder
-from classifier.finetune import FinetuneOptions, FinetuneUnavailable, default_finetuned_dir, finetune_encoder
+from classifier.finetune import FinetuneOptions, FinetuneUnavailable, finetune_encoder
 from classifier.model import IntentClassifier
+from config.settings import Settings
 from evals import datasets
 from evals.datasets import DATASETS, OOS_LABEL, DatasetUnavailable, Split
 from evals.report import plot_intent_report, top_confusions
@@ -75,16 +76,17 @@ def _subsample(split: Split, per_class: int, oos_cap: int, seed: int = 0) -> Spl
 
 
 def finetune_for_dataset(dataset: str, data_dir: Path, out_dir: Path | None = None, quick: bool = False,
-                         options: FinetuneOptions | None = None) -> tuple[Path, dict[str, Any]]:
+                         options: FinetuneOptions | None = None,
+                         settings: Settings | None = None) -> tuple[Path, dict[str, Any]]:
     """Fine-tune the encoder on the dataset's train split only (never validation or test).
 
-    Returns the weights folder (default `$SWITCHBOARD_DATA_DIR/models/finetuned-<dataset>[-quick]`) and its
+    Returns the weights folder (default `settings.finetuned_encoder_dir("<dataset>[-quick]")`) and its
     finetune.json. Out-of-scope rows are left out of the fine-tuning (they are no single intent).
     """
     dev = datasets.load(dataset, data_dir)
     train = _subsample(dev.train, QUICK_PER_CLASS[0], QUICK_OOS[0]) if quick else dev.train
     name = dataset + ("-quick" if quick else "")
-    folder = Path(out_dir) if out_dir is not None else default_finetuned_dir(name)
+    folder = Path(out_dir) if out_dir is not None else (settings or Settings()).finetuned_encoder_dir(name)
     exclude = {dev.oos_label} if dev.oos_label else set()
     meta = finetune_encoder(train.texts, train.labels, folder, options=options, exclude_labels=exclude)
     return folder, meta
@@ -169,7 +171,7 @@ def run(dataset: str, data_dir: Path, out_dir: Path, embedder: Embedder, quick: 
         embedder_tag: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit on train/validation, score test once, write intents-<dataset>[-quick][variant].json/.png.
 
-    Dataset embeddings are cached under `cache_dir` (default `$SWITCHBOARD_DATA_DIR/cache`), keyed also by
+    Dataset embeddings are cached under `cache_dir` (default `.switchboard/cache`), keyed also by
     `embedder_tag` (e.g. the fine-tuned weights' hash) so different encoders never share cached vectors.
     `extra` fields (e.g. the fine-tuning record) are added to the report.
     Raises `DatasetUnavailable` when the dataset's files are missing.
@@ -233,6 +235,7 @@ def eval_main(argv: list[str], embedder: Embedder | None = None) -> int:
     except DatasetUnavailable as exc:
         print(f"skipped: {args.dataset} data not available ({exc})")
         return 0
+    settings = Settings.from_env()  # an entry point: the environment is read here, once
     command = "python app.py eval " + " ".join(["intents", *argv])
     variant, tag, extra = "", "", None
     if args.finetune:
@@ -241,7 +244,7 @@ def eval_main(argv: list[str], embedder: Embedder | None = None) -> int:
         options = FinetuneOptions(epochs=args.finetune_epochs, lr=args.finetune_lr)
         try:
             folder, meta = finetune_for_dataset(args.dataset, args.data_dir, args.finetune_dir, args.quick,
-                                                options)
+                                                options, settings)
         except (FinetuneUnavailable, RuntimeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -251,8 +254,9 @@ def eval_main(argv: list[str], embedder: Embedder | None = None) -> int:
     elif embedder is None:
         from memory.embeddings import get_embedder
 
-        embedder = get_embedder()
-    report = run(args.dataset, args.data_dir, args.out, embedder, quick=args.quick, command=command,
+        embedder = get_embedder(settings.embedder_cache)
+    report = run(args.dataset, args.data_dir, args.out, embedder, cache_dir=settings.embedding_cache_dir,
+                 quick=args.quick, command=command,
                  variant=variant, embedder_tag=tag, extra=extra)
     if args.json:
         print(json.dumps(report, indent=2, default=float))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,6 @@ class Services:
     working: WorkingMemory
     embedder: Embedder  # memory.embeddings.MiniLMEmbedder, shared by retrieval, classifier and answer composition
     llm: LLM | None = None  # None: offline, answers composed without a model
-    known_issues: list[dict[str, Any]] = field(default_factory=list)
     lessons: LessonQueue | None = None  # lessons from human answers, pending review (None: not proposed)
     audit: AuditLog | None = None  # tool calls, approvals, escalations (the shop's handle writes to it too)
     decisions: DecisionStore | None = None  # the decision log (None: not recorded)
@@ -48,10 +47,6 @@ class Services:
 
 
 ServicesProvider = Callable[[], Services]
-
-
-def classifier_dir(settings: Settings) -> Path:
-    return settings.data_dir / "models" / "intents"
 
 
 def seed(
@@ -77,7 +72,7 @@ def seed(
     memory = ChromaMemory.open(settings.knowledge_target, embedder)
     report = memory.upsert_articles(load_articles(settings.demo_dir / "kb"))
     counts["kb"] = getattr(report, "__dict__", report)
-    cdir = classifier_dir(settings)
+    cdir = settings.intent_model_dir
     if reset or not (cdir / "manifest.json").exists():
         clf = train_shop_classifier(settings.demo_dir / "intent_examples.yaml", cdir, embedder)
         counts["classifier"] = getattr(clf, "metrics", {})
@@ -111,7 +106,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None, auto
     from auth.audit import open_audit
     from classifier.model import IntentClassifier
     from memory.embeddings import get_embedder
-    from memory.knowledge import ChromaMemory, load_articles
+    from memory.knowledge import ChromaMemory
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
     from observability.alerts import AlertMonitor
@@ -125,7 +120,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None, auto
     permissions = settings.permissions()  # least privilege: a bad permissions.yaml stops here, with one line
     audit = open_audit(settings)
     embedder = embedder or get_embedder(settings.embedder_cache)
-    if auto_seed and (not _shop_seeded(settings) or not (classifier_dir(settings) / "manifest.json").exists()):
+    if auto_seed and (not _shop_seeded(settings) or not (settings.intent_model_dir / "manifest.json").exists()):
         log.info("seeding demo data under %s", settings.data_dir)
         seed(settings, embedder=embedder)
     knowledge = ChromaMemory.open(
@@ -138,7 +133,6 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None, auto
         min_relevance=policy.retrieval.min_relevance,
         lexical_weight=policy.retrieval.lexical_weight,
     )
-    known = [{**asdict(a), "body": a.text} for a in load_articles(settings.demo_dir / "kb") if a.kind == "known_issue"]
     decisions = open_decision_store(settings)
     return Services(
         settings=settings,
@@ -146,10 +140,9 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None, auto
         workflows=settings.workflows(),
         shop=ShopDB(settings.shop_target, audit=audit, permissions=permissions),
         knowledge=knowledge,
-        classifier=IntentClassifier.load(classifier_dir(settings), embedder),
+        classifier=IntentClassifier.load(settings.intent_model_dir, embedder),  # with its encoder.json, if any
         working=WorkingMemory(settings.working_target, ttl_seconds=policy.working_memory.ttl_seconds),
         llm=build_llm(settings, policy.llm),
-        known_issues=known,
         embedder=embedder,
         lessons=LessonQueue(settings.data_dir / "lessons.sqlite"),
         audit=audit,

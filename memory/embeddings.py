@@ -57,8 +57,11 @@ _OPSET = 18
 
 
 def default_cache_dir() -> Path:
-    """Return ``$SWITCHBOARD_DATA_DIR/models`` (``.switchboard/models`` when the variable is unset)."""
-    return Path(os.environ.get("SWITCHBOARD_DATA_DIR", ".switchboard")) / "models"
+    """``.switchboard/models``, the default data directory's; callers with settings pass ``settings.embedder_cache``
+    (this module never reads the environment)."""
+    from config.settings import DEFAULT_DATA_DIR
+
+    return DEFAULT_DATA_DIR / "models"
 
 
 def model_dir() -> Path:
@@ -428,7 +431,7 @@ class MiniLMChromaEmbedding(EmbeddingFunction[Documents]):
     """
 
     def __init__(self, cache_dir: str | Path | None = None, batch_size: int = 64) -> None:
-        """``cache_dir`` is where the ONNX file lives (default: ``$SWITCHBOARD_DATA_DIR/models``)."""
+        """``cache_dir`` is where the ONNX file lives (default: ``default_cache_dir()``)."""
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.batch_size = batch_size
 

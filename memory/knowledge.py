@@ -125,6 +125,8 @@ class LongTermMemory(Protocol):
 
     def article_text(self, article_id: str, *, tenant_id: str = "default") -> str: ...
 
+    def known_issues(self, *, tenant_id: str = "default") -> list[dict[str, Any]]: ...
+
     def search_knowledge(
         self,
         query: str,
@@ -729,6 +731,32 @@ class ChromaMemory:
 
             self._articles[key] = self._on(_KB, tenant_id, None, read, "")
         return self._articles[key]
+
+    def known_issues(self, *, tenant_id: str = "default") -> list[dict[str, Any]]:
+        """The tenant's known-issue articles (`kind: known_issue`) as stored now, whoever wrote them (seed, `app.py
+        ingest`): id, title, kind, error_codes, exceptions, http_status and the whole body, sorted by id."""
+
+        def read(kb: Any) -> list[dict[str, Any]]:
+            got = kb.get(where={"kind": "known_issue"}, include=["documents", "metadatas"])
+            chunks: dict[str, list[tuple[int, str]]] = {}
+            metas: dict[str, dict[str, Any]] = {}
+            for meta, doc in zip(got["metadatas"], got["documents"], strict=True):
+                article_id = str(meta.get("article_id") or "")
+                chunks.setdefault(article_id, []).append((int(meta.get("chunk", 0)), doc))
+                metas.setdefault(article_id, meta)
+            return [
+                {
+                    "id": article_id,
+                    "title": str(metas[article_id].get("title", "")),
+                    "kind": "known_issue",
+                    **{key: list(_as_list(metas[article_id].get(key))) for key in ("error_codes", "exceptions")},
+                    "http_status": [int(c) for c in _as_list(metas[article_id].get("http_status"))],
+                    "body": "\n\n".join(doc for _, doc in sorted(parts)),
+                }
+                for article_id, parts in sorted(chunks.items())
+            ]
+
+        return self._on(_KB, tenant_id, None, read, [])
 
     def search_knowledge(
         self,

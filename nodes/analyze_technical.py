@@ -2,7 +2,7 @@
 
 Triages pasted error logs and stack traces deterministically (error codes, exception types, HTTP
 statuses, timeouts; long logs cut to the relevant lines) and matches them against the known issues
-in the knowledge base. No model is needed for this job.
+in the tenant's knowledge base (as stored now: seeded or ingested). No model is needed for this job.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def make(services: ServicesProvider) -> Node:
     def analyze_technical(state: SupportState, runtime: Runtime[Context]) -> dict:
         svc = services()
         found = triage(state.get("ticket", ""), max_lines=svc.policy.limits.max_log_lines)
-        matches = match_known_issues(found, svc.known_issues)
-        by_id = {a["id"]: a for a in svc.known_issues}
+        # Read from the tenant's knowledge base on every ticket, so issues added by `app.py ingest` count at once.
+        known = svc.knowledge.known_issues(tenant_id=runtime.context.tenant_id)
+        matches = match_known_issues(found, known)
+        by_id = {a["id"]: a for a in known}
         knowledge = []
         for m in matches[:3]:
             article = by_id.get(m.article_id, {})

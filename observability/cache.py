@@ -80,10 +80,8 @@ class Fingerprints:
 
     def refresh(self) -> dict[str, Any]:
         """Recompute now (the refresher thread; tests)."""
-        from graphs.services import classifier_dir
-
         svc, settings = self.svc, self.svc.settings
-        files = [classifier_dir(settings) / "manifest.json", settings.config_dir / "policy.yaml",
+        files = [settings.intent_model_dir / "manifest.json", settings.config_dir / "policy.yaml",
                  settings.config_dir / "workflows.yaml"]
         values = {
             "files": _files_fingerprint(files) + (":llm" if getattr(svc, "llm", None) is not None else ""),

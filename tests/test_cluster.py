@@ -83,12 +83,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, seeded_settings: Settings,
             ) -> Iterator[Cluster]:  # fmt: skip
     _require_cluster()
     from auth.keys import KeyStore
-    from graphs.services import classifier_dir, seed
+    from graphs.services import seed
 
     root = tmp_path_factory.mktemp("cluster")
     data, logs, fault_dir = root / "data", root / "logs", root / "fault"
     fault_dir.mkdir()
-    shutil.copytree(classifier_dir(seeded_settings), data / "models" / "intents")  # trained once per session
+    shutil.copytree(seeded_settings.intent_model_dir, data / "models" / "intents")  # trained once per session
     with fresh_database("sbaegra") as aegra_db, fresh_database("sbshop") as shop_db:
         chroma = start_chroma(AEGRA_VENV, root / "chroma", logs / "chroma.log")
         servers: list[Server] = [chroma]
