@@ -545,12 +545,14 @@ def write_goto_execute(t: Local) -> tuple[bool, str]:
 
 @local("write_without_approval", "write an approval into a waiting thread's state (update_state as request_approval)")
 def write_update_state_approval(t: Local) -> tuple[bool, str]:
+    from graphs.context import Context
+
     thread = t.waiting(CANCEL)
     config = t.rt.config(thread)
     with t.watch() as w:
         try:
             t.rt.graph.update_state(config, {"approval": {"type": "accept", "by": "human"}}, as_node="plan_action")
-            t.rt.graph.invoke(None, config, context=__import__("graphs.context").context.Context(), durability="sync")
+            t.rt.graph.invoke(None, config, context=Context(), durability="sync")
         except Exception as exc:  # noqa: BLE001
             return (broken if w["wrote"] else held)(f"refused: {type(exc).__name__}: {str(exc)[:160]}")
     snap = t.snapshot(thread)
