@@ -144,7 +144,9 @@ def owned_config(rt: Runtime, thread_id: str, user: str, tenant: str, trace_id: 
 
 
 def validate_text(text: str, settings: Settings) -> str:
-    text = (text or "").strip()
+    from guards.text import well_formed
+
+    text = well_formed(text or "").strip()  # undecodable argv bytes arrive as lone surrogates
     if not text:
         raise UsageError("the ticket text is empty")
     limit = settings.policy().limits.max_input_chars

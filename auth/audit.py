@@ -2,7 +2,8 @@
 
 Recorded: every tool call through the one door (`tools.registry.execute`: reads, dry runs, writes, refusals,
 permission denials), every approval, review and escalation decision (`auth.audit_nodes`), every auth failure
-of the served API (`auth.handlers`: 401 and 403) and every rate-limit refusal (`auth.ratelimit`).
+of the served API (`auth.handlers`: 401), every policy refusal (a handler's 403; a wrong-owner 404, `auth.refusals`)
+and every rate-limit refusal (`auth.ratelimit`).
 
 Storage sits behind a small interface (`AuditLog`: `append`, `query`), so a Postgres backend can be added
 beside the SQLite one; `open_audit(settings)` picks the backend from `Settings.audit_url` (default: SQLite
@@ -36,7 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger("switchboard.audit")
 
-EventKind = Literal["tool_call", "approval", "review", "escalation", "auth_failure", "rate_limited"]
+EventKind = Literal[
+    "tool_call", "approval", "review", "escalation", "auth_failure", "policy_refusal", "rate_limited"
+]
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 
@@ -88,10 +91,11 @@ class AuditLog(Protocol):
 def masked(detail: Mapping[str, Any]) -> dict[str, Any]:
     """`detail` with PII in every string masked for the log (emails, cards, IBANs, phone numbers)."""
     from guards.pii import mask_for_log
+    from guards.text import well_formed
 
     def walk(value: Any) -> Any:
-        if isinstance(value, str):
-            return mask_for_log(value, max_len=1000)
+        if isinstance(value, str):  # a lone surrogate would make the append fail, and the record be lost
+            return mask_for_log(well_formed(value), max_len=1000)
         if isinstance(value, Mapping):
             return {str(k): walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

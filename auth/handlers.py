@@ -21,11 +21,11 @@ Authorization (deny by default; filters make another owner's resource look absen
   with a shorter prefix are narrowed to the caller's own.
 - everything else (crons, future resources): admins only.
 
-Audit and rate limits: every 401 (authentication) and 403 (a handler's refusal) is recorded in the audit log
-(`auth.audit`, kind `auth_failure`, with the key id when one was presented); a 404 is the server's answer to a
-filter, decided after the handler, and is not seen here. Each run (`threads.create_run`) takes a token from
-the caller's user and tenant buckets (`auth.ratelimit`); an empty bucket is HTTP 429 with `Retry-After`,
-audited as `rate_limited`.
+Audit and rate limits: every 401 (authentication, kind `auth_failure`, with the key id when one was presented)
+and 403 (a handler's refusal, kind `policy_refusal`) is recorded in the audit log (`auth.audit`); a 404 is the
+server's answer to a filter, decided after the handler, so `auth.refusals` (middleware) records those. Each run
+(`threads.create_run`) takes a token from the caller's user and tenant buckets (`auth.ratelimit`); an empty
+bucket is HTTP 429 with `Retry-After`, audited as `rate_limited`.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def refused_request(exc: Auth.exceptions.HTTPException, ctx: Auth.types.AuthCont
     identity = identity_of(ctx.user)
     thread = value.get("thread_id") if isinstance(value, Mapping) else None
     return AuditEvent(
-        kind="rate_limited" if exc.status_code == 429 else "auth_failure",
+        kind="rate_limited" if exc.status_code == 429 else "policy_refusal",
         actor=identity.user_id if identity else str(getattr(ctx.user, "identity", "unknown")),
         role=identity.role if identity else "unknown",
         tenant=identity.tenant_id if identity else "",

@@ -1,4 +1,4 @@
-"""`python app.py eval KIND ...`: intents, routing, injection, slots, answers, or all (with a summary table)."""
+"""`python app.py eval KIND ...`: intents, routing, injection, slots, answers, redteam, or all (summary table)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 REPORTS = Path(__file__).with_name("reports")
-KINDS = ("intents", "routing", "injection", "slots", "answers", "all")
+KINDS = ("intents", "routing", "injection", "slots", "answers", "redteam", "all")
 
 
 def eval_main(argv: list[str]) -> int:
@@ -34,6 +34,10 @@ def eval_main(argv: list[str]) -> int:
         from evals.slots import main as slots_main
 
         return slots_main(rest)
+    if kind == "redteam":
+        from evals.redteam import main as redteam_main
+
+        return redteam_main(rest)
     if kind == "answers":
         from evals.answers import main as answers_main
 

@@ -35,6 +35,8 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from guards.text import well_formed
+
 __all__ = [
     "DIM",
     "MiniLMChromaEmbedding",
@@ -354,7 +356,7 @@ class MiniLMEmbedder:
 
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts))
+        encodings = self._tokenizer.encode_batch([well_formed(t) for t in texts])  # the tokenizer takes valid Unicode
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(lengths, kind="stable")
         size = max(1, batch_size)

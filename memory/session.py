@@ -24,6 +24,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from tokenizers import Tokenizer
 
+from guards.text import well_formed
+
 __all__ = [
     "CompressResult",
     "Summariser",
@@ -88,7 +90,8 @@ def count_tokens(text_or_messages: str | BaseMessage | Sequence[BaseMessage]) ->
 
 @lru_cache(maxsize=4096)  # a conversation's messages are counted again on every turn
 def _count_text(text: str) -> int:
-    return len(_tokenizer().encode(text, add_special_tokens=False).ids) if text else 0
+    # the tokenizer takes only encodable text: a lone surrogate (red team, kind `encoding`) counts as U+FFFD
+    return len(_tokenizer().encode(well_formed(text), add_special_tokens=False).ids) if text else 0
 
 
 def truncate_to_tokens(text: str, max_tokens: int, *, keep: str = "head") -> str:

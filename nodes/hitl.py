@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from auth.identity import STAFF
 from graphs.state import RESET
+from guards.text import well_formed
 
 Kind = Literal["approve", "edit", "respond", "reject"]
 _V1_KINDS: dict[str, Kind] = {"approve": "approve", "reject": "reject", "respond": "respond"}  # v1 decision -> kind
@@ -222,7 +223,7 @@ def _inbox(raw: Mapping[str, Any], req: Mapping[str, Any]) -> Reply:
     if kind == "respond":
         if not isinstance(msg.args, str) or not msg.args.strip():
             raise ReplyError("a response must carry its text as a non-empty string (args)")
-        return Reply("respond", "inbox", msg.type, text=msg.args.strip())
+        return Reply("respond", "inbox", msg.type, text=well_formed(msg.args.strip()))
     return Reply(kind, "inbox", msg.type)
 
 
@@ -245,7 +246,7 @@ def _v1(raw: Mapping[str, Any], req: Mapping[str, Any]) -> Reply:
         if edited.name != review.get("action_name"):
             raise ReplyError(f"an edit cannot change the action ({review.get('action_name')!r} to {edited.name!r})")
         return Reply("edit", "v1", "edit", args=dict(edited.args))
-    text = (decision.message or "").strip()
+    text = well_formed((decision.message or "").strip())
     if decision.type == "respond" and not text:
         raise ReplyError("a respond decision must carry its text as a non-empty message")
     kind = _V1_KINDS[decision.type]

@@ -38,7 +38,8 @@ log = logging.getLogger("switchboard.cache")
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+    # ASCII escapes: a key is encoded to bytes for hashing, and a lone surrogate in a ticket must not crash the run
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _files_fingerprint(paths: Sequence[Path]) -> str:

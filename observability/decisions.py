@@ -232,8 +232,10 @@ class SQLiteDecisionStore:
     def record(self, rec: DecisionRecord) -> None:
         if self._closed:
             raise ValueError(f"decision store {self.path} is closed")
-        row = [getattr(rec, f) for f in FIELDS]
-        row.append(json.dumps(rec.details, default=str, sort_keys=True, ensure_ascii=False))
+        from guards.text import well_formed
+
+        row = [well_formed(v) if isinstance(v, str) else v for v in (getattr(rec, f) for f in FIELDS)]
+        row.append(json.dumps(rec.details, default=str, sort_keys=True))  # ASCII: a lone surrogate cannot fail it
         self._queue.put(row)
         self._start()
 

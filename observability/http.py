@@ -33,10 +33,12 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from auth.refusals import AuditRefusals
 from config.settings import Settings
 from observability.metrics import render
 from observability.tracing import configure_langsmith, install_log_context
@@ -207,4 +209,5 @@ def _routes() -> list[Route]:
 
 install_log_context()  # the server's log lines carry trace_id and node too (structlog adds record extras)
 configure_langsmith()  # LangSmith only with a key: the server process reads the switch from the environment
-app = Starlette(routes=_routes())
+# Wrong-owner 404s into the audit log (auth.refusals); langgraph.json's middleware_order auth_first runs it after auth.
+app = Starlette(routes=_routes(), middleware=[Middleware(AuditRefusals)])

@@ -179,7 +179,7 @@ def test_auth_failures_are_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert rows == [
         ("auth_failure", "anonymous", "anonymous", "POST /threads/search", "401"),
         ("auth_failure", f"key:{record.key_id}", "anonymous", "POST /threads/search", "401"),
-        ("auth_failure", "demo", "customer", "assistants.create", "403"),
+        ("policy_refusal", "demo", "customer", "assistants.create", "403"),
     ]
     assert audit.query()[2].thread_id == "t9" and "only admins" in audit.query()[2].detail["detail"]
 
