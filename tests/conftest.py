@@ -22,6 +22,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("LANGSMITH_TRACING", "false")
 
 from config.settings import Settings  # noqa: E402
+from tests.scripted import scripted  # noqa: E402, F401 - fixture: scripted chat models that must be used as scripted
 
 SHARED_DATA = Path(os.environ.get("SWITCHBOARD_SHARED_DATA", REPO.parent / "shared" / "data"))
 
