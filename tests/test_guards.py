@@ -24,8 +24,9 @@ from guards.injection import (
     screen_rules,
 )
 from guards.injection_model import load_config
-from guards.output import MAX_OUTPUT_CHARS, check_output
+from guards.output import MAX_OUTPUT_CHARS
 from guards.pii import mask_for_log, redact
+from nodes import guard_output
 
 # --- PII -------------------------------------------------------------------------------------------------
 
@@ -322,27 +323,37 @@ def test_document_windows_are_sentences_and_pairs() -> None:
                      "Two things! Three"]
 
 
-# --- output ----------------------------------------------------------------------------------------------
+# --- output ---------------------------------------------------------------------------------------------
+# Through the guard_output node, which calls check_output as production does: the answer in the state, the
+# customer's own and the shop's addresses (from the state's lookups and articles) as the allowed e-mails.
 
 
-def test_output_redacts_cards_and_foreign_emails() -> None:
-    text, flags = check_output(
-        "Card 4111 1111 1111 1111 is on file. Write to bob@else.com or help@shop.example.",
-        allowed_emails={"help@shop.example"},
+def guarded(answer: str, **state: Any) -> tuple[str, list[str]]:
+    """What guard_output lets out of `answer` (the answer and the message appended), and its flags."""
+    update = guard_output.make(lambda: None)({"answer": answer, **state}, None)
+    assert [m.content for m in update["messages"]] == [update["answer"]]
+    return update["answer"], update.get("flags", [])
+
+
+def test_output_redacts_cards_and_foreign_emails_but_keeps_the_customers_and_the_shops() -> None:
+    account = {"ok": True, "data": {"email": "dana@example.org"}}
+    article = {"id": "kb-contact", "kind": "article", "text": "Write to help@shop.example any time."}
+    text, flags = guarded(
+        "Card 4111 1111 1111 1111 is on file. We wrote to dana@example.org; bob@else.com is not yours. "
+        "Questions: help@shop.example.",
+        lookups={"get_account": account},
+        knowledge=[article],
     )
-    assert text == "Card [CARD] is on file. Write to [EMAIL] or help@shop.example."
+    assert text == ("Card [CARD] is on file. We wrote to dana@example.org; [EMAIL] is not yours. "
+                    "Questions: help@shop.example.")
     assert flags == ["pii:card_number", "pii:email"]
+    # Without the lookup and the article, neither address is known to be allowed.
+    assert guarded("Mail dana@example.org or help@shop.example.")[0] == "Mail [EMAIL] or [EMAIL]."
 
 
 def test_output_keeps_order_numbers_amounts_and_phone() -> None:
     answer = "Order #1004 for 49.99 EUR ships Monday. Call us on +1 415 555 2671."
-    assert check_output(answer, allowed_order_ids={1004}) == (answer, [])
-
-
-def test_output_masks_foreign_order_ids() -> None:
-    text, flags = check_output("Order #1004 is yours; order 1009 is not.", allowed_order_ids={1004})
-    assert text == "Order #1004 is yours; order [ORDER] is not."
-    assert flags == ["foreign_order_id"]
+    assert guarded(answer) == (answer, [])
 
 
 def test_output_strips_prompt_leak_and_tool_json() -> None:
@@ -352,15 +363,13 @@ def test_output_strips_prompt_leak_and_tool_json() -> None:
         f"Your refund for order 1004 is on its way.\n{call}\n"
         '```json\n{"function_call": {"name": "cancel_order"}}\n```\nThanks {name}, and {"a": 1}'
     )
-    text, flags = check_output(raw)
+    text, flags = guarded(raw)
     assert text == 'Sure!\nYour refund for order 1004 is on its way.\n\nThanks {name}, and {"a": 1}'
     assert flags == ["tool_json", "system_prompt_leak"]
 
 
 def test_output_length_cap() -> None:
-    text, flags = check_output("word " * 1000)
+    text, flags = guarded("word " * 1000)
     assert len(text) <= MAX_OUTPUT_CHARS
     assert text.endswith("…")
     assert flags == ["truncated"]
-
-
