@@ -154,12 +154,6 @@ def checkpointer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any
         yield saver
 
 
-def _postgres_reachable(url: str) -> bool:
-    from tests.pg import postgres_problem
-
-    return postgres_problem(url) is None
-
-
 @dataclasses.dataclass
 class FakePrediction:
     intent: str
