@@ -8,13 +8,14 @@ reply was never asked for.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
 
@@ -44,6 +45,18 @@ class ScriptedChatModel(BaseChatModel):
         return "scripted"
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
+
+    def _stream(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        """The scripted reply word by word (LangGraph's `messages` stream mode streams a model that can)."""
+        reply = self._next(messages)
+        for piece in re.findall(r"\S+\s*|\s+", text_of(reply)):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+    def _next(self, messages: list[BaseMessage]) -> AIMessage:
         self.received.append(list(messages))
         n = len(self.received)
         if n > len(self.replies):
@@ -55,7 +68,7 @@ class ScriptedChatModel(BaseChatModel):
         reply = self.replies[n - 1]
         if isinstance(reply, Exception):
             raise reply
-        return ChatResult(generations=[ChatGeneration(message=reply)])
+        return reply
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChatModel:  # tool calls come from the script
         return self
