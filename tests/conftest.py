@@ -22,6 +22,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("LANGSMITH_TRACING", "false")
 
 from config.settings import Settings  # noqa: E402
+from tests.scripted import scripted  # noqa: E402, F401 - fixture: scripted chat models that must be used as scripted
 
 SHARED_DATA = Path(os.environ.get("SWITCHBOARD_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -151,12 +152,6 @@ def checkpointer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any
         target = request.getfixturevalue("pg_url")
     with open_checkpointer(target) as saver:
         yield saver
-
-
-def _postgres_reachable(url: str) -> bool:
-    from tests.pg import postgres_problem
-
-    return postgres_problem(url) is None
 
 
 @dataclasses.dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import uuid
 from pathlib import Path
 from typing import TypedDict
@@ -12,8 +11,7 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 
 from memory.checkpointer import CheckpointerUnavailable, open_checkpointer, sqlite_path
-
-DEFAULT_PG_URL = "postgresql://postgres:postgres@127.0.0.1:5432/test"
+from tests.conftest import require_service
 
 
 class Counter(TypedDict):
@@ -68,28 +66,11 @@ def test_unknown_scheme_is_rejected() -> None:
             pass
 
 
-def _postgres_url() -> tuple[str | None, str]:
-    """The URL to test against, or None with the reason it cannot run."""
+def test_postgres_checkpointer_persists_across_opens(pg_url: str) -> None:
+    """In a database of this test's own (tests/conftest.py `pg_url`: skipped, or failed under CI, without Postgres)."""
     if importlib.util.find_spec("langgraph.checkpoint.postgres") is None:
-        return None, "langgraph-checkpoint-postgres not installed (pip install 'switchboard[postgres]')"
-    url = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL", DEFAULT_PG_URL)
-    import psycopg
-
-    try:
-        with psycopg.connect(url, connect_timeout=3):
-            pass
-    except psycopg.Error as exc:
-        return None, f"Postgres not reachable at {url.split('@')[-1]}: {str(exc).strip()[:120]}"
-    return url, ""
-
-
-def test_postgres_checkpointer_persists_across_opens() -> None:
-    url, reason = _postgres_url()
-    if url is None:
-        if os.environ.get("SWITCHBOARD_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"SWITCHBOARD_REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
-    run_twice_across_opens(url)
+        require_service("langgraph-checkpoint-postgres not installed (pip install 'switchboard[postgres]')")
+    run_twice_across_opens(pg_url)
 
 
 def test_missing_postgres_package_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

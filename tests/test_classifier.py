@@ -7,11 +7,10 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
-from langchain_core.messages import AIMessage
 
 from classifier.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from classifier.cascade import refine_with_llm
@@ -163,26 +162,28 @@ PRED = Prediction("track_order", 0.3, [("track_order", 0.3), ("get_refund", 0.25
                   0.4, False)
 
 
-def _model(*answers: str) -> FakeMessagesListChatModel:
-    return FakeMessagesListChatModel(responses=[AIMessage(content=a) for a in answers])
-
-
-def test_cascade_accepts_valid_choice() -> None:
-    out = refine_with_llm("I want my money back", PRED, _model('{"intent": "get_refund", "confidence": 0.9}'))
+def test_cascade_accepts_valid_choice(scripted: Any) -> None:
+    model = scripted('{"intent": "get_refund", "confidence": 0.9}')
+    out = refine_with_llm("I want my money back", PRED, model)
     assert out is not None and out.intent == "get_refund" and not out.is_oos
     assert out.confidence == pytest.approx(0.55)  # capped at classifier probability + 0.3
-    oos = refine_with_llm("weather?", PRED, _model('Sure: {"intent": "out_of_scope", "confidence": 0.6}'))
+    assert model.prompts[0].endswith(
+        "Allowed intents: track_order, get_refund, recover_password, out_of_scope\n\n"
+        "Customer message:\n<<<\nI want my money back\n>>>"
+    )
+    oos = refine_with_llm("weather?", PRED, scripted('Sure: {"intent": "out_of_scope", "confidence": 0.6}'))
     assert oos is not None and oos.intent == "out_of_scope" and oos.is_oos
 
 
 @pytest.mark.parametrize("answer", ['{"intent": "delete_account"}', "get_refund", '{"intent": 3}', "{not json"])
-def test_cascade_ignores_invalid_answers(answer: str) -> None:
-    assert refine_with_llm("text", PRED, _model(answer), top_k=2) is None
+def test_cascade_ignores_invalid_answers(answer: str, scripted: Any) -> None:
+    assert refine_with_llm("text", PRED, scripted(answer), top_k=2) is None
 
 
-def test_cascade_offers_only_top_k_choices() -> None:
-    model = _model('{"intent": "recover_password", "confidence": 0.9}')
+def test_cascade_offers_only_top_k_choices(scripted: Any) -> None:
+    model = scripted('{"intent": "recover_password", "confidence": 0.9}')
     assert refine_with_llm("text", PRED, model, top_k=2) is None  # third candidate was not offered
+    assert "Allowed intents: track_order, get_refund, out_of_scope\n" in model.prompts[0]
 
 
 def test_train_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,7 +21,6 @@ import nodes.execute_action
 import nodes.supervisor
 from graphs.context import Context
 from memory.locks import HOST, Lease, ThreadBusy, hold, open_leases
-from tests.conftest import _postgres_reachable, require_service
 from tests.test_cli import cli, data_dir  # noqa: F401 - fixtures
 from tests.test_graph import TICKETS, waiting_on
 
@@ -61,12 +60,7 @@ def lease_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory"
     if request.param == "sqlite":
         return str(tmp_path / "checkpoints.sqlite")
-    import os
-
-    url = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    if not _postgres_reachable(url):
-        require_service(f"PostgreSQL not reachable at {url}")
-    return url
+    return request.getfixturevalue("pg_url")  # a database of this test's own
 
 
 def test_a_held_lease_refuses_a_second_run_until_released(lease_target: str) -> None:

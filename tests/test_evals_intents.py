@@ -138,7 +138,7 @@ def test_quick_banking77_floors(tmp_path: Path) -> None:
     Measured quick values (this machine, 2 cores): accuracy 0.898, macro_f1 0.896, ece 0.044 (616 test rows).
     Floors: accuracy and macro F1 minus a 0.04 margin; ECE (noisy on 616 rows) at most 0.08.
     """
-    embeddings = pytest.importorskip("memory.embeddings")
+    from memory import embeddings  # the project's own module: an import error must fail, not skip
     report = intents.run("banking77", REAL_DATA, tmp_path, embeddings.get_embedder(), quick=True)
     assert report["quick"] and report["n_test"] == 77 * 8
     assert report["accuracy"] >= 0.858

@@ -293,14 +293,13 @@ def test_nodes_report_progress_on_the_custom_stream(with_intent: Any, make_graph
     assert all(json.loads(json.dumps(e)) == e for e in events)
 
 
-def test_with_a_model_the_response_generator_streams_tokens_on_messages(with_intent: Any, make_graph: Any) -> None:
-    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-    from langchain_core.messages import AIMessage
-
+def test_with_a_model_the_response_generator_streams_tokens_on_messages(
+    with_intent: Any, make_graph: Any, scripted: Any
+) -> None:
     from llm import LLM
 
     text = "Standard delivery takes 2 to 4 business days."
-    model = GenericFakeChatModel(messages=iter([AIMessage(text)]))
+    model = scripted(text)
     services = dataclasses.replace(with_intent("delivery_period"), llm=LLM(models=[("primary", model)]))
     graph = make_graph(services)
     config = {"configurable": {"thread_id": str(uuid.uuid4())}}
@@ -317,6 +316,7 @@ def test_with_a_model_the_response_generator_streams_tokens_on_messages(with_int
     tokens = [m for m, _ in chunks if isinstance(m, AIMessageChunk)]
     assert len(tokens) > 1, "the model's reply streams token by token"
     assert "".join(str(m.content) for m in tokens) == text
+    assert model.prompts[0].endswith("CUSTOMER: How long does delivery take?")  # streamed from the one real call
 
 
 # ---------------------------------------------------------------- time travel

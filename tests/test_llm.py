@@ -1,4 +1,8 @@
-"""The language-model path, with scripted fake chat models (no network)."""
+"""The language-model path, with scripted chat models (tests/scripted.py; no network).
+
+Each test asserts on what the model was sent, and the `scripted` fixture fails a test whose models got an
+unexpected call or left a scripted reply unused.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +10,11 @@ import dataclasses
 import uuid
 from typing import Any
 
-from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from graphs.context import Context
 from llm import LLM, CircuitBreaker
-
-
-class ScriptedModel(FakeMessagesListChatModel):
-    """Answers from a fixed list; fails the test on an unexpected extra call."""
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedModel:  # tool calls work when streamed too
-        return self
-
-    calls: int = 0
-
-    def _generate(self, *args: Any, **kwargs: Any) -> Any:
-        if self.calls >= len(self.responses):
-            raise AssertionError("unexpected extra model call")
-        self.calls += 1
-        return super()._generate(*args, **kwargs)
-
-
-class BrokenModel(FakeMessagesListChatModel):
-    def _generate(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConnectionError("provider down")
+from nodes.generate_response import SYSTEM_PROMPT
 
 
 def with_llm(services: Any, *models: tuple[str, Any]) -> Any:
@@ -43,39 +27,63 @@ def ask(graph: Any, text: str) -> dict:
     return graph.get_state(config).values
 
 
-def test_model_answer_is_grounded_and_cites_articles(with_intent: Any, make_graph: Any) -> None:
+def test_the_model_is_sent_the_retrieved_articles_and_its_cited_answer_is_kept(
+    with_intent: Any, make_graph: Any, scripted: Any
+) -> None:
     reply = AIMessage(
-        "Standard delivery takes 2-4 business days [kb-delivery-times].",
+        "Standard delivery takes 2-4 business days [kb-delivery-times-by-region].",
         usage_metadata={"input_tokens": 812, "output_tokens": 19, "total_tokens": 831},
     )
-    model = ScriptedModel(responses=[reply])
-    services = with_llm(with_intent("delivery_period"), ("gpt-4o-mini", model))
-    values = ask(make_graph(services), "How long does delivery take?")
-    assert values["answer"].startswith("Standard delivery takes 2-4 business days")
-    assert "[" in values["answer"] and "]" in values["answer"]
+    model = scripted(reply, name="primary")
+    values = ask(make_graph(with_llm(with_intent("delivery_period"), ("gpt-4o-mini", model))),
+                 "How long does delivery take?")
+    [(system, human)] = model.received  # one call: a system prompt and the grounded context
+    assert isinstance(system, SystemMessage) and system.content == SYSTEM_PROMPT
+    assert isinstance(human, HumanMessage) and human.content.endswith("CUSTOMER: How long does delivery take?")
+    retrieved = values["knowledge"][:5]
+    assert retrieved and "kb-delivery-times-by-region" in [k["id"] for k in retrieved]
+    for item in retrieved:  # every passage retrieve_knowledge found is in the prompt, under its id
+        assert f"ARTICLE [{item['id']}] {item['title']}: {item['text'][:200]}" in human.content
+    assert values["answer"] == reply.content  # cited, supported: the model's answer goes out as written
     assert values["usage"]["llm_calls"] == 1
     assert values["usage"]["prompt_tokens"] == 812 and values["usage"]["completion_tokens"] == 19
     assert values["usage"]["cost_usd"] > 0
-    assert model.calls == 1
 
 
-def test_uncited_model_answer_gets_its_sources_appended(with_intent: Any, make_graph: Any) -> None:
-    model = ScriptedModel(responses=[AIMessage("It usually takes a few days.")])
+def test_the_model_is_sent_the_customers_order_facts(
+    with_intent: Any, make_graph: Any, scripted: Any, services: Any
+) -> None:
+    order = services.shop.query("SELECT status, tracking_number FROM orders WHERE id = 1004")[0]
+    model = scripted(f"Order 1004 is {order['status']}; tracking number {order['tracking_number']}.")
+    values = ask(make_graph(with_llm(with_intent("track_order"), ("m", model))), "Where is my order 1004?")
+    [(_, human)] = model.received
+    lookup = next(line for line in human.content.split("\n\n") if line.startswith("LOOKUP get_order: "))
+    assert "'order_id': 1004" in lookup and f"'status': '{order['status']}'" in lookup
+    assert f"'tracking_number': '{order['tracking_number']}'" in lookup
+    assert "Known facts:\n- order ids: 1004" in human.content  # the pinned order id
+    assert values["answer"].startswith(f"Order 1004 is {order['status']}; tracking number")
+
+
+def test_uncited_model_answer_gets_its_sources_appended(with_intent: Any, make_graph: Any, scripted: Any) -> None:
+    model = scripted("It usually takes a few days.")
     values = ask(make_graph(with_llm(with_intent("delivery_period"), ("m", model))), "How long does delivery take?")
-    assert "Sources: [" in values["answer"]
+    assert values["answer"].startswith("It usually takes a few days.\n\nSources: [")
+    assert values["citations"] and values["answer"].endswith(", ".join(f"[{c}]" for c in values["citations"]))
+    assert all(f"ARTICLE [{c}]" in model.prompts[0] for c in values["citations"])  # it cites what the model saw
 
 
-def test_failing_primary_falls_back_to_secondary(with_intent: Any, make_graph: Any) -> None:
-    secondary = ScriptedModel(responses=[AIMessage("From the secondary model [kb-x].")])
-    services = with_llm(
-        with_intent("delivery_period"), ("primary", BrokenModel(responses=[])), ("secondary", secondary)
-    )
+def test_failing_primary_falls_back_to_secondary(with_intent: Any, make_graph: Any, scripted: Any) -> None:
+    primary = scripted(ConnectionError("provider down"), name="primary")
+    secondary = scripted("From the secondary model [kb-x].", name="secondary")
+    services = with_llm(with_intent("delivery_period"), ("primary", primary), ("secondary", secondary))
     values = ask(make_graph(services), "How long does delivery take?")
     assert values["answer"].startswith("From the secondary model")
+    assert primary.prompts == secondary.prompts  # the secondary got the very prompt the primary failed on
 
 
-def test_all_models_down_uses_the_offline_tier(with_intent: Any, make_graph: Any) -> None:
-    services = with_llm(with_intent("delivery_period"), ("primary", BrokenModel(responses=[])))
+def test_all_models_down_uses_the_offline_tier(with_intent: Any, make_graph: Any, scripted: Any) -> None:
+    model = scripted(ConnectionError("provider down"), name="primary")
+    services = with_llm(with_intent("delivery_period"), ("primary", model))
     values = ask(make_graph(services), "How long does delivery take?")
     assert "llm_fallback_offline" in values["flags"]
     assert values["answer"] and values["citations"]
@@ -95,29 +103,34 @@ def test_circuit_breaker_opens_then_half_opens() -> None:
     assert breaker.state == "closed"
 
 
-def test_open_breaker_skips_the_model_without_calling_it(with_intent: Any, make_graph: Any) -> None:
-    model = ScriptedModel(responses=[])  # any call would fail the test
+def test_open_breaker_skips_the_model_without_calling_it(with_intent: Any, make_graph: Any, scripted: Any) -> None:
+    model = scripted()  # any call fails the test
     services = with_llm(with_intent("delivery_period"), ("primary", model))
     breaker = services.llm.breakers["primary"]
     breaker.failures, breaker.opened_at = 3, breaker.clock()
     values = ask(make_graph(services), "How long does delivery take?")
-    assert "llm_fallback_offline" in values["flags"] and model.calls == 0
+    assert "llm_fallback_offline" in values["flags"] and model.received == []
 
 
-def test_low_confidence_cascade_lets_the_model_pick_among_candidates(with_intent: Any, make_graph: Any) -> None:
+def test_low_confidence_cascade_lets_the_model_pick_among_candidates(
+    with_intent: Any, make_graph: Any, scripted: Any
+) -> None:
     services = with_intent("track_order", 0.3)
     services.classifier.candidates = [("track_order", 0.3), ("delivery_period", 0.25)]
-    model = ScriptedModel(responses=[AIMessage('{"intent": "delivery_period", "confidence": 0.9}')])
+    # The cascade's choice, then the answer to the refined (review-tier) ticket.
+    model = scripted('{"intent": "delivery_period", "confidence": 0.9}', "It takes 2-4 business days.")
     values = ask(make_graph(with_llm(services, ("m", model))), "when does stuff usually get here")
     assert values["intent"] == "delivery_period" and "llm_refined_intent" in values["flags"]
     # Capped at the classifier's 0.25 + 0.3: a model cannot buy autonomy; the answer's grounding can only lower it.
     assert values["intent_confidence"] == 0.55 and values["confidence"] <= 0.55
     assert values["decision"] == "review"
-    assert values["usage"]["llm_calls"] >= 1
+    assert "Allowed intents: track_order, delivery_period, out_of_scope" in model.prompts[0]
+    assert "when does stuff usually get here" in model.prompts[0]
+    assert values["usage"]["llm_calls"] == 2
 
 
-def test_cascade_answer_outside_the_candidates_is_ignored(with_intent: Any, make_graph: Any) -> None:
-    model = ScriptedModel(responses=[AIMessage('{"intent": "launch_rocket", "confidence": 1.0}')])
+def test_cascade_answer_outside_the_candidates_is_ignored(with_intent: Any, make_graph: Any, scripted: Any) -> None:
+    model = scripted('{"intent": "launch_rocket", "confidence": 1.0}')  # the escalated ticket gets no model answer
     services = with_llm(with_intent("track_order", 0.3), ("m", model))
     config = {"configurable": {"thread_id": str(uuid.uuid4())}}
     graph = make_graph(services)
@@ -126,17 +139,19 @@ def test_cascade_answer_outside_the_candidates_is_ignored(with_intent: Any, make
     assert values["intent"] == "track_order" and values["decision"] == "escalate"
 
 
-def test_model_writes_the_rolling_summary(with_intent: Any, make_graph: Any) -> None:
+def test_model_writes_the_rolling_summary(with_intent: Any, make_graph: Any, scripted: Any) -> None:
     services = with_intent("delivery_period")
     window = services.policy.session.window_turns
     answers = [AIMessage(f"Answer {i} [kb-x].") for i in range(window + 1)]
     summary = AIMessage("Customer asked about delivery times for order 1004 several times.")
     # The first `window` turns only answer; the next turn folds the oldest turn into a summary first.
-    model = ScriptedModel(responses=answers[:window] + [summary, answers[window]])
+    model = scripted(*answers[:window], summary, answers[window])
     graph = make_graph(with_llm(services, ("m", model)))
     config = {"configurable": {"thread_id": str(uuid.uuid4())}}
     for i in range(window + 1):
         graph.invoke({"messages": [HumanMessage(f"Question {i} about order 1004 delivery")]}, config, context=Context())
     values = graph.get_state(config).values
     assert values["summary"].startswith("Customer asked about delivery times")
-    assert model.calls == window + 2
+    # The summariser was sent the oldest turn (question and answer), not the newest.
+    [summarise] = [call for call in model.received if str(call[0].content).startswith("Summarise this")]
+    assert [m.content for m in summarise[1:]] == ["Question 0 about order 1004 delivery", "Answer 0 [kb-x]."]

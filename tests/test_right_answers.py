@@ -5,20 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage
 
 from tests.test_graph import resume, run, waiting_on
-from tests.test_llm import ScriptedModel, with_llm
-
-
-class RecordingModel(ScriptedModel):
-    """A scripted model that keeps what each call was sent, so tests assert on the prompt."""
-
-    prompts: list = []
-
-    def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
-        self.prompts = [*self.prompts, list(messages)]
-        return super()._generate(messages, *args, **kwargs)
+from tests.test_llm import with_llm
 
 
 @pytest.fixture
@@ -141,14 +130,14 @@ def test_which_order_offers_only_refundable_candidates(graph: Any) -> None:
 
 
 def test_a_model_answer_with_an_unsupported_claim_is_replaced_by_the_offline_answer(
-    with_intent: Any, make_graph: Any
+    with_intent: Any, make_graph: Any, scripted: Any
 ) -> None:
-    model = RecordingModel(responses=[AIMessage("Order 1006 arrives on 2026-12-25 and costs EUR 99.00.")])
+    model = scripted("Order 1006 arrives on 2026-12-25 and costs EUR 99.00.")
     services = with_llm(with_intent("track_order", 0.95), ("primary", model))
     snap, _ = run(make_graph(services), "Where is my order 1006?")
     assert "unsupported_claim" in snap.values["flags"]
     assert "2026-12-25" not in snap.values["answer"] and "JJD000390010061006" in snap.values["answer"]
-    sent = " ".join(str(m.content) for m in model.prompts[-1])
+    [sent] = model.prompts
     assert "JJD000390010061006" in sent  # the model was given the facts it should have used
 
 
