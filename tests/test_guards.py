@@ -365,7 +365,7 @@ def test_document_windows_are_sentences_and_pairs() -> None:
 
 def guarded(answer: str, **state: Any) -> tuple[str, list[str]]:
     """What guard_output lets out of `answer` (the answer and the message appended), and its flags."""
-    update = guard_output.make(lambda: None)({"answer": answer, **state}, None)
+    update = guard_output.make()({"answer": answer, **state}, None)
     assert [m.content for m in update["messages"]] == [update["answer"]]
     return update["answer"], update.get("flags", [])
 
