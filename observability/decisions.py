@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from storage.sql import transaction
+
 FIELDS = (
     "ts",
     "trace_id",
@@ -261,14 +263,8 @@ class SQLiteDecisionStore:
             rows = [b for b in batch if isinstance(b, list)]
             if rows:
                 try:
-                    with self._lock:
-                        self._conn.execute("BEGIN")
-                        try:
-                            self._conn.executemany(_INSERT, rows)
-                        except BaseException:
-                            self._conn.execute("ROLLBACK")
-                            raise
-                        self._conn.execute("COMMIT")
+                    with self._lock, transaction(self._conn, begin="BEGIN") as conn:
+                        conn.executemany(_INSERT, rows)
                 except Exception:  # noqa: BLE001 - logged loudly; a full disk must not stop the graph
                     log.error("%d decision record(s) not written to %s", len(rows), self.path, exc_info=True)
             for item in batch:
