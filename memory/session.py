@@ -24,6 +24,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from dialogue.slots import EMAIL_RE
+
 __all__ = [
     "CompressResult",
     "Summariser",
@@ -119,7 +121,6 @@ def truncate_to_tokens(text: str, max_tokens: int, *, keep: str = "head") -> str
 
 # --------------------------------------------------------------------------------------------- facts
 
-_EMAIL = re.compile(r"\b([A-Za-z0-9._%+-]+)@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
 _AMOUNT = re.compile(
     r"(?:[$€£]\s?\d[\d,]*(?:\.\d{1,2})?|\b\d[\d,]*(?:\.\d{1,2})?\s?(?:USD|EUR|GBP|dollars?|euros?|pounds?)\b)",
     re.I,
@@ -159,10 +160,10 @@ def extract_facts(text: str) -> dict[str, Any]:
         facts["email"] = _mask_email(local, domain)
     if slots.order_ids:
         facts["order_ids"] = [str(i) for i in slots.order_ids]
-    amounts = [a.strip() for a in _AMOUNT.findall(_EMAIL.sub(" ", text))]
+    amounts = [a.strip() for a in _AMOUNT.findall(EMAIL_RE.sub(" ", text))]
     if amounts:
         facts["amounts"] = list(dict.fromkeys(amounts))
-    no_email = _EMAIL.sub(" ", text)
+    no_email = EMAIL_RE.sub(" ", text)
     prefs: dict[str, str] = {}
     for match in _PREFER_CHANNEL.finditer(no_email):
         channel = match.group(1).lower()
@@ -254,7 +255,7 @@ def _candidates(prev_summary: str, messages: Iterable[BaseMessage]) -> list[_Can
         if isinstance(message, AIMessage) and not _message_text(message).strip():
             continue  # a bare tool call carries no prose
         role = _role(message)
-        text = _EMAIL.sub(lambda m: _mask_email(m.group(1), m.group(2)), _message_text(message))
+        text = EMAIL_RE.sub(lambda m: _mask_email(*m.group().split("@", 1)), _message_text(message))
         for sentence in _sentences(text):
             out.append(_Candidate(len(out), f"{role}: {sentence}", sentence))
     return out

@@ -43,6 +43,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from dialogue.slots import EMAIL_RE
 from tools.registry import (
     Caller,
     Permission,
@@ -153,7 +154,6 @@ class AddressArgs(ToolArgs):
         return value
 
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"\+?[0-9]{7,15}")
 
 
@@ -169,7 +169,7 @@ class AccountArgs(ToolArgs):
         field = info.data.get("field")
         if field == "email":
             value = value.lower()
-            if not _EMAIL.fullmatch(value):
+            if not EMAIL_RE.fullmatch(value):
                 raise PydanticCustomError("email", "not a valid email address")
         elif field == "phone":
             value = re.sub(r"[\s().-]", "", value)
