@@ -24,6 +24,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from dialogue.messages import text_of
 from dialogue.slots import EMAIL_RE
 
 __all__ = [
@@ -75,25 +76,12 @@ def _approx_tokens(text: str) -> int:
     return sum(math.ceil(len(p) / 4) if p[0].isalnum() or p[0] == "_" else 1 for p in _PIECE.findall(text))
 
 
-def _message_text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and isinstance(block.get("text"), str):
-            parts.append(block["text"])
-    return " ".join(parts)
-
-
 def count_tokens(text_or_messages: str | BaseMessage | Sequence[BaseMessage]) -> int:
     """Count tokens of a string, a message or a list of messages (with a small per-message overhead)."""
     if isinstance(text_or_messages, BaseMessage):
         text_or_messages = [text_or_messages]
     if not isinstance(text_or_messages, str):
-        return sum(_MESSAGE_OVERHEAD + count_tokens(_message_text(m)) for m in text_or_messages)
+        return sum(_MESSAGE_OVERHEAD + count_tokens(text_of(m)) for m in text_or_messages)
     encoding = _tiktoken_encoding()
     if encoding is not None:
         return len(encoding.encode(text_or_messages, disallowed_special=()))
@@ -252,10 +240,10 @@ def _candidates(prev_summary: str, messages: Iterable[BaseMessage]) -> list[_Can
     for message in messages:
         if isinstance(message, (ToolMessage, SystemMessage)):
             continue
-        if isinstance(message, AIMessage) and not _message_text(message).strip():
+        if isinstance(message, AIMessage) and not text_of(message).strip():
             continue  # a bare tool call carries no prose
         role = _role(message)
-        text = EMAIL_RE.sub(lambda m: _mask_email(*m.group().split("@", 1)), _message_text(message))
+        text = EMAIL_RE.sub(lambda m: _mask_email(*m.group().split("@", 1)), text_of(message))
         for sentence in _sentences(text):
             out.append(_Candidate(len(out), f"{role}: {sentence}", sentence))
     return out
@@ -333,7 +321,7 @@ def _facts_of(messages: Iterable[BaseMessage]) -> dict[str, Any]:
     for message in messages:
         if isinstance(message, SystemMessage):
             continue
-        facts = extract_facts(_message_text(message))
+        facts = extract_facts(text_of(message))
         if not isinstance(message, HumanMessage):  # only the user states their own email, address, wishes
             facts = {k: v for k, v in facts.items() if k in ("order_ids",)}
         pinned = merge_facts(pinned, facts)
@@ -416,7 +404,7 @@ def build_context(
     header = "Recent turns:"
     remaining -= count_tokens(header) + 2
     for message in reversed(list(window)):
-        text = _message_text(message).strip()
+        text = text_of(message).strip()
         if not text or isinstance(message, SystemMessage):
             continue
         line = f"{_role(message)}: {' '.join(text.split())}"
