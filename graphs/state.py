@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
@@ -47,13 +48,22 @@ def merge_knowledge(left: list[dict] | None, right: list[dict] | None) -> list[d
     return list(out.values())
 
 
+def sum_usage(*usages: Mapping[str, float] | None) -> dict[str, float]:
+    """Token and cost counters added up key by key, rounded to 6 places (the one usage-summing helper: the
+    `usage` reducer, nodes that make several model calls, the decision log)."""
+    out: dict[str, float] = {}
+    for usage in usages:
+        for k, v in (usage or {}).items():
+            out[k] = round(out.get(k, 0) + v, 6)
+    return out
+
+
 def add_usage(left: dict | None, right: dict | None) -> dict:
     """Sum token/cost counters across the nodes of one ticket; a RESET key starts a new ticket."""
     right = dict(right or {})
-    out = {} if right.pop(RESET, None) else dict(left or {})
-    for k, v in right.items():
-        out[k] = round(out.get(k, 0) + v, 6)
-    return out
+    if right.pop(RESET, None):
+        return sum_usage(right)
+    return sum_usage(left, right)
 
 
 def merge_dict(left: dict | None, right: dict | None) -> dict:

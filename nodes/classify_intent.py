@@ -18,7 +18,7 @@ from classifier.policy import decide, interchangeable
 from dialogue.task import interpret, slot_intent
 from graphs.context import Context
 from graphs.services import ServicesProvider
-from graphs.state import RESET, SupportState
+from graphs.state import RESET, SupportState, sum_usage
 from nodes.common import visited
 
 NAME = "classify_intent"
@@ -97,7 +97,5 @@ class _ChatAdapter:
         reply = self.llm.generate(messages, task="classify")  # the cheap tier (error-policies.yaml routes)
         if reply is None:
             raise RuntimeError("no language model answered")
-        usage = self.update.setdefault("usage", {})
-        for k, v in reply.usage.items():
-            usage[k] = usage.get(k, 0) + v
+        self.update["usage"] = sum_usage(self.update.get("usage"), reply.usage)
         return AIMessage(content=reply.text)

@@ -352,12 +352,14 @@ class Instrumentation:
         store = getattr(svc, "decisions", None)
         if store is None or not call.trace_id:
             return
+        from graphs.state import sum_usage
         from nodes.common import thread_id
         from observability.decisions import DecisionRecord
 
         user, tenant = _identity(call.runtime)
         details = {**fields.pop("details", {}), **notes}
         models = sorted({c["model"] for c in calls})
+        spent = sum_usage(*({k: v for k, v in c.items() if k != "model"} for c in calls))
         rec = DecisionRecord(
             trace_id=call.trace_id,
             node=self.name,
@@ -365,9 +367,9 @@ class Instrumentation:
             tenant_id=tenant,
             user_id=user,
             latency_ms=round(elapsed * 1000, 3),
-            prompt_tokens=int(sum(c.get("prompt_tokens", 0) for c in calls)),
-            completion_tokens=int(sum(c.get("completion_tokens", 0) for c in calls)),
-            cost_usd=round(sum(c.get("cost_usd", 0.0) for c in calls), 6),
+            prompt_tokens=int(spent.get("prompt_tokens", 0)),
+            completion_tokens=int(spent.get("completion_tokens", 0)),
+            cost_usd=float(spent.get("cost_usd", 0.0)),
             model=",".join(models) or None,
             details=details,
             **{k: v for k, v in fields.items() if k in DECISION_FIELDS},
