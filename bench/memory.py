@@ -34,12 +34,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memory.knowledge import ChromaMemory, Embedder, ResolvedCase, load_articles
+from memory.embedder import CachedEmbedder, Embedder
+from memory.knowledge import ChromaMemory, ResolvedCase, load_articles
 from memory.session import TOKEN_COUNTER, build_context, compress, count_tokens
 
 REPO = Path(__file__).resolve().parent.parent
@@ -213,7 +215,7 @@ class _LookupEmbedder:
         self.row = {text: i for i, text in enumerate(texts)}
         self.seconds = 0.0
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         started = time.perf_counter()
         out = self.vectors[[self.row[t] for t in texts]]
         self.seconds += time.perf_counter() - started
@@ -221,11 +223,7 @@ class _LookupEmbedder:
 
 
 def _embed_batched(embedder: Embedder, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    try:
-        vectors = embedder.embed(texts, batch_size=batch_size)  # type: ignore[call-arg]
-    except TypeError:  # an embedder without a batch_size parameter
-        vectors = embedder.embed(texts)
-    return np.asarray(vectors, dtype=np.float32)
+    return np.asarray(embedder.embed(texts, batch_size=batch_size), dtype=np.float32)
 
 
 def bench_embed(embedder: Embedder, *, n: int = 512, runs: int = 3, seed: int = 11) -> dict[str, Any]:
@@ -398,22 +396,6 @@ def bench_chroma(
 # ---------------------------------------------------------------------------------------- retrieval
 
 
-class _CachedEmbedder:
-    """Serves precomputed vectors for known texts (one batched embed), delegating the rest."""
-
-    def __init__(self, inner: Embedder, texts: list[str]) -> None:
-        self.inner = inner
-        self.dim = inner.dim
-        unique = list(dict.fromkeys(texts))
-        self.cache = dict(zip(unique, np.asarray(inner.embed(unique), dtype=np.float32), strict=True))
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in texts if t not in self.cache]
-        if missing:
-            self.cache.update(zip(missing, np.asarray(self.inner.embed(missing), dtype=np.float32), strict=True))
-        return np.stack([self.cache[t] for t in texts])
-
-
 def held_out_questions(data_dir: Path) -> list[tuple[str, str]]:
     """(instruction, intent) of the Bitext rows held out by sha1(instruction) % 5 == 0."""
     with (data_dir / BITEXT_CSV).open(encoding="utf-8", newline="") as handle:
@@ -440,7 +422,8 @@ def bench_retrieval(
     scored = [(q, i) for q, i in questions if i in covered]
     if limit is not None:
         scored = scored[:limit]
-    cached = _CachedEmbedder(embedder, [q for q, _ in scored])
+    cached = CachedEmbedder(embedder)  # the questions in one batch up front; the articles pass through it too
+    cached.embed(list(dict.fromkeys(q for q, _ in scored)))
     memory = ChromaMemory.ephemeral(cached)
     memory.upsert_articles(articles)
     results: dict[str, dict[str, float]] = {}

@@ -28,9 +28,9 @@ from threadpoolctl import ThreadpoolController
 
 from classifier.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from classifier.config import ClassifierConfig
-from classifier.embedding_cache import Embedder
 from classifier.features import build_tfidf, knn_probabilities, top_k_similarities
 from classifier.oos import OOSDetector, oos_features
+from memory.embedder import Embedder
 
 FORMAT_VERSION = 1
 COMPONENTS = ("embedding", "tfidf", "knn")

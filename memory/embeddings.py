@@ -20,7 +20,6 @@ import json
 import os
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +33,8 @@ from chromadb.utils.embedding_functions import register_embedding_function
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
+
+from memory.embedder import CachedEmbedder
 
 __all__ = [
     "DIM",
@@ -290,8 +291,7 @@ class MiniLMEmbedder:
         self._wide: ort.InferenceSession | None = None
         # Recent single-text embeddings: one ticket embeds the same text for classification, the knowledge search
         # and the case search; the model is deterministic, so the second and third are served from here.
-        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._recent_lock = threading.Lock()
+        self._recent = CachedEmbedder(_Encoder(self), max_texts=RECENT_QUERIES)
         self.rebuilt = False
         weights_hash = _sha256(src / "model.safetensors")
         self.weights_hash = weights_hash
@@ -331,22 +331,10 @@ class MiniLMEmbedder:
         """
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of strings; use embed_one() for a single text")
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, DIM), dtype=np.float32)
         if len(texts) == 1:
-            with self._recent_lock:
-                hit = self._recent.get(texts[0])
-                if hit is not None:
-                    self._recent.move_to_end(texts[0])
-                    out[0] = hit
-                    return out
-            vector = self._embed(texts, batch_size)
-            with self._recent_lock:
-                self._recent[texts[0]] = vector[0].copy()
-                while len(self._recent) > RECENT_QUERIES:
-                    self._recent.popitem(last=False)
-            return vector
+            return self._recent.embed(texts, batch_size)
         return self._embed(texts, batch_size)
 
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -403,6 +391,16 @@ class MiniLMEmbedder:
     def embed_one(self, text: str) -> np.ndarray:
         """Embed one text; returns a float32 vector of shape ``(384,)``."""
         return self.embed([text])[0]
+
+
+class _Encoder:
+    """The encoder of a MiniLMEmbedder without its cache of recent queries (what that cache wraps)."""
+
+    def __init__(self, owner: MiniLMEmbedder) -> None:
+        self._owner = owner
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self._owner._embed(texts, batch_size)
 
 
 _EMBEDDERS: dict[Path, MiniLMEmbedder] = {}

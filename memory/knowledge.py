@@ -35,10 +35,11 @@ import numpy as np
 import yaml
 from chromadb.errors import NotFoundError
 
+from memory.embedder import Embedder
+
 __all__ = [
     "Article",
     "ChromaMemory",
-    "Embedder",
     "HashingEmbedder",
     "Hit",
     "LongTermMemory",
@@ -53,15 +54,6 @@ SHARED_USER = "*"
 _DAY = 86400.0
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.S)
 _HEADING = re.compile(r"^#{1,6}\s+\S")
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Anything that turns texts into L2-normalised float32 vectors of width `dim`."""
-
-    dim: int
-
-    def embed(self, texts: list[str]) -> np.ndarray: ...
 
 
 @dataclass
