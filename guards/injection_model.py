@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from classifier.features import ngram_tfidf
 from memory.embedder import CachedEmbedder, Embedder
 
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "guard.yaml"
@@ -350,7 +351,6 @@ def _vectors_of(vectors: CachedEmbedder | None, texts: Sequence[str]) -> np.ndar
 
 def _fit_once(config: GuardConfig, rows: Sequence[Row], vectors: CachedEmbedder | None) -> GuardModel:
     """Fit vectorisers and classifier on ``rows`` (plus the windows of their benign texts, as benign)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     wc, f = config.windows, config.features
@@ -372,8 +372,8 @@ def _fit_once(config: GuardConfig, rows: Sequence[Row], vectors: CachedEmbedder 
     w[y == 1] *= neg / pos  # the classes weigh the same in total
     norm = [_normalise(t) for t in texts]
     min_df = f.min_df if len(texts) >= 20 * f.min_df else 1
-    char = TfidfVectorizer(analyzer="char_wb", ngram_range=f.char_ngrams, sublinear_tf=True, min_df=min_df)
-    word = TfidfVectorizer(analyzer="word", ngram_range=f.word_ngrams, sublinear_tf=True)
+    char = ngram_tfidf("char_wb", f.char_ngrams, min_df=min_df)
+    word = ngram_tfidf("word", f.word_ngrams)
     char.fit(norm)
     word.fit(norm)
     model = GuardModel(config=config, char=char, word=word, coef=np.zeros(0), intercept=0.0,
@@ -390,11 +390,9 @@ def _near_duplicate_groups(texts: Sequence[str], vectors: np.ndarray | None) -> 
     so that a prompt, its paraphrases and its translations land in the same fold."""
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
     n = len(texts)
-    x = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit_transform(
-        [_normalise(t) for t in texts])
+    x = ngram_tfidf("char_wb", (3, 5)).fit_transform([_normalise(t) for t in texts])
     rows, cols = [], []
     for lo in range(0, n, 1024):
         block = (x[lo : lo + 1024] @ x.T).toarray() > 0.5

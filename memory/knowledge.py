@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 from chromadb.errors import NotFoundError
 
+from classifier.features import ngram_tfidf
 from memory.embedder import Embedder
 
 __all__ = [
@@ -756,8 +757,6 @@ class ChromaMemory:
 
     def _lexical_index(self, tenant_id: str) -> tuple[Any, Any, dict[str, int]] | None:
         """TF-IDF (char n-grams) over the tenant's knowledge-base chunks, rebuilt when the chunk count changes."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         coll = self.collection(_KB, tenant_id)
         if coll is None:
             return None
@@ -771,7 +770,7 @@ class ChromaMemory:
         texts = [f"{(m or {}).get('title', '')}\n{d or ''}" for d, m in pairs]
         if not texts:
             return None
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+        vectorizer = ngram_tfidf("char_wb", (2, 5))
         matrix = vectorizer.fit_transform(texts)
         rows = {rid: n for n, rid in enumerate(got["ids"])}
         with self._lock:
