@@ -12,13 +12,14 @@ asked for an order number), a clearly new, confident intent starts a new task, "
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from classifier.cascade import refine_with_llm
 from classifier.policy import decide, interchangeable
 from dialogue.task import interpret, slot_intent
 from graphs.context import Context
 from graphs.services import ServicesProvider
-from graphs.state import RESET, SupportState, sum_usage
+from graphs.state import SupportState, sum_usage
 from nodes.common import visited
 
 NAME = "classify_intent"
@@ -73,7 +74,7 @@ def make(services: ServicesProvider):
             decision=decision,
         )
         if turn.kind == "new":
-            update["task"] = {RESET: 1, **turn.task}
+            update["task"] = Overwrite(dict(turn.task))
         else:
             update["task"] = turn.task
             update["entities"] = turn.entities

@@ -70,7 +70,7 @@ def make(services: ServicesProvider):
 
         ctx = context_of(runtime)
         who = {"reviewer": ctx.approver_id, "via": reply.dialect}
-        update["hitl"] = hitl.CLEARED
+        update["hitl"] = hitl.cleared()
         if reply.kind == "respond":
             update.update(
                 answer=reply.text,

@@ -31,12 +31,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from langgraph.types import Command, interrupt
+from langgraph.types import Command, Overwrite, interrupt
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from auth.identity import STAFF
 from graphs.context import context_of
-from graphs.state import RESET
 
 Kind = Literal["approve", "edit", "respond", "reject"]
 KINDS: tuple[Kind, ...] = ("approve", "edit", "respond", "reject")
@@ -123,8 +122,8 @@ def ask_again(node: str, state: Mapping[str, Any], error: ReplyError | str, upda
     """Refuse a reply: run `node` again (a fresh interrupt) with the reason; nothing else changes."""
     last = state.get("hitl") or {}
     attempts = int(last.get("attempts", 0)) + 1 if last.get("node") == node else 1
-    record = {RESET: 1, "node": node, "error": str(error), "attempts": attempts}
-    return Command(goto=node, update={**update, "hitl": record})
+    record = {"node": node, "error": str(error), "attempts": attempts}
+    return Command(goto=node, update={**update, "hitl": Overwrite(record)})
 
 
 def await_reply(
@@ -146,8 +145,9 @@ def await_reply(
         return ask_again(node, state, exc, update)
 
 
-CLEARED = {RESET: 1}
-"""The `hitl` update of a node that took a reply: no refusal outstanding."""
+def cleared() -> Overwrite:
+    """The `hitl` update of a node that took a reply: no refusal outstanding."""
+    return Overwrite({})
 
 
 # ---------------------------------------------------------------- reply

@@ -92,7 +92,7 @@ def make(services: ServicesProvider):
             return reply
         approver = context_of(runtime).approver_id  # who answered, from their own credentials (or the CLI's --as)
 
-        update["hitl"] = hitl.CLEARED
+        update["hitl"] = hitl.cleared()
         who = {"by": "human", "approver": approver, "via": reply.dialect}
         if reply.kind == "approve":
             update["approval"] = {"type": "accept", **who}

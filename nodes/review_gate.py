@@ -110,7 +110,7 @@ def make(services: ServicesProvider):
         ctx = context_of(runtime)
         text = reply.text
         who = {"reviewer": ctx.approver_id, "via": reply.dialect}
-        update["hitl"] = hitl.CLEARED
+        update["hitl"] = hitl.cleared()
         if reply.kind == "reject":
             review = {"type": "ignore", "draft": draft, **who, **({"note": text} if text else {})}
             update.update(answer=None, status="escalated", review=review)

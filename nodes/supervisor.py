@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
-from langgraph.types import Command, RetryPolicy, Send
+from langgraph.types import Command, Overwrite, RetryPolicy, Send
 
 from graphs.context import Context
 from graphs.services import ServicesProvider
-from graphs.state import RESET, SupportState
+from graphs.state import SupportState, written
 from nodes.common import visited
 
 NAME = "supervisor"
@@ -59,7 +59,7 @@ def make(services: ServicesProvider):
         started = update.get("ticket_started_at", state.get("ticket_started_at", now))
         failures = {} if hops == 1 else dict(state.get("failures") or {})
         if hops == 1:
-            update["failures"] = {RESET: 1}
+            update["failures"] = Overwrite({})
 
         reason = exhausted(hops, now - started, failures, limits)
         if reason:
@@ -93,7 +93,7 @@ def make(services: ServicesProvider):
             return Command(goto="generate_response", update=update)
         if pending[:2] == list(PARALLEL) or pending[:2] == list(reversed(PARALLEL)):
             update["pending_specialists"] = pending[2:]
-            return Command(goto=[Send(p, {**state, **update}) for p in pending[:2]], update=update)
+            return Command(goto=[Send(p, {**state, **written(update)}) for p in pending[:2]], update=update)
         nxt = pending[0]
         if nxt not in ("retrieve_knowledge", "analyze_technical", "plan_action", "escalate"):
             raise ValueError(f"unknown specialist {nxt!r} in workflow for {intent!r}")
