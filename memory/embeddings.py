@@ -28,8 +28,6 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
-from chromadb.utils.embedding_functions import register_embedding_function
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
@@ -38,7 +36,6 @@ from memory.embedder import CachedEmbedder
 
 __all__ = [
     "DIM",
-    "MiniLMChromaEmbedding",
     "MiniLMEmbedder",
     "build_onnx_model",
     "default_cache_dir",
@@ -417,60 +414,3 @@ def get_embedder(cache_dir: Path | None = None) -> MiniLMEmbedder:
             _EMBEDDERS[key] = embedder
         return embedder
 
-
-@register_embedding_function
-class MiniLMChromaEmbedding(EmbeddingFunction[Documents]):
-    """Chroma embedding function backed by :class:`MiniLMEmbedder` (registered as ``switchboard-minilm``).
-
-    The model loads on first call, so Chroma can rebuild this from a persisted collection config cheaply.
-    """
-
-    def __init__(self, cache_dir: str | Path | None = None, batch_size: int = 64) -> None:
-        """``cache_dir`` is where the ONNX file lives (default: ``$SWITCHBOARD_DATA_DIR/models``)."""
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.batch_size = batch_size
-
-    def __call__(self, input: Documents) -> Embeddings:
-        """Embed documents (or queries) as a list of float32 vectors."""
-        vectors = get_embedder(self.cache_dir).embed(list(input), batch_size=self.batch_size)
-        return list(vectors)
-
-    @staticmethod
-    def name() -> str:
-        """Name under which Chroma persists and rebuilds this function."""
-        return "switchboard-minilm"
-
-    def default_space(self) -> Space:
-        """Vectors are unit length, so cosine is the natural distance."""
-        return "cosine"
-
-    def supported_spaces(self) -> list[Space]:
-        """All of Chroma's spaces work with unit-length vectors."""
-        return ["cosine", "l2", "ip"]
-
-    def get_config(self) -> dict[str, Any]:
-        """Serializable config (stored in the collection's configuration)."""
-        return {
-            "cache_dir": str(self.cache_dir) if self.cache_dir is not None else None,
-            "batch_size": self.batch_size,
-        }
-
-    @staticmethod
-    def build_from_config(config: dict[str, Any]) -> MiniLMChromaEmbedding:
-        """Rebuild from :meth:`get_config` output (does not load the model)."""
-        return MiniLMChromaEmbedding(cache_dir=config.get("cache_dir"), batch_size=int(config.get("batch_size", 64)))
-
-    @staticmethod
-    def validate_config(config: dict[str, Any]) -> None:
-        """Reject configs with unknown keys or a bad batch size."""
-        unknown = set(config) - {"cache_dir", "batch_size"}
-        if unknown:
-            raise ValueError(f"unknown switchboard-minilm config keys: {sorted(unknown)}")
-        if int(config.get("batch_size", 64)) < 1:
-            raise ValueError("batch_size must be >= 1")
-
-    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
-        """The model is fixed; only the batch size may change."""
-        self.validate_config(new_config)
-        if "cache_dir" in new_config and new_config["cache_dir"] != old_config.get("cache_dir"):
-            raise ValueError("cache_dir of switchboard-minilm cannot be changed on an existing collection")

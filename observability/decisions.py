@@ -25,7 +25,6 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -384,11 +383,3 @@ def open_decision_store(target: Any) -> DecisionStore:
         _open[key] = store
         return store
 
-
-def as_rows(records: Iterable[DecisionRecord]) -> list[dict[str, Any]]:
-    return [r.as_dict() for r in records]
-
-
-def summary_line(rec: DecisionRecord, columns: Sequence[str] = ("node", "action", "outcome")) -> str:
-    parts = [str(getattr(rec, c) or "") for c in columns]
-    return " · ".join(p for p in parts if p)
