@@ -140,3 +140,11 @@ def test_model_writes_the_rolling_summary(with_intent: Any, make_graph: Any) -> 
     values = graph.get_state(config).values
     assert values["summary"].startswith("Customer asked about delivery times")
     assert model.calls == window + 2
+
+
+def test_a_reply_in_content_blocks_gives_its_text_not_the_block_list() -> None:
+    blocks = [{"type": "text", "text": "Your order 1004 shipped."}, {"type": "text", "text": "It arrives Friday."}]
+    model = ScriptedModel(responses=[AIMessage(content=blocks)])
+    reply = LLM(models=[("primary", model)]).generate([HumanMessage("Where is order 1004?")])
+    assert reply is not None and model.calls == 1
+    assert reply.text == "Your order 1004 shipped.\nIt arrives Friday."
