@@ -310,13 +310,10 @@ class IntentClassifier:
     @classmethod
     def load(cls, directory: Path, embedder: Embedder) -> IntentClassifier:
         """Load a model written by `save` (only load directories you wrote: joblib unpickles)."""
+        from storage.files import read_manifest
+
         directory = Path(directory)
-        manifest_path = directory / "manifest.json"
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"no intent classifier at {directory} (manifest.json missing)")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory}: unsupported classifier format {manifest.get('format_version')!r}")
+        manifest = read_manifest(directory, FORMAT_VERSION, "intent classifier")
         parts = joblib.load(directory / "model.joblib")
         with np.load(directory / "knn.npz") as data:
             arrays = {k: data[k] for k in data.files}

@@ -303,13 +303,10 @@ class GuardModel:
         """Load a model written by :meth:`save` (only load directories you wrote: joblib unpickles)."""
         import joblib
 
+        from storage.files import read_manifest
+
         directory = Path(directory)
-        manifest_path = directory / "manifest.json"
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"no guard model at {directory} (manifest.json missing)")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory}: unsupported guard model format {manifest.get('format_version')!r}")
+        manifest = read_manifest(directory, FORMAT_VERSION, "guard model")
         parts = joblib.load(directory / "model.joblib")
         return cls(config=GuardConfig.model_validate(manifest["config"]), char=parts["char"], word=parts["word"],
                    coef=np.asarray(parts["coef"]), intercept=float(parts["intercept"]),
