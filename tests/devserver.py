@@ -32,8 +32,6 @@ def langgraph_cli() -> Path:
 @contextmanager
 def dev_server(data: Path, model_cache: Path, logs: Path, *, drop_env: Iterable[str] = ()) -> Iterator[str]:
     """Serve this project from `data` (logs outside the watched folder); yields the base URL once /ok answers."""
-    import httpx
-
     cli = langgraph_cli()
     port = free_port()
     env = {
@@ -47,28 +45,47 @@ def dev_server(data: Path, model_cache: Path, logs: Path, *, drop_env: Iterable[
     }
     for var in ("OPENAI_API_KEY", *drop_env):
         env.pop(var, None)
+    argv = [str(cli), "dev", "--port", str(port), "--host", "127.0.0.1", "--no-browser", "--no-reload"]
+    try:
+        with serving(argv, port, "/ok", logs, what="langgraph dev", timeout_s=120, poll_s=0.5, env=env) as url:
+            yield url
+    finally:
+        text = logs.read_text()
+        assert "BlockingError" not in text, text[-3000:]
+
+
+@contextmanager
+def serving(
+    argv: list[str],
+    port: int,
+    health: str,
+    logs: Path,
+    *,
+    what: str,
+    timeout_s: float,
+    poll_s: float,
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """Run server `argv` (output to `logs`) on 127.0.0.1:`port`; yields its URL once GET `health` answers 200,
+    and stops it afterwards. Fails the test (with the log's tail) if it exits or does not answer in time."""
+    import httpx
+
     with logs.open("w") as log:
-        proc = subprocess.Popen(
-            [str(cli), "dev", "--port", str(port), "--host", "127.0.0.1", "--no-browser", "--no-reload"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{logs.read_text()[-3000:]}")
+                pytest.fail(f"{what} exited with {proc.returncode}:\n{logs.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                if httpx.get(f"{url}{health}", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev did not answer on {url}:\n{logs.read_text()[-3000:]}")
-            time.sleep(0.5)  # polling a subprocess's readiness, not waiting on our own state
+                pytest.fail(f"{what} did not answer on {url}:\n{logs.read_text()[-3000:]}")
+            time.sleep(poll_s)  # polling a subprocess's readiness, not waiting on our own state
         yield url
     finally:
         proc.terminate()
@@ -76,5 +93,3 @@ def dev_server(data: Path, model_cache: Path, logs: Path, *, drop_env: Iterable[
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-        text = logs.read_text()
-        assert "BlockingError" not in text, text[-3000:]
