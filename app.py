@@ -591,6 +591,16 @@ def delegate(module: str, func: str, argv: list[str]) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def decision_arguments(s: argparse.ArgumentParser) -> None:
+    """The human's decision on a waiting thread (`resume`, `inbox resolve`): one of approve, reject, edit, respond."""
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--approve", action="store_true")
+    g.add_argument("--reject", action="store_true")
+    g.add_argument("--edit", metavar="JSON", help='approval: new tool arguments; review: {"draft": "..."}')
+    g.add_argument("--respond", metavar="TEXT", help="escalation: the human's reply to the customer")
+    s.add_argument("--reason", help="with --reject: why (told to the customer)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py", description="Switchboard: multi-agent customer support on LangGraph.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -613,12 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         "interrupted or crashed run from its last checkpoint.",
     )
     s.add_argument("thread")
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--approve", action="store_true")
-    g.add_argument("--reject", action="store_true")
-    g.add_argument("--edit", metavar="JSON", help='approval: new tool arguments; review: {"draft": "..."}')
-    g.add_argument("--respond", metavar="TEXT", help="escalation: the human's reply to the customer")
-    s.add_argument("--reason", help="with --reject: why (told to the customer)")
+    decision_arguments(s)
     identity(s)
     s.add_argument("--as", dest="approver", default="operator", help="who answers, recorded as approver_id")
     s.add_argument("--json", action="store_true")

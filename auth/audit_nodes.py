@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from langgraph.errors import GraphInterrupt
-from langgraph.types import Command
 
 from auth.audit import AuditEvent, EventKind, event_id, record
+from graphs.state import written
 
 AUDITED = ("request_approval", "review_gate", "escalate")
 
@@ -45,8 +45,8 @@ def audited(name: str, fn: Callable[..., Any], services: Callable[[], Any]) -> C
                 _record(services, name, state, runtime, "escalation", "handoff_to_human", "requested",
                         phase="requested", detail={"reason": _reason(state)})  # fmt: skip
             raise
-        update = out.update if isinstance(out, Command) else out
-        if isinstance(update, Mapping):
+        update = written(out)  # a Command's update, Overwrite values unwrapped
+        if update:
             _decided(services, name, state, runtime, update)
         return out
 

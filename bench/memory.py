@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from memory.knowledge import ChromaMemory, Embedder, ResolvedCase, load_articles
+from memory.embedder import CachedEmbedder, Embedder
+from memory.knowledge import ChromaMemory, ResolvedCase, load_articles
 from memory.session import TOKEN_COUNTER, build_context, compress, count_tokens
 
 REPO = Path(__file__).resolve().parent.parent
@@ -396,22 +397,6 @@ def bench_chroma(
 # ---------------------------------------------------------------------------------------- retrieval
 
 
-class _CachedEmbedder:
-    """Serves precomputed vectors for known texts (one batched embed), delegating the rest."""
-
-    def __init__(self, inner: Embedder, texts: list[str]) -> None:
-        self.inner = inner
-        self.dim = inner.dim
-        unique = list(dict.fromkeys(texts))
-        self.cache = dict(zip(unique, np.asarray(inner.embed(unique), dtype=np.float32), strict=True))
-
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        missing = [t for t in texts if t not in self.cache]
-        if missing:
-            self.cache.update(zip(missing, np.asarray(self.inner.embed(missing), dtype=np.float32), strict=True))
-        return np.stack([self.cache[t] for t in texts])
-
-
 def held_out_questions(data_dir: Path) -> list[tuple[str, str]]:
     """(instruction, intent) of the Bitext rows held out by sha1(instruction) % 5 == 0."""
     with (data_dir / BITEXT_CSV).open(encoding="utf-8", newline="") as handle:
@@ -438,7 +423,8 @@ def bench_retrieval(
     scored = [(q, i) for q, i in questions if i in covered]
     if limit is not None:
         scored = scored[:limit]
-    cached = _CachedEmbedder(embedder, [q for q, _ in scored])
+    cached = CachedEmbedder(embedder)  # the questions in one batch up front; the articles pass through it too
+    cached.embed(list(dict.fromkeys(q for q, _ in scored)))
     memory = ChromaMemory.ephemeral(cached)
     memory.upsert_articles(articles)
     results: dict[str, dict[str, float]] = {}

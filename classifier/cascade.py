@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from classifier.model import Prediction
+from dialogue.messages import text_of
 
 SYSTEM_PROMPT = (
     "You route customer-support messages. Choose the single intent from the allowed list that best matches "
@@ -19,11 +20,7 @@ USER_PROMPT = "Allowed intents: {choices}\n\nCustomer message:\n<<<\n{text}\n>>>
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
-def _parse(content: Any) -> dict[str, Any] | None:
-    if isinstance(content, list):  # content blocks
-        content = "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
-    if not isinstance(content, str):
-        return None
+def _parse(content: str) -> dict[str, Any] | None:
     match = _JSON_OBJECT.search(content)
     if match is None:
         return None
@@ -56,7 +53,7 @@ def refine_with_llm(text: str, prediction: Prediction, chat_model: ChatModel, to
         reply = chat_model.invoke(messages)
     except Exception:  # noqa: BLE001 - any model failure leaves the classifier's decision in place
         return None
-    data = _parse(reply.content)
+    data = _parse(text_of(reply))
     if data is None or not isinstance(data.get("intent"), str):
         return None
     intent = data["intent"].strip()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from classifier.config import ClassifierConfig
 from classifier.data import DataFileError, read_labelled_file
-from classifier.embedding_cache import Embedder
 from classifier.model import IntentClassifier
 from config.settings import Settings
+from memory.embedder import Embedder
 
 OOS_LABEL = "out_of_scope"
 # The shop has no separate validation file: hold out 20 % (stratified) for the choices, then refit on all.

@@ -1,21 +1,53 @@
-"""Lexical features (TF-IDF over word and character n-grams) and kNN helpers over sentence embeddings."""
+"""Lexical features (TF-IDF over word and character n-grams) and kNN helpers over sentence embeddings.
+
+`ngram_tfidf` is the one TF-IDF feature builder: the intent classifier (`build_tfidf`), the injection screen's
+model and its near-duplicate folds, the knowledge base's lexical score and the injection eval's overlap check all
+take their vectoriser from it. scikit-learn is imported when a vectoriser is built, not with this module.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
 
 from classifier.config import ClassifierConfig
 
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+EVERY_WORD = r"(?u)\b\w+\b"
+"""Word tokens of one letter too (scikit-learn's default pattern drops them)."""
+
+
+def ngram_tfidf(
+    analyzer: Literal["word", "char_wb"],
+    ngrams: tuple[int, int],
+    *,
+    min_df: int = 1,
+    token_pattern: str | None = None,
+) -> TfidfVectorizer:
+    """An unfitted TF-IDF vectoriser: lowercased word or char_wb (within-word) n-grams, sublinear tf, rows
+    L2-normalised. `token_pattern` (word n-grams only) defaults to scikit-learn's words of two letters or more."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if analyzer not in ("word", "char_wb"):
+        raise ValueError(f"unknown analyzer {analyzer!r}: use 'word' or 'char_wb'")
+    if token_pattern is not None and analyzer != "word":
+        raise ValueError("token_pattern applies to word n-grams only")
+    extra = {"token_pattern": token_pattern} if token_pattern is not None else {}
+    return TfidfVectorizer(analyzer=analyzer, ngram_range=ngrams, sublinear_tf=True, lowercase=True, min_df=min_df,
+                           **extra)
+
 
 def build_tfidf(config: ClassifierConfig) -> FeatureUnion:
-    """Word (1-2) and char_wb (2-5) TF-IDF with sublinear tf, each block L2-normalised."""
+    """The classifier's lexical block: word and char_wb TF-IDF (`config`'s n-gram ranges), each L2-normalised."""
+    from sklearn.pipeline import FeatureUnion
+
     return FeatureUnion([
-        ("word", TfidfVectorizer(ngram_range=config.word_ngrams, sublinear_tf=True, lowercase=True,
-                                 token_pattern=r"(?u)\b\w+\b")),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=config.char_ngrams, sublinear_tf=True,
-                                 lowercase=True, min_df=config.char_min_df)),
+        ("word", ngram_tfidf("word", config.word_ngrams, token_pattern=EVERY_WORD)),
+        ("char", ngram_tfidf("char_wb", config.char_ngrams, min_df=config.char_min_df)),
     ])
 
 

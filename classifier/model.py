@@ -28,9 +28,9 @@ from threadpoolctl import ThreadpoolController
 
 from classifier.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from classifier.config import ClassifierConfig
-from classifier.embedding_cache import Embedder
 from classifier.features import build_tfidf, knn_probabilities, top_k_similarities
 from classifier.oos import OOSDetector, oos_features
+from memory.embedder import Embedder
 
 FORMAT_VERSION = 1
 COMPONENTS = ("embedding", "tfidf", "knn")
@@ -324,18 +324,15 @@ class IntentClassifier:
         The one loader of a trained model: when the directory holds encoder.json (a model trained on a fine-tuned
         encoder) the classifier embeds with that encoder, not with `embedder`.
         """
+        from storage.files import read_manifest
+
         directory = Path(directory)
-        manifest_path = directory / "manifest.json"
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"no intent classifier at {directory} (manifest.json missing)")
+        manifest = read_manifest(directory, FORMAT_VERSION, "intent classifier")
         encoder = encoder_dir(directory)
         if encoder is not None:
             from memory.embeddings import MiniLMEmbedder
 
             embedder = MiniLMEmbedder(model_dir=encoder)
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory}: unsupported classifier format {manifest.get('format_version')!r}")
         parts = joblib.load(directory / "model.joblib")
         with np.load(directory / "knn.npz") as data:
             arrays = {k: data[k] for k in data.files}

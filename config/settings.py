@@ -249,7 +249,7 @@ class Settings(BaseModel):
 
     @property
     def embedding_cache_dir(self) -> Path:
-        """Cached embeddings of whole data sets (classifier.embedding_cache, the evals)."""
+        """Cached embeddings of whole data sets (memory.embedder.CachedEmbedder, the evals)."""
         return self.data_dir / "cache"
 
     @model_validator(mode="after")

@@ -7,7 +7,8 @@ never raises on a string. Spans are claimed in a fixed order so one piece of tex
 
 so "1004 euros" is an amount (never an order id), digits in an e-mail, a postcode or a phone number are never an
 order id, and an e-mail is never part of an address. The public regexes (`EMAIL_RE`, `ORDER_ID_RE`, `MONEY_RE`,
-`PHONE_CANDIDATE_RE`, `POSTCODE_RE`) are the shared set other modules may import.
+`PHONE_CANDIDATE_RE`, `POSTCODE_RE`) are the one shared set: PII redaction, the output guard, the account tool, session
+memory and lessons import them rather than keep their own.
 """
 
 from __future__ import annotations

@@ -45,8 +45,6 @@ def dev_server(
     timeout_s: float = 120.0,
 ) -> Iterator[str]:
     """Serve this project from `data`; yields the base URL once /ok answers. `env` adds variables for the server."""
-    import httpx
-
     cli = langgraph_cli()
     port = free_port()
     child = {
@@ -61,28 +59,42 @@ def dev_server(
     }
     for var in ("OPENAI_API_KEY", *drop_env):
         child.pop(var, None)
+    argv = [str(cli), "dev", "--port", str(port), "--host", "127.0.0.1", "--no-browser", "--no-reload"]
+    try:
+        with serving(argv, port, "/ok", logs, what="langgraph dev", timeout_s=timeout_s, poll_s=0.5, env=child) as url:
+            yield url
+    finally:
+        text = logs.read_text() if logs.exists() else ""
+        if "BlockingError" in text:
+            raise DevServerFailed(f"blocking I/O inside an async node:\n{text[-3000:]}")
+
+
+@contextmanager
+def serving(
+    argv: list[str], port: int, health: str, logs: Path, *, what: str, timeout_s: float, poll_s: float,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """Run server `argv` (output to `logs`) on 127.0.0.1:`port`; yields its URL once GET `health` answers 200,
+    and stops it afterwards. Raises DevServerFailed (with the log's tail) if it exits or does not answer in time."""
+    import httpx
+
     with logs.open("w") as log:
-        proc = subprocess.Popen(
-            [str(cli), "dev", "--port", str(port), "--host", "127.0.0.1", "--no-browser", "--no-reload"],
-            cwd=REPO,
-            env=child,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(argv, cwd=REPO, env=dict(env) if env is not None else None, stdout=log,
+                                stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                raise DevServerFailed(f"langgraph dev exited with {proc.returncode}:\n{logs.read_text()[-3000:]}")
+                raise DevServerFailed(f"{what} exited with {proc.returncode}:\n{logs.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                if httpx.get(f"{url}{health}", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise DevServerFailed(f"langgraph dev did not answer on {url}:\n{logs.read_text()[-3000:]}")
-            time.sleep(0.5)  # polling a subprocess's readiness, not waiting on our own state
+                raise DevServerFailed(f"{what} did not answer on {url}:\n{logs.read_text()[-3000:]}")
+            time.sleep(poll_s)  # polling a subprocess's readiness, not waiting on our own state
         yield url
     finally:
         proc.terminate()
@@ -90,6 +102,3 @@ def dev_server(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-        text = logs.read_text()
-        if "BlockingError" in text:
-            raise DevServerFailed(f"blocking I/O inside an async node:\n{text[-3000:]}")

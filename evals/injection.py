@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from classifier.features import ngram_tfidf
 from guards.injection import (
     EXAMPLES_FILE,
     KB_DIR,
@@ -87,9 +88,7 @@ def _overlap(test: Sequence[str], others: Sequence[str], threshold: float = 0.8)
     """How many ``test`` texts have a near-duplicate (char 3-5-gram cosine > threshold) among ``others``."""
     if not test or not others:
         return 0
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit([*test, *others])
+    vec = ngram_tfidf("char_wb", (3, 5)).fit([*test, *others])
     sims = vec.transform(test) @ vec.transform(others).T
     return int((sims.max(axis=1).toarray().ravel() > threshold).sum())
 

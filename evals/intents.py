@@ -26,13 +26,13 @@ from sklearn.metrics import f1_score, roc_auc_score
 from classifier.calibration import expected_calibration_error
 from classifier.cli import SHOP_CONFIG
 from classifier.config import ClassifierConfig
-from classifier.embedding_cache import CachedEmbedder, Embedder
 from classifier.finetune import FinetuneOptions, FinetuneUnavailable, finetune_encoder
 from classifier.model import IntentClassifier
 from config.settings import Settings
 from evals import datasets
 from evals.datasets import DATASETS, OOS_LABEL, DatasetUnavailable, Split
 from evals.report import plot_intent_report, top_confusions
+from memory.embedder import CachedEmbedder, Embedder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -180,7 +180,8 @@ def run(dataset: str, data_dir: Path, out_dir: Path, embedder: Embedder, quick: 
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     kind = type(embedder)
     namespace = f"{kind.__module__}.{kind.__qualname__}" + (f"@{embedder_tag}" if embedder_tag else "")
-    cached = CachedEmbedder(embedder, cache_dir, namespace=namespace)
+    disk = Path(cache_dir) if cache_dir is not None else Settings().data_dir / "cache"
+    cached = CachedEmbedder(embedder, max_texts=0, cache_dir=disk, namespace=namespace)
     t0 = time.perf_counter()
     clf = fit_for_dataset(dataset, Path(data_dir), cached, quick=quick)
     clf.embedder = embedder  # serve (and time) single queries through the real embedder

@@ -1,14 +1,22 @@
 """Graph state. Small, typed, documented per key; keys several nodes write carry reducers.
 
 `typing_extensions.TypedDict` (not `typing.TypedDict`) so the dev server publishes real schemas.
+
+One convention starts a key anew: a node writes `langgraph.types.Overwrite(value)`, which replaces the value and
+skips the reducer (guard_input at every new ticket: route, flags, knowledge, usage, entities, hitl; the supervisor's
+failures on hop 1; classify_intent's new task; nodes.hitl's refusal record). Overwrite is LangGraph's own: it
+survives checkpoints and the server's JSON (``{"type": "__overwrite__", "value": ...}``); two in one super-step are
+an error, so only a node that runs alone in its step writes one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from langgraph.types import Command, Overwrite
 from typing_extensions import TypedDict
 
 Decision = Literal["auto", "review", "escalate"]
@@ -16,52 +24,51 @@ Status = Literal["in_progress", "completed", "awaiting_approval", "awaiting_revi
 """What the thread is doing: `in_progress` while a ticket runs, `awaiting_approval` / `awaiting_review` /
 `escalated` while it waits for a human (set upstream of the interrupt), then how the ticket ended."""
 
-RESET = "__reset__"
-
-
 def route_log(left: list[str] | None, right: list[str] | None) -> list[str]:
-    """Append node names; an update starting with RESET starts a new ticket's route."""
-    left = left or []
-    if not right:
-        return left
-    if right[0] == RESET:
-        return list(right[1:])
-    return left + list(right)
+    """Append node names (a new ticket's route starts with `Overwrite`)."""
+    return list(left or []) + list(right or [])
 
 
 def merge_flags(left: list[str] | None, right: list[str] | None) -> list[str]:
-    """Union of flags in first-seen order; RESET clears them for a new ticket."""
-    if right and right[0] == RESET:
-        return list(dict.fromkeys(right[1:]))
+    """Union of flags in first-seen order."""
     return list(dict.fromkeys((left or []) + (right or [])))
 
 
 def merge_knowledge(left: list[dict] | None, right: list[dict] | None) -> list[dict]:
-    """Retrieved items keyed by id (parallel specialists may both add); RESET clears."""
-    if right and right[0] == {"id": RESET}:
-        right = right[1:]
-        left = []
+    """Retrieved items keyed by id (parallel specialists may both add)."""
     out: dict[str, dict] = {item["id"]: item for item in (left or [])}
     for item in right or []:
         out[item["id"]] = item
     return list(out.values())
 
 
-def add_usage(left: dict | None, right: dict | None) -> dict:
-    """Sum token/cost counters across the nodes of one ticket; a RESET key starts a new ticket."""
-    right = dict(right or {})
-    out = {} if right.pop(RESET, None) else dict(left or {})
-    for k, v in right.items():
-        out[k] = round(out.get(k, 0) + v, 6)
+def sum_usage(*usages: Mapping[str, float] | None) -> dict[str, float]:
+    """Token and cost counters added up key by key, rounded to 6 places (the one usage-summing helper: the
+    `usage` reducer, nodes that make several model calls, the decision log)."""
+    out: dict[str, float] = {}
+    for usage in usages:
+        for k, v in (usage or {}).items():
+            out[k] = round(out.get(k, 0) + v, 6)
     return out
 
 
+def add_usage(left: dict | None, right: dict | None) -> dict:
+    """Sum token/cost counters across the nodes of one ticket."""
+    return sum_usage(left, right)
+
+
 def merge_dict(left: dict | None, right: dict | None) -> dict:
-    """Shallow merge (later wins); a RESET key starts from empty."""
-    right = dict(right or {})
-    if right.pop(RESET, None):
-        return right
-    return {**(left or {}), **right}
+    """Shallow merge (later wins)."""
+    return {**(left or {}), **(right or {})}
+
+
+def written(update: Any) -> dict[str, Any]:
+    """What a node's return value writes: a dict, or a Command's update, with each `Overwrite` unwrapped to its
+    value (for the decision log, progress events and the audit, which read what a node wrote)."""
+    body = update.update if isinstance(update, Command) else update
+    if not isinstance(body, Mapping):
+        return {}
+    return {str(k): v.value if isinstance(v, Overwrite) else v for k, v in body.items()}
 
 
 class InputState(TypedDict):

@@ -12,7 +12,6 @@ store (CLI: SQLite; tests: memory/SQLite/Postgres; `langgraph dev`: the server's
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from langgraph.types import RetryPolicy
 
 from auth.audit_nodes import audited
 from config.permissions import NODE_NAMES as NODE_NAME_LIST
-from config.settings import Settings
+from config.settings import NodeRetry, Settings
 from graphs.context import Context
 from graphs.services import Services, ServicesProvider, get_services
 from graphs.state import InputState, OutputState, SupportState
@@ -49,8 +48,8 @@ from observability.metrics import instrument
 NODE_NAMES = NODE_NAME_LIST  # one list of node names: config.permissions.NodeName
 
 # I/O nodes retry only on what is worth retrying (a busy SQLite file); pure nodes carry no policy.
-# Used for an I/O node that config/error-policies.yaml `nodes` leaves out.
-IO_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.2, retry_on=(sqlite3.OperationalError,))
+# Used for an I/O node that config/error-policies.yaml `nodes` leaves out; every policy is built by NodeRetry.
+IO_RETRY = NodeRetry(attempts=3, initial_s=0.2, retry_on=("sqlite_busy",)).retry_policy()
 
 
 def node_retry_policies(settings: Settings) -> dict[str, RetryPolicy]:
@@ -112,7 +111,7 @@ def build_supervisor(
     specialist("analyze_technical", analyze_technical.make(provider))
     specialist("plan_action", plan_action.make(provider), io_retry("plan_action"), command=True)
     node("request_approval", request_approval.make(provider))
-    specialist("execute_action", execute_action.make(provider), execute_action.RETRY)
+    specialist("execute_action", execute_action.make(provider), io_retry("execute_action"))
     node("generate_response", generate_response.make(provider))
     node("review_gate", review_gate.make())
     node("escalate", escalate.make())

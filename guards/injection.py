@@ -34,7 +34,8 @@ from typing import Any
 
 import yaml
 
-from guards.injection_model import Embedder, GuardModel, Row, fingerprint, fit, load_config
+from guards.injection_model import GuardModel, Row, fingerprint, fit, load_config
+from memory.embedder import Embedder
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

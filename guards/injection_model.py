@@ -26,21 +26,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from classifier.features import ngram_tfidf
+from memory.embedder import CachedEmbedder, Embedder
+
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "guard.yaml"
 FORMAT_VERSION = 1
 Source = Literal["data", "project", "support", "document"]
-
-
-class Embedder(Protocol):
-    """Anything that turns texts into an ``(n, d)`` array of sentence vectors (memory.embeddings.MiniLMEmbedder)."""
-
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...  # pragma: no cover
 
 
 # --- configuration --------------------------------------------------------------------------------------
@@ -306,13 +303,10 @@ class GuardModel:
         """Load a model written by :meth:`save` (only load directories you wrote: joblib unpickles)."""
         import joblib
 
+        from storage.files import read_manifest
+
         directory = Path(directory)
-        manifest_path = directory / "manifest.json"
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"no guard model at {directory} (manifest.json missing)")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory}: unsupported guard model format {manifest.get('format_version')!r}")
+        manifest = read_manifest(directory, FORMAT_VERSION, "guard model")
         parts = joblib.load(directory / "model.joblib")
         return cls(config=GuardConfig.model_validate(manifest["config"]), char=parts["char"], word=parts["word"],
                    coef=np.asarray(parts["coef"]), intercept=float(parts["intercept"]),
@@ -329,35 +323,31 @@ def _embed(embedder: Embedder | None, texts: Sequence[str]) -> np.ndarray:
 # --- fitting --------------------------------------------------------------------------------------------
 
 
-_LAST_VECTORS: dict[tuple[int, str], np.ndarray] = {}
+_LAST: list[CachedEmbedder] = []
 
 
-class _Vectors:
-    """Sentence vectors for every text a fit needs, embedded once (the last set is kept for the next fit in
-    this process, e.g. the settings compared by ``evals.injection --select``)."""
-
-    def __init__(self, embedder: Embedder | None, texts: Sequence[str], enabled: bool) -> None:
-        self.enabled = enabled
-        unique = list(dict.fromkeys(texts))
-        self.index = {t: i for i, t in enumerate(unique)}
-        self.matrix = None
-        if enabled and unique:
-            key = (id(embedder), fingerprint(*unique))
-            self.matrix = _LAST_VECTORS.get(key)
-            if self.matrix is None:
-                self.matrix = _embed(embedder, unique)
-                _LAST_VECTORS.clear()
-                _LAST_VECTORS[key] = self.matrix
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray | None:
-        if not self.enabled or self.matrix is None:
-            return None
-        return self.matrix[[self.index[t] for t in texts]]
+def _vectors(embedder: Embedder | None, texts: Sequence[str], enabled: bool) -> CachedEmbedder | None:
+    """The embedder of a fit: every text it needs embedded once, in one batch, and kept (memory.embedder). The
+    last one is kept for the next fit with the same embedder in this process (e.g. the settings compared by
+    ``evals.injection --select``). None when the model uses no embeddings."""
+    if not enabled:
+        return None
+    if embedder is None:
+        raise ValueError("this guard model needs an embedder (memory.embeddings.get_embedder())")
+    cached = _LAST[0] if _LAST and _LAST[0].inner is embedder else CachedEmbedder(embedder)
+    _LAST[:] = [cached]
+    unique = list(dict.fromkeys(texts))
+    if unique:
+        cached.embed(unique)
+    return cached
 
 
-def _fit_once(config: GuardConfig, rows: Sequence[Row], vectors: _Vectors) -> GuardModel:
+def _vectors_of(vectors: CachedEmbedder | None, texts: Sequence[str]) -> np.ndarray | None:
+    return vectors.embed(list(texts)) if vectors is not None else None
+
+
+def _fit_once(config: GuardConfig, rows: Sequence[Row], vectors: CachedEmbedder | None) -> GuardModel:
     """Fit vectorisers and classifier on ``rows`` (plus the windows of their benign texts, as benign)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     wc, f = config.windows, config.features
@@ -379,13 +369,13 @@ def _fit_once(config: GuardConfig, rows: Sequence[Row], vectors: _Vectors) -> Gu
     w[y == 1] *= neg / pos  # the classes weigh the same in total
     norm = [_normalise(t) for t in texts]
     min_df = f.min_df if len(texts) >= 20 * f.min_df else 1
-    char = TfidfVectorizer(analyzer="char_wb", ngram_range=f.char_ngrams, sublinear_tf=True, min_df=min_df)
-    word = TfidfVectorizer(analyzer="word", ngram_range=f.word_ngrams, sublinear_tf=True)
+    char = ngram_tfidf("char_wb", f.char_ngrams, min_df=min_df)
+    word = ngram_tfidf("word", f.word_ngrams)
     char.fit(norm)
     word.fit(norm)
     model = GuardModel(config=config, char=char, word=word, coef=np.zeros(0), intercept=0.0,
                        threshold=config.threshold.fallback)
-    x = model._features(texts, vectors(texts))
+    x = model._features(texts, _vectors_of(vectors, texts))
     clf = LogisticRegression(C=config.classifier.C, solver="lbfgs", max_iter=5000)
     clf.fit(x, y, sample_weight=w)
     model.coef, model.intercept = clf.coef_.ravel().astype(np.float64), float(clf.intercept_[0])
@@ -397,11 +387,9 @@ def _near_duplicate_groups(texts: Sequence[str], vectors: np.ndarray | None) -> 
     so that a prompt, its paraphrases and its translations land in the same fold."""
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
     n = len(texts)
-    x = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit_transform(
-        [_normalise(t) for t in texts])
+    x = ngram_tfidf("char_wb", (3, 5)).fit_transform([_normalise(t) for t in texts])
     rows, cols = [], []
     for lo in range(0, n, 1024):
         block = (x[lo : lo + 1024] @ x.T).toarray() > 0.5
@@ -472,8 +460,8 @@ def cross_validate(rows: Sequence[Row], embedder: Embedder | None, config: Guard
     wc = config.windows
     texts = [r.text for r in rows]
     every = texts + [p for r in rows for p in windows(r.text, wc.words, wc.stride)] if wc.weight > 0 else texts
-    vectors = _Vectors(embedder, every, config.features.embedding_weight > 0)
-    groups = _near_duplicate_groups([rows[i].text for i in pool], vectors([rows[i].text for i in pool]))
+    vectors = _vectors(embedder, every, config.features.embedding_weight > 0)
+    groups = _near_duplicate_groups([rows[i].text for i in pool], _vectors_of(vectors, [rows[i].text for i in pool]))
     oof, oof_whole = np.zeros(len(pool)), np.zeros(len(pool))
     oof_support = np.zeros(len(support))
     doc_groups = sorted({rows[i].group for i in documents})
@@ -484,7 +472,7 @@ def cross_validate(rows: Sequence[Row], embedder: Embedder | None, config: Guard
         groups = np.arange(len(pool))
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=0)
     support_fold = np.arange(len(support)) % k  # the intent file is grouped by intent: interleave
-    shim = _VectorsEmbedder(vectors)
+    shim = vectors  # the CV folds score texts embedded once up front
     for f, (train, held) in enumerate(splitter.split(np.zeros(len(pool)), labels, groups)):
         s_train = [support[j] for j in np.nonzero(support_fold != f)[0]]
         s_held = np.nonzero(support_fold == f)[0]
@@ -503,17 +491,6 @@ def cross_validate(rows: Sequence[Row], embedder: Embedder | None, config: Guard
             "support_scores": oof_support, "document_scores": oof_documents, "grouped": grouped,
             "groups": len(set(groups.tolist())), "folds": k,
             "vectors": vectors}
-
-
-class _VectorsEmbedder:
-    """An embedder over precomputed vectors (the CV folds score texts embedded once up front)."""
-
-    def __init__(self, vectors: _Vectors) -> None:
-        self.vectors = vectors
-
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        out = self.vectors(texts)
-        return out if out is not None else np.zeros((len(texts), 0))
 
 
 def fit(
@@ -558,7 +535,7 @@ def fit(
         wc = config.windows
         every = [r.text for r in rows] + [p for r in rows if not r.label for p in windows(r.text, wc.words,
                                                                                              wc.stride)]
-        vectors = _Vectors(embedder, every, config.features.embedding_weight > 0)
+        vectors = _vectors(embedder, every, config.features.embedding_weight > 0)
     model = _fit_once(config, rows, vectors)
     model.threshold = threshold
     model.document_threshold = max(threshold, document_threshold)

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Collection
 
+from dialogue.slots import ORDER_ID_RE
 from guards.pii import PLACEHOLDERS, find_pii
 
 MAX_OUTPUT_CHARS = 2000
@@ -29,7 +30,6 @@ _PROMPT_LEAK_LINE = re.compile(
 )
 _TOOL_KEYS = re.compile(r"\"(?:tool_calls?|function_call|tool_call_id|arguments|parameters)\"\s*:")
 _FENCE = re.compile(r"```(?:json|tool|tool_code|python)?\s*\n(.*?)```", re.S)
-_ORDER_REF = re.compile(r"(?:(?<=\border )|(?<=\border no\. )|(?<=\border number )|(?<=#))(\d{3,10})\b", re.I)
 
 
 def _json_objects(text: str) -> list[tuple[int, int]]:
@@ -121,12 +121,12 @@ def check_output(
 
         def mask(m: re.Match[str]) -> str:
             nonlocal foreign
-            if int(m.group(1)) in allowed_order_ids:
+            if int(m.group("id")) in allowed_order_ids:
                 return m.group()
             foreign = True
-            return _ORDER_PLACEHOLDER
+            return m.group()[: m.start("id") - m.start()] + _ORDER_PLACEHOLDER  # the id ends the match
 
-        text = _ORDER_REF.sub(mask, text)
+        text = ORDER_ID_RE.sub(mask, text)
         if foreign:
             flags.append("foreign_order_id")
     text = re.sub(r"\n{3,}", "\n\n", text).strip()

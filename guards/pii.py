@@ -26,6 +26,8 @@ import phonenumbers
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
 
+from dialogue.slots import EMAIL_RE
+
 PLACEHOLDERS: dict[str, str] = {
     "email": "[EMAIL]",
     "iban": "[IBAN]",
@@ -39,7 +41,6 @@ PLACEHOLDERS: dict[str, str] = {
 PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE")
 """Default regions used to read national-format phone numbers (international ``+`` numbers always work)."""
 
-_EMAIL_RE = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
 _CARD_RE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _SSN_RE = re.compile(r"(?<![\d-])(\d{3})-(\d{2})-(\d{4})(?![\d-])")
@@ -59,7 +60,7 @@ class PiiMatch:
 
 
 def _emails(text: str) -> Iterator[tuple[int, int]]:
-    for m in _EMAIL_RE.finditer(text):
+    for m in EMAIL_RE.finditer(text):
         yield m.start(), m.end()
 
 

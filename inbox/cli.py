@@ -107,6 +107,8 @@ def cmd_resolve(settings: Any, a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import app
+
     p = argparse.ArgumentParser(prog="app.py inbox", description="Threads waiting for a human, for one tenant.")
     p.add_argument("--tenant", default="default", help="the tenant whose inbox this is (default: default)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -114,12 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action")
     s = sub.add_parser("resolve", help="answer a waiting thread (as `resume` does)")
     s.add_argument("thread")
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--approve", action="store_true")
-    g.add_argument("--reject", action="store_true")
-    g.add_argument("--edit", metavar="JSON", help='approval: new tool arguments; review: {"draft": "..."}')
-    g.add_argument("--respond", metavar="TEXT", help="escalation: the human's reply to the customer")
-    s.add_argument("--reason", help="with --reject: why (told to the customer)")
+    app.decision_arguments(s)
     s.add_argument("--tenant", default="default", help="the tenant whose inbox this is (default: default)")
     s.add_argument("--as", dest="approver", default="operator", help="who answers, recorded as approver_id")
     s.add_argument("--json", action="store_true")

@@ -32,6 +32,7 @@ from config.settings import (
     Settings,
     Task,
 )
+from dialogue.messages import text_of
 from llm.breaker import BreakerStore, CircuitBreaker, CircuitOpen, MemoryStore, RedisStore
 from llm.prices import usage_of
 from llm.retry import TruncatedReply, async_retrying, error_kind, retrying
@@ -126,7 +127,7 @@ class LLM:
 
     def _reply(self, name: str, reply: AIMessage) -> LLMReply:
         model_id = self.model_ids.get(name, name)
-        text = reply.content if isinstance(reply.content, str) else str(reply.content)
+        text = text_of(reply)  # string content, or its text blocks (not the repr of a block list)
         return LLMReply(text=text, usage=usage_of(reply, model_id), model=model_id, endpoint=name)
 
     def _chain(self, task: str, complexity: str) -> Runnable | None:

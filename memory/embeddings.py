@@ -20,7 +20,6 @@ import json
 import os
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,17 +28,15 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
-from chromadb.utils.embedding_functions import register_embedding_function
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
 from guards.text import well_formed
+from memory.embedder import CachedEmbedder
 
 __all__ = [
     "DIM",
-    "MiniLMChromaEmbedding",
     "MiniLMEmbedder",
     "build_onnx_model",
     "default_cache_dir",
@@ -295,8 +292,7 @@ class MiniLMEmbedder:
         self._wide: ort.InferenceSession | None = None
         # Recent single-text embeddings: one ticket embeds the same text for classification, the knowledge search
         # and the case search; the model is deterministic, so the second and third are served from here.
-        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._recent_lock = threading.Lock()
+        self._recent = CachedEmbedder(_Encoder(self), max_texts=RECENT_QUERIES)
         self.rebuilt = False
         weights_hash = _sha256(src / "model.safetensors")
         self.weights_hash = weights_hash
@@ -336,22 +332,10 @@ class MiniLMEmbedder:
         """
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of strings; use embed_one() for a single text")
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, DIM), dtype=np.float32)
         if len(texts) == 1:
-            with self._recent_lock:
-                hit = self._recent.get(texts[0])
-                if hit is not None:
-                    self._recent.move_to_end(texts[0])
-                    out[0] = hit
-                    return out
-            vector = self._embed(texts, batch_size)
-            with self._recent_lock:
-                self._recent[texts[0]] = vector[0].copy()
-                while len(self._recent) > RECENT_QUERIES:
-                    self._recent.popitem(last=False)
-            return vector
+            return self._recent.embed(texts, batch_size)
         return self._embed(texts, batch_size)
 
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -410,6 +394,16 @@ class MiniLMEmbedder:
         return self.embed([text])[0]
 
 
+class _Encoder:
+    """The encoder of a MiniLMEmbedder without its cache of recent queries (what that cache wraps)."""
+
+    def __init__(self, owner: MiniLMEmbedder) -> None:
+        self._owner = owner
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self._owner._embed(texts, batch_size)
+
+
 _EMBEDDERS: dict[Path, MiniLMEmbedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
@@ -424,60 +418,3 @@ def get_embedder(cache_dir: Path | None = None) -> MiniLMEmbedder:
             _EMBEDDERS[key] = embedder
         return embedder
 
-
-@register_embedding_function
-class MiniLMChromaEmbedding(EmbeddingFunction[Documents]):
-    """Chroma embedding function backed by :class:`MiniLMEmbedder` (registered as ``switchboard-minilm``).
-
-    The model loads on first call, so Chroma can rebuild this from a persisted collection config cheaply.
-    """
-
-    def __init__(self, cache_dir: str | Path | None = None, batch_size: int = 64) -> None:
-        """``cache_dir`` is where the ONNX file lives (default: ``default_cache_dir()``)."""
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.batch_size = batch_size
-
-    def __call__(self, input: Documents) -> Embeddings:
-        """Embed documents (or queries) as a list of float32 vectors."""
-        vectors = get_embedder(self.cache_dir).embed(list(input), batch_size=self.batch_size)
-        return list(vectors)
-
-    @staticmethod
-    def name() -> str:
-        """Name under which Chroma persists and rebuilds this function."""
-        return "switchboard-minilm"
-
-    def default_space(self) -> Space:
-        """Vectors are unit length, so cosine is the natural distance."""
-        return "cosine"
-
-    def supported_spaces(self) -> list[Space]:
-        """All of Chroma's spaces work with unit-length vectors."""
-        return ["cosine", "l2", "ip"]
-
-    def get_config(self) -> dict[str, Any]:
-        """Serializable config (stored in the collection's configuration)."""
-        return {
-            "cache_dir": str(self.cache_dir) if self.cache_dir is not None else None,
-            "batch_size": self.batch_size,
-        }
-
-    @staticmethod
-    def build_from_config(config: dict[str, Any]) -> MiniLMChromaEmbedding:
-        """Rebuild from :meth:`get_config` output (does not load the model)."""
-        return MiniLMChromaEmbedding(cache_dir=config.get("cache_dir"), batch_size=int(config.get("batch_size", 64)))
-
-    @staticmethod
-    def validate_config(config: dict[str, Any]) -> None:
-        """Reject configs with unknown keys or a bad batch size."""
-        unknown = set(config) - {"cache_dir", "batch_size"}
-        if unknown:
-            raise ValueError(f"unknown switchboard-minilm config keys: {sorted(unknown)}")
-        if int(config.get("batch_size", 64)) < 1:
-            raise ValueError("batch_size must be >= 1")
-
-    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
-        """The model is fixed; only the batch size may change."""
-        self.validate_config(new_config)
-        if "cache_dir" in new_config and new_config["cache_dir"] != old_config.get("cache_dir"):
-            raise ValueError("cache_dir of switchboard-minilm cannot be changed on an existing collection")

@@ -35,10 +35,12 @@ import numpy as np
 import yaml
 from chromadb.errors import NotFoundError
 
+from classifier.features import ngram_tfidf
+from memory.embedder import Embedder
+
 __all__ = [
     "Article",
     "ChromaMemory",
-    "Embedder",
     "HashingEmbedder",
     "Hit",
     "LongTermMemory",
@@ -53,15 +55,6 @@ SHARED_USER = "*"
 _DAY = 86400.0
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.S)
 _HEADING = re.compile(r"^#{1,6}\s+\S")
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Anything that turns texts into L2-normalised float32 vectors of width `dim`."""
-
-    dim: int
-
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
 
 
 @dataclass
@@ -794,8 +787,6 @@ class ChromaMemory:
 
     def _lexical_index(self, tenant_id: str) -> tuple[Any, Any, dict[str, int]] | None:
         """TF-IDF (char n-grams) over the tenant's knowledge-base chunks, rebuilt when the chunk count changes."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         coll = self.collection(_KB, tenant_id)
         if coll is None:
             return None
@@ -809,7 +800,7 @@ class ChromaMemory:
         texts = [f"{(m or {}).get('title', '')}\n{d or ''}" for d, m in pairs]
         if not texts:
             return None
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+        vectorizer = ngram_tfidf("char_wb", (2, 5))
         matrix = vectorizer.fit_transform(texts)
         rows = {rid: n for n, rid in enumerate(got["ids"])}
         with self._lock:

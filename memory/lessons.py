@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from dialogue.slots import ORDER_ID_RE
 from guards.pii import redact
 
 Status = Literal["pending", "approved", "rejected"]
@@ -37,7 +38,6 @@ _SIGNOFF = re.compile(
     r"many thanks|all the best|take care)\b[^\n]{0,40})\s*$|\s*[-–—]\s*[A-Z][a-z]+\s*$",
     re.I,
 )
-_ORDER = re.compile(r"\b(?:order\s*(?:number|no\.?|#)?\s*#?|#)\s*\d{3,10}\b", re.I)
 _AMOUNT = re.compile(r"(?:€|\$|£|\b(?:eur|usd|gbp)\s?)\s?\d[\d,]*(?:\.\d{1,2})?|\b\d[\d,]*(?:\.\d{1,2})?\s?"
                      r"(?:€|eur|euros?|usd|dollars?)\b", re.I)
 _PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CARD|IBAN|SSN|IP)\]")
@@ -52,7 +52,7 @@ def neutral(text: str) -> str:
         text = _SIGNOFF.sub("", text).strip()
     text, _ = redact(text)
     text = _PLACEHOLDER.sub("", text)
-    text = _ORDER.sub("the order", text)
+    text = ORDER_ID_RE.sub("the order", text)
     text = _AMOUNT.sub("the amount", text)
     text = re.sub(r"\byour\b", "the customer's", text, flags=re.I)
     text = re.sub(r"\byou(?:'re| are)\b", "the customer is", text, flags=re.I)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from memory.checkpointer import sqlite_path
+from storage.sql import transaction
 
 __all__ = ["Lease", "Leases", "ThreadBusy", "hold", "holder_id", "open_leases"]
 
@@ -130,9 +131,7 @@ class SqliteLeases:
         self.conn.execute(SQLITE_DDL)
 
     def acquire(self, thread_id: str, holder: str, ttl_s: float) -> Lease:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")  # one writer at a time: check and take are one step
-        try:
+        with transaction(self.conn) as conn:  # one writer at a time: check and take are one step
             held = self._row(thread_id)
             now = self.clock()
             if held and held.holder != holder and held.expires_at > now and _alive(held):
@@ -143,10 +142,6 @@ class SqliteLeases:
                 "VALUES (?, ?, ?, ?, ?)",
                 (lease.thread_id, lease.holder, lease.host, lease.pid, lease.expires_at),
             )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         return lease
 
     def release(self, thread_id: str, holder: str) -> None:

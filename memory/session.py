@@ -24,6 +24,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from tokenizers import Tokenizer
 
+from dialogue.messages import text_of
+from dialogue.slots import EMAIL_RE
 from guards.text import well_formed
 
 __all__ = [
@@ -66,25 +68,12 @@ def _tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def _message_text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and isinstance(block.get("text"), str):
-            parts.append(block["text"])
-    return " ".join(parts)
-
-
 def count_tokens(text_or_messages: str | BaseMessage | Sequence[BaseMessage]) -> int:
     """Count tokens of a string, a message or a list of messages (with a small per-message overhead)."""
     if isinstance(text_or_messages, BaseMessage):
         text_or_messages = [text_or_messages]
     if not isinstance(text_or_messages, str):
-        return sum(_MESSAGE_OVERHEAD + count_tokens(_message_text(m)) for m in text_or_messages)
+        return sum(_MESSAGE_OVERHEAD + count_tokens(text_of(m)) for m in text_or_messages)
     return _count_text(text_or_messages)
 
 
@@ -115,7 +104,6 @@ def truncate_to_tokens(text: str, max_tokens: int, *, keep: str = "head") -> str
 
 # --------------------------------------------------------------------------------------------- facts
 
-_EMAIL = re.compile(r"\b([A-Za-z0-9._%+-]+)@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
 _AMOUNT = re.compile(
     r"(?:[$€£]\s?\d[\d,]*(?:\.\d{1,2})?|\b\d[\d,]*(?:\.\d{1,2})?\s?(?:USD|EUR|GBP|dollars?|euros?|pounds?)\b)",
     re.I,
@@ -155,10 +143,10 @@ def extract_facts(text: str) -> dict[str, Any]:
         facts["email"] = _mask_email(local, domain)
     if slots.order_ids:
         facts["order_ids"] = [str(i) for i in slots.order_ids]
-    amounts = [a.strip() for a in _AMOUNT.findall(_EMAIL.sub(" ", text))]
+    amounts = [a.strip() for a in _AMOUNT.findall(EMAIL_RE.sub(" ", text))]
     if amounts:
         facts["amounts"] = list(dict.fromkeys(amounts))
-    no_email = _EMAIL.sub(" ", text)
+    no_email = EMAIL_RE.sub(" ", text)
     prefs: dict[str, str] = {}
     for match in _PREFER_CHANNEL.finditer(no_email):
         channel = match.group(1).lower()
@@ -247,10 +235,10 @@ def _candidates(prev_summary: str, messages: Iterable[BaseMessage]) -> list[_Can
     for message in messages:
         if isinstance(message, (ToolMessage, SystemMessage)):
             continue
-        if isinstance(message, AIMessage) and not _message_text(message).strip():
+        if isinstance(message, AIMessage) and not text_of(message).strip():
             continue  # a bare tool call carries no prose
         role = _role(message)
-        text = _EMAIL.sub(lambda m: _mask_email(m.group(1), m.group(2)), _message_text(message))
+        text = EMAIL_RE.sub(lambda m: _mask_email(*m.group().split("@", 1)), text_of(message))
         for sentence in _sentences(text):
             out.append(_Candidate(len(out), f"{role}: {sentence}", sentence))
     return out
@@ -328,7 +316,7 @@ def _facts_of(messages: Iterable[BaseMessage]) -> dict[str, Any]:
     for message in messages:
         if isinstance(message, SystemMessage):
             continue
-        facts = extract_facts(_message_text(message))
+        facts = extract_facts(text_of(message))
         if not isinstance(message, HumanMessage):  # only the user states their own email, address, wishes
             facts = {k: v for k, v in facts.items() if k in ("order_ids",)}
         pinned = merge_facts(pinned, facts)
@@ -411,7 +399,7 @@ def build_context(
     header = "Recent turns:"
     remaining -= count_tokens(header) + 2
     for message in reversed(list(window)):
-        text = _message_text(message).strip()
+        text = text_of(message).strip()
         if not text or isinstance(message, SystemMessage):
             continue
         line = f"{_role(message)}: {' '.join(text.split())}"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from storage.sql import connect, is_postgres, sqlite_file
+from storage.sql import connect, is_postgres, sqlite_file, transaction
 
 __all__ = ["WorkingMemory"]
 
@@ -51,14 +51,8 @@ class WorkingMemory:
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, transaction(self._conn) as conn:
+            yield conn
 
     def set(self, thread_id: str, key: str, value: Any) -> None:
         """Store a JSON-serialisable `value` under (thread, key), restarting its TTL."""

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from classifier.cascade import refine_with_llm
 from classifier.policy import decide, interchangeable
 from dialogue.task import interpret, slot_intent
 from graphs.context import Context
 from graphs.services import ServicesProvider
-from graphs.state import RESET, SupportState
+from graphs.state import SupportState, sum_usage
 from nodes.common import Node, visited
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def make(services: ServicesProvider) -> Node:
             decision=decision,
         )
         if turn.kind == "new":
-            update["task"] = {RESET: 1, **turn.task}
+            update["task"] = Overwrite(dict(turn.task))
         else:
             update["task"] = turn.task
             update["entities"] = turn.entities
@@ -101,7 +102,5 @@ class _ChatAdapter:
         reply = self.llm.generate(messages, task="classify")  # the cheap tier (error-policies.yaml routes)
         if reply is None:
             raise RuntimeError("no language model answered")
-        usage = self.update.setdefault("usage", {})
-        for k, v in reply.usage.items():
-            usage[k] = usage.get(k, 0) + v
+        self.update["usage"] = sum_usage(self.update.get("usage"), reply.usage)
         return AIMessage(content=reply.text)

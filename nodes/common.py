@@ -1,4 +1,4 @@
-"""Small helpers shared by nodes: message text, route bookkeeping. Slots come from `dialogue.slots`."""
+"""Small helpers shared by nodes: message text (`dialogue.messages`), route bookkeeping; slots: `dialogue.slots`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
+
+from dialogue.messages import text_of
+
+__all__ = ["last_human", "text_of", "thread_id", "tool_caller", "visited"]
 
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
@@ -18,20 +22,6 @@ if TYPE_CHECKING:
 
 type Node = Callable[[SupportState, Runtime[Context]], dict[str, Any] | Command[Any]]
 """What a node module's `make()` returns (docs/ARCHITECTURE.md, node contract)."""
-
-
-def text_of(message: AnyMessage | dict[str, Any]) -> str:
-    """Plain text of a message (string content or a list of content blocks)."""
-    content = message.get("content") if isinstance(message, dict) else message.content
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content or []:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-    return "\n".join(parts)
 
 
 def last_human(messages: list[AnyMessage]) -> HumanMessage | None:

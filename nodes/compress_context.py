@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 
 from graphs.context import Context
 from graphs.services import ServicesProvider
-from graphs.state import SupportState
+from graphs.state import SupportState, sum_usage
 from memory.session import compress, extract_facts, merge_facts
 from nodes.common import Node, visited
 
@@ -40,8 +40,7 @@ def make(services: ServicesProvider) -> Node:
             reply = svc.llm.generate(messages, task="summarise") if svc.llm is not None else None
             if reply is None:
                 raise RuntimeError("no language model answered")  # compress() falls back to extractive
-            for k, v in reply.usage.items():
-                usage[k] = usage.get(k, 0) + v
+            usage.update(sum_usage(usage, reply.usage))
             return reply.text
 
         result = compress(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from langgraph.runtime import Runtime
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 
 from graphs.context import Context, context_of
 from graphs.state import SupportState
@@ -63,16 +63,13 @@ def make() -> Node:
     def escalate(state: SupportState, runtime: Runtime[Context]) -> Command[Literal["guard_output", "escalate"]]:
         update: dict = {**visited(NAME)}
         req = handoff_request(state, error=hitl.error_for(state, NAME))
-        raw = interrupt(req)
-        ctx = context_of(runtime)
-        try:
-            hitl.require_reviewer(ctx.role)
-            reply = hitl.parse_reply(raw, req)
-        except hitl.ReplyError as exc:
-            return hitl.ask_again(NAME, state, exc, update)
+        reply = hitl.await_reply(NAME, state, runtime, req, update)
+        if isinstance(reply, Command):
+            return reply
 
+        ctx = context_of(runtime)
         who = {"reviewer": ctx.approver_id, "via": reply.dialect}
-        update["hitl"] = hitl.CLEARED
+        update["hitl"] = hitl.cleared()
         if reply.kind == "respond":
             update.update(
                 answer=reply.text,

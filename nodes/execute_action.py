@@ -6,11 +6,9 @@ after a crash (or a replayed resume) returns the recorded result instead of acti
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Final
 
 from langgraph.runtime import Runtime
-from langgraph.types import RetryPolicy
 
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
@@ -19,9 +17,6 @@ from nodes.common import Node, tool_caller, visited
 from tools.shop import run_tool
 
 NAME: Final = "execute_action"
-
-# A locked SQLite file is worth retrying; anything else is not.
-RETRY = RetryPolicy(max_attempts=3, initial_interval=0.2, retry_on=(sqlite3.OperationalError,))
 
 
 def make(services: ServicesProvider) -> Node:

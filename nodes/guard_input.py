@@ -11,12 +11,12 @@ from typing import Final, Literal
 
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
-from langgraph.types import Command
+from langgraph.types import Command, Overwrite
 
 from dialogue.slots import extract_slots
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
-from graphs.state import RESET, SupportState
+from graphs.state import SupportState
 from guards.injection import guard_for
 from guards.pii import redact
 from nodes.common import Node, last_human, text_of
@@ -34,11 +34,11 @@ def fresh_ticket(trace_id: str) -> dict:
     """Per-ticket keys reset at the start of every customer message."""
     return {
         "trace_id": trace_id,
-        "route": [RESET, NAME],
-        "flags": [RESET],
-        "knowledge": [{"id": RESET}],
-        "usage": {RESET: 1},
-        "entities": {RESET: 1},
+        "route": Overwrite([NAME]),
+        "flags": Overwrite([]),
+        "knowledge": Overwrite([]),
+        "usage": Overwrite({}),
+        "entities": Overwrite({}),
         "intent": None,
         "confidence": 0.0,
         "candidates": [],
@@ -55,7 +55,7 @@ def fresh_ticket(trace_id: str) -> dict:
         "review": None,
         "answer": None,
         "status": "in_progress",
-        "hitl": {RESET: 1},
+        "hitl": Overwrite({}),
         "error": None,
         "cost_usd": 0.0,
     }
@@ -79,7 +79,7 @@ def make(services: ServicesProvider) -> Node:
         elif len(raw) > limits.max_input_chars:
             flags.append("input_too_long")
         if flags:
-            update.update(flags=[RESET, *flags], status="rejected", ticket="", error=f"rejected input: {flags[0]}")
+            update.update(flags=Overwrite(flags), status="rejected", ticket="", error=f"rejected input: {flags[0]}")
             return Command(goto="generate_response", update=update)
 
         entities = extract_slots(raw).entities()
@@ -92,13 +92,13 @@ def make(services: ServicesProvider) -> Node:
         if verdict.is_injection:
             flags.append("prompt_injection")
             update.update(
-                flags=[RESET, *flags],
+                flags=Overwrite(flags),
                 status="rejected",
                 ticket=clean,
                 error="prompt injection: " + ", ".join(verdict.reasons[:3]),
             )
             return Command(goto="generate_response", update=update)
-        update.update(flags=[RESET, *flags], ticket=clean, entities={RESET: 1, **entities})
+        update.update(flags=Overwrite(flags), ticket=clean, entities=Overwrite(dict(entities)))
         return Command(goto="compress_context", update=update)
 
     return guard_input

@@ -27,15 +27,15 @@ new run of the node (a Command back to itself), so a refused reply is never repl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from langgraph.types import Command
+from langgraph.types import Command, Overwrite, interrupt
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from auth.identity import STAFF
-from graphs.state import RESET
+from graphs.context import context_of
 from guards.text import well_formed
 
 Kind = Literal["approve", "edit", "respond", "reject"]
@@ -124,12 +124,32 @@ def ask_again(node: str, state: Mapping[str, Any], error: ReplyError | str, upda
     """Refuse a reply: run `node` again (a fresh interrupt) with the reason; nothing else changes."""
     last = state.get("hitl") or {}
     attempts = int(last.get("attempts", 0)) + 1 if last.get("node") == node else 1
-    record = {RESET: 1, "node": node, "error": str(error), "attempts": attempts}
-    return Command(goto=node, update={**update, "hitl": record})
+    record = {"node": node, "error": str(error), "attempts": attempts}
+    return Command(goto=node, update={**update, "hitl": Overwrite(record)})
 
 
-CLEARED = {RESET: 1}
-"""The `hitl` update of a node that took a reply: no refusal outstanding."""
+def await_reply(
+    node: str,
+    state: Mapping[str, Any],
+    runtime: Any,
+    req: Mapping[str, Any],
+    update: dict[str, Any],
+    check: Callable[[Reply], Reply] | None = None,
+) -> Reply | Command:
+    """Interrupt with `req` and take the answer: a human reviewer's reply, checked against `req` (and by `check`,
+    which raises ReplyError for what the node refuses), or the Command that asks again (`ask_again`)."""
+    raw = interrupt(req)
+    try:
+        require_reviewer(context_of(runtime).role)
+        reply = parse_reply(raw, req)
+        return check(reply) if check is not None else reply
+    except ReplyError as exc:
+        return ask_again(node, state, exc, update)
+
+
+def cleared() -> Overwrite:
+    """The `hitl` update of a node that took a reply: no refusal outstanding."""
+    return Overwrite({})
 
 
 # ---------------------------------------------------------------- reply

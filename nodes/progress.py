@@ -18,27 +18,27 @@ from langgraph.config import get_stream_writer
 from langgraph.errors import GraphInterrupt
 from langgraph.types import Command, Send
 
+from graphs.state import written
+
 _SCALARS = ("intent", "confidence", "decision", "status", "hops", "error")
 
 
 def found(update: Any) -> dict[str, Any]:
     """A JSON-ready summary of what a node's return value says it found or decided."""
     out: dict[str, Any] = {}
-    body = update.update if isinstance(update, Command) else update
+    body = written(update)
     if isinstance(update, Command) and update.goto:
         goto = update.goto if isinstance(update.goto, (list, tuple)) else [update.goto]
         out["next"] = [g.node if isinstance(g, Send) else str(g) for g in goto]
-    if not isinstance(body, Mapping):
-        return out
     for key in _SCALARS:
         value = body.get(key)
         if isinstance(value, (str, int, float, bool)):
             out[key] = value
-    flags = [f for f in body.get("flags") or [] if isinstance(f, str) and not f.startswith("__")]
+    flags = [f for f in body.get("flags") or [] if isinstance(f, str)]
     if flags:
         out["flags"] = flags
     knowledge = [k.get("id") for k in body.get("knowledge") or [] if isinstance(k, Mapping)]
-    knowledge = [k for k in knowledge if isinstance(k, str) and not k.startswith("__")]
+    knowledge = [k for k in knowledge if isinstance(k, str)]
     if knowledge:
         out["knowledge"] = knowledge[:5]
     if isinstance(body.get("lookups"), Mapping) and body["lookups"]:

@@ -18,11 +18,11 @@ from __future__ import annotations
 from typing import Final, Literal
 
 from langgraph.runtime import Runtime
-from langgraph.types import Command
+from langgraph.types import Command, Overwrite
 
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
-from graphs.state import RESET, SupportState
+from graphs.state import SupportState
 from guards.injection import guard_for
 from memory.lessons import make_lesson
 from nodes.common import Node, thread_id, visited
@@ -72,7 +72,7 @@ def make(services: ServicesProvider) -> Node:
                 approval=None,
                 action_result=None,
                 lookups={},
-                knowledge=[{"id": RESET}],
+                knowledge=Overwrite([]),
                 status="awaiting_approval",
                 task={"step": "awaiting_approval"},
             )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from langgraph.runtime import Runtime
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 from pydantic import ValidationError
 
 from config.settings import ApprovalPolicy
@@ -79,20 +79,20 @@ def make(services: ServicesProvider) -> Node:
 
         asked = action.get("request") or state.get("ticket", "")
         req = approval_request(action, intent=state.get("intent"), ticket=asked, error=hitl.error_for(state, NAME))
-        raw = interrupt(req)
-        ctx = context_of(runtime)
-        approver = ctx.approver_id  # who answered, from their own credentials (or the CLI's --as)
-        try:
-            hitl.require_reviewer(ctx.role)
-            reply = hitl.parse_reply(raw, req)
-            if reply.kind == "edit":
-                args, preview = check_edit(
-                    services().shop, action, reply.args, caller=tool_caller(NAME, ctx, state)
-                )
-        except hitl.ReplyError as exc:
-            return hitl.ask_again(NAME, state, exc, update)
+        checked: dict[str, Any] = {}
 
-        update["hitl"] = hitl.CLEARED
+        def check(reply: hitl.Reply) -> hitl.Reply:
+            if reply.kind == "edit":
+                caller = tool_caller(NAME, context_of(runtime), state)
+                checked["args"], checked["preview"] = check_edit(services().shop, action, reply.args, caller=caller)
+            return reply
+
+        reply = hitl.await_reply(NAME, state, runtime, req, update, check=check)
+        if isinstance(reply, Command):
+            return reply
+        approver = context_of(runtime).approver_id  # who answered, from their own credentials (or the CLI's --as)
+
+        update["hitl"] = hitl.cleared()
         who = {"by": "human", "approver": approver, "via": reply.dialect}
         if reply.kind == "approve":
             update["approval"] = {"type": "accept", **who}
@@ -100,7 +100,7 @@ def make(services: ServicesProvider) -> Node:
         if reply.kind == "edit":
             from nodes.plan_action import describe, idempotency_key, summary
 
-            tool = action["tool"]
+            tool, args, preview = action["tool"], checked["args"], checked["preview"]
             action.update(
                 args=args,
                 preview=preview,

@@ -13,10 +13,11 @@ threshold, and `status: awaiting_review` when the gate will wait, so the thread'
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final, Literal
 
 from langgraph.runtime import Runtime
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 
 from config.settings import Policy
 from graphs.context import Context, auto_threshold_of, context_of
@@ -101,17 +102,14 @@ def make() -> Node:
             return Command(goto="escalate", update=update)
 
         req = review_request(state, error=hitl.error_for(state, NAME))
-        raw = interrupt(req)
-        ctx = context_of(runtime)
-        try:
-            hitl.require_reviewer(ctx.role)
-            reply = hitl.parse_reply(raw, req)
-            text = _draft_of(reply.args) if reply.kind == "edit" else reply.text
-        except hitl.ReplyError as exc:
-            return hitl.ask_again(NAME, state, exc, update)
+        reply = hitl.await_reply(NAME, state, runtime, req, update, check=_edited_draft)
+        if isinstance(reply, Command):
+            return reply
 
+        ctx = context_of(runtime)
+        text = reply.text
         who = {"reviewer": ctx.approver_id, "via": reply.dialect}
-        update["hitl"] = hitl.CLEARED
+        update["hitl"] = hitl.cleared()
         if reply.kind == "reject":
             review: dict[str, Any] = {"type": "ignore", "draft": draft, **who, **({"note": text} if text else {})}
             update.update(answer=None, status="escalated", review=review)
@@ -125,6 +123,11 @@ def make() -> Node:
         return Command(goto="guard_output", update=update)
 
     return review_gate
+
+
+def _edited_draft(reply: hitl.Reply) -> hitl.Reply:
+    """An edit's corrected answer as the reply's text (other replies as they are)."""
+    return replace(reply, text=_draft_of(reply.args)) if reply.kind == "edit" else reply
 
 
 def _draft_of(args: Mapping[str, Any] | None) -> str:

@@ -27,11 +27,11 @@ from typing import Any, Final, Literal
 
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
-from langgraph.types import Command, RetryPolicy, Send
+from langgraph.types import Command, Overwrite, RetryPolicy, Send
 
 from graphs.context import Context
 from graphs.services import ServicesProvider
-from graphs.state import RESET, SupportState
+from graphs.state import SupportState, written
 from nodes.common import Node, visited
 
 NAME: Final = "supervisor"
@@ -60,7 +60,7 @@ def make(services: ServicesProvider) -> Node:
         started = update.get("ticket_started_at", state.get("ticket_started_at", now))
         failures = {} if hops == 1 else dict(state.get("failures") or {})
         if hops == 1:
-            update["failures"] = {RESET: 1}
+            update["failures"] = Overwrite({})
 
         reason = exhausted(hops, now - started, failures, limits)
         if reason:
@@ -94,7 +94,7 @@ def make(services: ServicesProvider) -> Node:
             return Command(goto="generate_response", update=update)
         if pending[:2] == list(PARALLEL) or pending[:2] == list(reversed(PARALLEL)):
             update["pending_specialists"] = pending[2:]
-            return Command(goto=[Send(p, {**state, **update}) for p in pending[:2]], update=update)
+            return Command(goto=[Send(p, {**state, **written(update)}) for p in pending[:2]], update=update)
         nxt = next((s for s in SPECIALISTS if s == pending[0]), None)
         if nxt is None:
             raise ValueError(f"unknown specialist {pending[0]!r} in workflow for {intent!r}")

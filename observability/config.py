@@ -10,7 +10,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "observability.yaml"
@@ -74,14 +73,9 @@ class Observability(_Strict):
 @lru_cache(maxsize=8)
 def load_observability(path: Path = CONFIG_FILE) -> Observability:
     """Load and validate the file; every problem is reported on one line naming its key."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ValueError(f"config file not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping")
+    from config.settings import _read_yaml  # the one YAML reader (config.permissions uses it too)
+
+    data = _read_yaml(Path(path))
     try:
         return Observability.model_validate(data)
     except ValidationError as exc:

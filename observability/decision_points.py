@@ -36,22 +36,23 @@ def collecting_notes() -> Iterator[dict[str, Any]]:
 
 
 def split(out: Any) -> tuple[dict[str, Any], list[str]]:
-    """(update dict, destinations) of a node's return value: a dict, a Command, or anything else."""
+    """(what it writes, destinations) of a node's return value: a dict, a Command, or anything else (Overwrite
+    values unwrapped: `graphs.state.written`)."""
+    from graphs.state import written
+
     goto: list[str] = []
-    body = out
     if hasattr(out, "goto") and hasattr(out, "update"):
-        body = out.update or {}
         raw = out.goto if isinstance(out.goto, (list, tuple)) else [out.goto]
         for g in raw:
             if isinstance(g, str):
                 goto.append(g)
             elif hasattr(g, "node"):
                 goto.append(str(g.node))
-    return (dict(body) if isinstance(body, Mapping) else {}), goto
+    return written(out), goto
 
 
 def _clean(values: list[Any]) -> list[str]:
-    return [str(v) for v in values if v and v != "__reset__"]
+    return [str(v) for v in values if v]
 
 
 def _ok_tools(lookups: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def supervisor(state: Mapping[str, Any], update: dict[str, Any], goto: list[str]
 
 
 def retrieve_knowledge(state: Mapping[str, Any], update: dict[str, Any], goto: list[str]) -> Fields:
-    items = [k for k in update.get("knowledge") or [] if isinstance(k, Mapping) and k.get("id") != "__reset__"]
+    items = [k for k in update.get("knowledge") or [] if isinstance(k, Mapping)]
     articles = [k for k in items if k.get("kind") != "case"]
     tools = _ok_tools(update.get("lookups") or {})
     best = max((float(k.get("relevance", 0)) for k in articles), default=0.0)

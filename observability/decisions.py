@@ -25,10 +25,11 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from storage.sql import transaction
 
 FIELDS = (
     "ts",
@@ -263,14 +264,8 @@ class SQLiteDecisionStore:
             rows = [b for b in batch if isinstance(b, list)]
             if rows:
                 try:
-                    with self._lock:
-                        self._conn.execute("BEGIN")
-                        try:
-                            self._conn.executemany(_INSERT, rows)
-                        except BaseException:
-                            self._conn.execute("ROLLBACK")
-                            raise
-                        self._conn.execute("COMMIT")
+                    with self._lock, transaction(self._conn, begin="BEGIN") as conn:
+                        conn.executemany(_INSERT, rows)
                 except Exception:  # noqa: BLE001 - logged loudly; a full disk must not stop the graph
                     log.error("%d decision record(s) not written to %s", len(rows), self.path, exc_info=True)
             for item in batch:
@@ -390,11 +385,3 @@ def open_decision_store(target: Any) -> DecisionStore:
         _open[key] = store
         return store
 
-
-def as_rows(records: Iterable[DecisionRecord]) -> list[dict[str, Any]]:
-    return [r.as_dict() for r in records]
-
-
-def summary_line(rec: DecisionRecord, columns: Sequence[str] = ("node", "action", "outcome")) -> str:
-    parts = [str(getattr(rec, c) or "") for c in columns]
-    return " · ".join(p for p in parts if p)

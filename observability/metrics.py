@@ -352,12 +352,14 @@ class Instrumentation:
         store = getattr(svc, "decisions", None)
         if store is None or not call.trace_id:
             return
+        from graphs.state import sum_usage
         from nodes.common import thread_id
         from observability.decisions import DecisionRecord
 
         user, tenant = _identity(call.runtime)
         details = {**fields.pop("details", {}), **notes}
         models = sorted({c["model"] for c in calls})
+        spent = sum_usage(*({k: v for k, v in c.items() if k != "model"} for c in calls))
         rec = DecisionRecord(
             trace_id=call.trace_id,
             node=self.name,
@@ -365,9 +367,9 @@ class Instrumentation:
             tenant_id=tenant,
             user_id=user,
             latency_ms=round(elapsed * 1000, 3),
-            prompt_tokens=int(sum(c.get("prompt_tokens", 0) for c in calls)),
-            completion_tokens=int(sum(c.get("completion_tokens", 0) for c in calls)),
-            cost_usd=round(sum(c.get("cost_usd", 0.0) for c in calls), 6),
+            prompt_tokens=int(spent.get("prompt_tokens", 0)),
+            completion_tokens=int(spent.get("completion_tokens", 0)),
+            cost_usd=float(spent.get("cost_usd", 0.0)),
             model=",".join(models) or None,
             details=details,
             **{k: v for k, v in fields.items() if k in DECISION_FIELDS},
@@ -549,20 +551,9 @@ def instrument[F: Callable[..., Any]](
         async def awrapper(*args: Any, **kwargs: Any) -> Any:
             if _suppress.get():
                 return await fn(*args, **kwargs)
-            call = _Call(name, args, kwargs)
-            inst.begin(call)
-            with tracing.bound(call.trace_id, name), tracing.node_span(name, call.trace_id), usage.collect() as calls, \
-                    decision_points.collecting_notes() as notes:
-                try:
-                    out = await fn(*args, **kwargs)
-                except GraphInterrupt as exc:
-                    inst.interrupted(call, exc, time.perf_counter() - call.started)
-                    raise
-                except Exception as exc:
-                    inst.failed(call, exc, time.perf_counter() - call.started)
-                    raise
-                inst.succeeded(call, out, time.perf_counter() - call.started, calls, notes)
-            return out
+            with _observed(inst, _Call(name, args, kwargs)) as result:
+                result.append(await fn(*args, **kwargs))
+            return result[0]
 
         return cast(F, awrapper)
 
@@ -572,22 +563,30 @@ def instrument[F: Callable[..., Any]](
             return fn(*args, **kwargs)
         if _recorder.get() is not None:
             _record_call(wrapper, args, kwargs)
-        call = _Call(name, args, kwargs)
-        inst.begin(call)
-        with tracing.bound(call.trace_id, name), tracing.node_span(name, call.trace_id), usage.collect() as calls, \
-                decision_points.collecting_notes() as notes:
-            try:
-                out = fn(*args, **kwargs)
-            except GraphInterrupt as exc:
-                inst.interrupted(call, exc, time.perf_counter() - call.started)
-                raise
-            except Exception as exc:
-                inst.failed(call, exc, time.perf_counter() - call.started)
-                raise
-            inst.succeeded(call, out, time.perf_counter() - call.started, calls, notes)
-        return out
+        with _observed(inst, _Call(name, args, kwargs)) as result:
+            result.append(fn(*args, **kwargs))
+        return result[0]
 
     return cast(F, wrapper)
+
+
+@contextmanager
+def _observed(inst: Instrumentation, call: _Call) -> Iterator[list[Any]]:
+    """One node call (sync or async): trace id, span, usage and notes around it, then its outcome counted and
+    recorded. The caller appends the node's return value to the yielded list."""
+    inst.begin(call)
+    result: list[Any] = []
+    with tracing.bound(call.trace_id, inst.name), tracing.node_span(inst.name, call.trace_id), \
+            usage.collect() as calls, decision_points.collecting_notes() as notes:
+        try:
+            yield result
+        except GraphInterrupt as exc:
+            inst.interrupted(call, exc, time.perf_counter() - call.started)
+            raise
+        except Exception as exc:
+            inst.failed(call, exc, time.perf_counter() - call.started)
+            raise
+        inst.succeeded(call, result[0], time.perf_counter() - call.started, calls, notes)
 
 
 def render(openmetrics: bool = False) -> bytes:

@@ -21,6 +21,9 @@ SQLite's flavour, and opens its connection with `connect(target, lock=...)`:
 | `PRAGMA ...`                                 | nothing                                                           |
 | a `bool` parameter                           | its `int` (the stores keep flags in INTEGER columns)              |
 
+`transaction(conn)` is the one way a store runs a write transaction (commit on success, roll back on any exception;
+`BEGIN IMMEDIATE` by default, so the writer lock is taken at once).
+
 What no statement can say in both dialects is a function here: `table_exists`, `append_only` (UPDATE, DELETE and
 TRUNCATE refused by triggers) and `sync_ids` (identity sequences after rows were inserted with explicit ids).
 `executescript` on Postgres runs the whole script in one transaction under the store's lock, so two processes
@@ -38,6 +41,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,7 @@ __all__ = [
     "sqlite_file",
     "sync_ids",
     "table_exists",
+    "transaction",
 ]
 
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
@@ -95,6 +100,20 @@ def connect(target: str | Path, *, lock: str, timeout_s: float = 10.0) -> Any:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
     return conn
+
+
+@contextmanager
+def transaction(conn: Any, *, begin: str = "BEGIN IMMEDIATE") -> Iterator[Any]:
+    """A transaction on an autocommit connection (one from `connect`, or sqlite3 with ``isolation_level=None``):
+    `begin` (``BEGIN IMMEDIATE``: the writer lock at once; on Postgres the store's advisory lock), then COMMIT on
+    success or ROLLBACK on any exception. The caller holds its own thread lock around it."""
+    conn.execute(begin)
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def database_errors() -> tuple[type[Exception], ...]:
@@ -307,17 +326,11 @@ class PostgresConnection:
     def executescript(self, script: str) -> None:
         """Run a script of statements in one transaction under the store's lock (schema creation)."""
         with self._mutex:
-            outer = self.in_transaction
-            if not outer:
-                self.execute("BEGIN IMMEDIATE")
-            try:
+            if self.in_transaction:
                 self._conn.execute(translate(script, False))
-            except BaseException:
-                if not outer:
-                    self._conn.execute("ROLLBACK")
-                raise
-            if not outer:
-                self._conn.execute("COMMIT")
+                return
+            with transaction(self):
+                self._conn.execute(translate(script, False))
 
     def iterdump(self) -> Iterator[str]:
         """Every table of the schema and its rows, as text (for comparing databases, like sqlite3's iterdump)."""

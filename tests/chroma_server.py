@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.devserver import free_port
+from tests.devserver import free_port, serving
 
 
 def chroma_cli() -> Path:
@@ -24,33 +22,7 @@ def chroma_cli() -> Path:
 @contextmanager
 def chroma_server(path: Path, logs: Path) -> Iterator[str]:
     """Serve a Chroma store at `path` on 127.0.0.1; yields its URL once the heartbeat answers."""
-    import httpx
-
     port = free_port()
-    with logs.open("w") as log:
-        proc = subprocess.Popen(
-            [str(chroma_cli()), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}:\n{logs.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"chroma run did not answer on {url}:\n{logs.read_text()[-3000:]}")
-            time.sleep(0.2)  # polling a subprocess's readiness
+    argv = [str(chroma_cli()), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    with serving(argv, port, "/api/v2/heartbeat", logs, what="chroma run", timeout_s=60, poll_s=0.2) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -188,3 +188,29 @@ def with_intent(services: Any) -> Callable[..., Any]:
         return dataclasses.replace(services, classifier=StubClassifier(intent, confidence))
 
     return _with
+
+
+@pytest.fixture
+def cli(seeded_settings: Settings, model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any):
+    """Run app.main in-process on a copy of the seeded data directory, offline; returns (exit code, stdout as
+    parsed JSON, else its text, else None when it printed nothing, stderr)."""
+    import json
+    import shutil
+
+    import app
+
+    data = tmp_path / "data"
+    shutil.copytree(seeded_settings.data_dir, data)
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(data))
+    monkeypatch.setenv("SWITCHBOARD_MODEL_CACHE", str(model_cache))
+    for var in ("OPENAI_API_KEY", "SWITCHBOARD_LLM_BASE_URL", "SWITCHBOARD_REDIS_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+    def _run(*argv: str) -> tuple[int, Any, str]:
+        code = app.main(list(argv))
+        out, err = capsys.readouterr()
+        if out.strip().startswith(("{", "[")):
+            return code, json.loads(out), err
+        return code, (out if out.strip() else None), err
+
+    return _run

@@ -4,8 +4,6 @@ merged in by event id, and `python app.py audit`."""
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ from langchain_core.messages import HumanMessage
 from langgraph.types import Command
 from langgraph_sdk import Auth
 
-import app
 import tools.registry as registry
 from auth import handlers
 from auth.audit import AuditEvent, MemoryAuditLog, SqliteAuditLog, open_audit, query_events
@@ -185,23 +182,6 @@ def test_auth_failures_are_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 # ---------------------------------------------------------------- the CLI
-
-
-@pytest.fixture
-def cli(seeded_settings: Settings, model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any):
-    data = tmp_path / "data"
-    shutil.copytree(seeded_settings.data_dir, data)
-    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(data))
-    monkeypatch.setenv("SWITCHBOARD_MODEL_CACHE", str(model_cache))
-    for var in ("OPENAI_API_KEY", "SWITCHBOARD_LLM_BASE_URL", "SWITCHBOARD_REDIS_URL"):
-        monkeypatch.delenv(var, raising=False)
-
-    def _run(*argv: str) -> tuple[int, Any, str]:
-        code = app.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, (json.loads(out) if out.strip().startswith("{") else out), err
-
-    return _run
 
 
 def test_app_audit_queries_by_thread_and_user(cli: Any) -> None:

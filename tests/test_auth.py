@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -439,25 +438,6 @@ def test_app_dispatches_apikey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 
 
 # ---------------------------------------------------------------- the CLI's owner check
-
-
-@pytest.fixture
-def cli(seeded_settings: Settings, model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any):
-    import app
-
-    data = tmp_path / "data"
-    shutil.copytree(seeded_settings.data_dir, data)
-    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(data))
-    monkeypatch.setenv("SWITCHBOARD_MODEL_CACHE", str(model_cache))
-    for var in ("OPENAI_API_KEY", "SWITCHBOARD_LLM_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-
-    def _run(*argv: str) -> tuple[int, Any, str]:
-        code = app.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, (json.loads(out) if out.strip().startswith("{") else None), err
-
-    return _run
 
 
 def test_the_cli_refuses_another_customer_on_a_thread(cli: Any) -> None:

@@ -12,6 +12,7 @@ import nodes.execute_action
 import nodes.retrieve_knowledge
 import nodes.supervisor
 from graphs.supervisor import build_supervisor
+from tests.clock import FakeClock
 from tests.test_graph import TICKETS, resume, run, waiting_on
 from tools.registry import ToolResult
 
@@ -23,14 +24,6 @@ def limited(services: Any, **limits: Any) -> Any:
     )
 
 
-class FakeClock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for memory.embeddings: parity with sentence-transformers, caching, and the Chroma function."""
+"""Tests for memory.embeddings: parity with sentence-transformers and caching."""
 
 from __future__ import annotations
 
@@ -6,18 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import threading
-import warnings
 from pathlib import Path
 
-import chromadb
 import numpy as np
 import pytest
-from chromadb.config import Settings
 
 from memory import embeddings as emb
-from memory.embeddings import DIM, ONNX_FILENAME, MiniLMChromaEmbedding, MiniLMEmbedder, get_embedder
+from memory.embeddings import DIM, ONNX_FILENAME, MiniLMEmbedder, get_embedder
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
 REPO = Path(__file__).resolve().parents[1]
@@ -197,93 +193,6 @@ def test_import_loads_nothing() -> None:
     env = {**os.environ, "SWITCHBOARD_DATA_DIR": "/nonexistent/switchboard"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "False"]
-
-
-def _settings() -> Settings:
-    return Settings(anonymized_telemetry=False)  # same settings as memory.knowledge: Chroma shares instances
-
-
-def test_chroma_function_config_round_trip(cache_dir: Path) -> None:
-    ef = MiniLMChromaEmbedding(cache_dir=cache_dir, batch_size=16)
-    rebuilt = MiniLMChromaEmbedding.build_from_config(ef.get_config())
-    assert rebuilt.get_config() == ef.get_config() and rebuilt.name() == "switchboard-minilm"
-    assert not ef.is_legacy() and ef.default_space() == "cosine"
-    vectors = ef(["hello there", "refund"])
-    assert len(vectors) == 2 and vectors[0].dtype == np.float32 and vectors[0].shape == (DIM,)
-    with pytest.raises(ValueError):
-        MiniLMChromaEmbedding.validate_config({"cache_dir": None, "model": "other"})
-
-
-def test_chroma_ephemeral_add_and_query(cache_dir: Path, embedder: MiniLMEmbedder) -> None:
-    client = chromadb.EphemeralClient(settings=_settings())
-    collection = client.create_collection("kb_ephemeral", embedding_function=MiniLMChromaEmbedding(cache_dir))
-    collection.add(ids=list(DOCS), documents=list(DOCS.values()))
-    result = collection.query(query_texts=["I forgot my password and cannot log in"], n_results=1)
-    assert result["ids"][0] == ["password"]
-    stored = collection.get(ids=["refund"], include=["embeddings"])["embeddings"][0]
-    np.testing.assert_allclose(stored, embedder.embed_one(DOCS["refund"]), atol=1e-6)
-
-
-def test_chroma_persistent_reopens_in_new_process(tmp_path: Path, cache_dir: Path) -> None:
-    path = tmp_path / "chroma"
-    client = chromadb.PersistentClient(path=str(path), settings=_settings())
-    collection = client.create_collection("kb_persist", embedding_function=MiniLMChromaEmbedding(cache_dir))
-    collection.add(ids=list(DOCS), documents=list(DOCS.values()))
-    assert collection.configuration["hnsw"]["space"] == "cosine"
-    del collection, client
-
-    script = textwrap.dedent(
-        f"""
-        import json, warnings
-        import chromadb
-        from chromadb.config import Settings
-        from chromadb.utils.embedding_functions import onnx_mini_lm_l6_v2
-
-        def forbidden(*args, **kwargs):
-            raise AssertionError("Chroma's default embedding function was used")
-
-        onnx_mini_lm_l6_v2.ONNXMiniLM_L6_V2.__call__ = forbidden
-        onnx_mini_lm_l6_v2.ONNXMiniLM_L6_V2.__init__ = forbidden
-        import memory.embeddings  # registers switchboard-minilm
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            settings = Settings(anonymized_telemetry=False)
-            client = chromadb.PersistentClient(path={str(path)!r}, settings=settings)
-            collection = client.get_collection("kb_persist")
-            result = collection.query(query_texts=["my money back for a return"], n_results=1)
-            collection.add(ids=["extra"], documents=["Gift cards never expire."])
-        print(json.dumps({{
-            "nearest": result["ids"][0],
-            "ef": collection.configuration["embedding_function"].name(),
-            "count": collection.count(),
-            "warnings": [str(w.message) for w in caught],
-        }}))
-        """
-    )
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report == {"nearest": ["refund"], "ef": "switchboard-minilm", "count": 4, "warnings": []}
-
-
-def test_chroma_rejects_other_embedding_function_on_reopen(tmp_path: Path, cache_dir: Path) -> None:
-    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"), settings=_settings())
-    client.create_collection("kb_persist", embedding_function=MiniLMChromaEmbedding(cache_dir))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        other = chromadb.utils.embedding_functions.DefaultEmbeddingFunction()
-    # "default" is Chroma's placeholder argument, so passing it is allowed (and embeds nothing itself).
-    assert client.get_collection("kb_persist", embedding_function=other)
-
-    class Other(MiniLMChromaEmbedding):
-        @staticmethod
-        def name() -> str:
-            return "other"
-
-    with pytest.raises(ValueError, match="conflict"):
-        client.get_collection("kb_persist", embedding_function=Other(cache_dir))
 
 
 def test_a_repeated_single_text_is_served_from_recent_embeddings(embedder) -> None:  # noqa: ANN001

@@ -2,32 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-import app
-from config.settings import Settings
-
-
-@pytest.fixture
-def cli(seeded_settings: Settings, model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any):
-    data = tmp_path / "data"
-    shutil.copytree(seeded_settings.data_dir, data)
-    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(data))
-    monkeypatch.setenv("SWITCHBOARD_MODEL_CACHE", str(model_cache))
-    for var in ("OPENAI_API_KEY", "SWITCHBOARD_LLM_BASE_URL", "SWITCHBOARD_REDIS_URL"):
-        monkeypatch.delenv(var, raising=False)
-
-    def _run(*argv: str) -> tuple[int, Any, str]:
-        code = app.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, (json.loads(out) if out.strip().startswith("{") else out), err
-
-    return _run
 
 
 @pytest.fixture

@@ -155,3 +155,11 @@ def test_model_writes_the_rolling_summary(with_intent: Any, make_graph: Any, scr
     # The summariser was sent the oldest turn (question and answer), not the newest.
     [summarise] = [call for call in model.received if str(call[0].content).startswith("Summarise this")]
     assert [m.content for m in summarise[1:]] == ["Question 0 about order 1004 delivery", "Answer 0 [kb-x]."]
+
+
+def test_a_reply_in_content_blocks_gives_its_text_not_the_block_list(scripted) -> None:  # noqa: ANN001
+    blocks = [{"type": "text", "text": "Your order 1004 shipped."}, {"type": "text", "text": "It arrives Friday."}]
+    model = scripted(AIMessage(content=blocks))
+    reply = LLM(models=[("primary", model)]).generate([HumanMessage("Where is order 1004?")])
+    assert reply is not None and len(model.received) == 1
+    assert reply.text == "Your order 1004 shipped.\nIt arrives Friday."

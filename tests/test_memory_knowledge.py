@@ -23,17 +23,12 @@ from memory.knowledge import (
     load_articles,
     parse_markdown,
 )
+from tests.clock import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400.0
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def paragraph(topic: str, n: int = 60) -> str:
@@ -64,7 +59,7 @@ ARTICLES = [
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

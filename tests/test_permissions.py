@@ -17,7 +17,7 @@ from config.permissions import NODE_NAMES, Permissions, load_permissions
 from config.settings import CONFIG_DIR, Settings
 from graphs.context import Context
 from tools.registry import ToolNotPermitted
-from tools.shop import TOOLS, Caller, ShopDB, as_langchain_tools, run_tool
+from tools.shop import TOOLS, Caller, ShopDB, run_tool
 
 ALL = tuple(sorted(TOOLS))
 READS = tuple(sorted(n for n, s in TOOLS.items() if s.kind == "read"))
@@ -121,19 +121,6 @@ def test_the_node_is_typed_and_required() -> None:
         Caller("shell", "demo")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="caller must be a tools.registry.Caller"):
         run_tool(ShopDB(":memory:"), "get_order", {"order_id": 1}, caller="execute_action")  # type: ignore[arg-type]
-
-
-def test_model_bindings_offer_only_the_nodes_read_tools_and_still_pass_the_door(
-    db: ShopDB, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert as_langchain_tools(db, Caller("execute_action", "demo")) == []
-    bound = {t.name: t for t in as_langchain_tools(db, Caller("retrieve_knowledge", "demo"))}
-    assert set(bound) == set(READS)
-    # Revoke the grant after binding: the bound tool is refused at execution time.
-    revoked = Permissions(nodes={"execute_action": Settings().permissions().nodes["execute_action"]})
-    monkeypatch.setattr(registry, "default_permissions", lambda tools: revoked)
-    with pytest.raises(ToolNotPermitted):
-        bound["get_order"].invoke({"order_id": 1004})
 
 
 def test_the_graph_cannot_write_without_the_grant(

@@ -4,7 +4,6 @@ handler answer a caller over the limit (a `rate_limited` status / HTTP 429, neve
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import uuid
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 from langgraph_sdk import Auth
 
-import app
 from auth import handlers
 from auth.audit import MemoryAuditLog
 from auth.identity import Identity
@@ -149,27 +147,16 @@ def test_the_run_handler_answers_429_with_retry_after_and_audits_it(monkeypatch:
 
 
 @pytest.fixture
-def cli(seeded_settings: Settings, model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any):
-    data = tmp_path / "data"
-    shutil.copytree(seeded_settings.data_dir, data)
+def cli(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The shared CLI fixture (conftest) with a per-user bucket of one ticket, refilled every two minutes."""
     config = tmp_path / "config"
     shutil.copytree(Settings().config_dir, config, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     policy = (config / "policy.yaml").read_text().replace(
         "user: {capacity: 10, per_minute: 30}", "user: {capacity: 1, per_minute: 0.5}"
     )
     (config / "policy.yaml").write_text(policy)
-    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(data))
     monkeypatch.setenv("SWITCHBOARD_CONFIG_DIR", str(config))
-    monkeypatch.setenv("SWITCHBOARD_MODEL_CACHE", str(model_cache))
-    for var in ("OPENAI_API_KEY", "SWITCHBOARD_LLM_BASE_URL", "SWITCHBOARD_REDIS_URL"):
-        monkeypatch.delenv(var, raising=False)
-
-    def _run(*argv: str) -> tuple[int, Any, str]:
-        code = app.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, (json.loads(out) if out.strip().startswith("{") else None), err
-
-    return _run
+    return cli
 
 
 def test_the_cli_answers_rate_limited_with_status_and_exit_75(cli: Any, tmp_path: Path) -> None:

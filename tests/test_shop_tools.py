@@ -13,7 +13,7 @@ import pytest
 
 import tools.registry as registry
 import tools.shop as shop
-from tools.shop import TOOLS, Caller, ShopDB, as_langchain_tools, run_tool
+from tools.shop import TOOLS, Caller, ShopDB, run_tool
 
 TODAY = date(2025, 3, 15)
 NOW = datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
@@ -458,30 +458,6 @@ def test_invoice(db: ShopDB) -> None:
     assert invoice["invoice_number"] == "INV-2025-1004" and invoice["total"] == 393.90
     assert round(invoice["net_amount"] + invoice["vat_included"], 2) == 393.90
     assert "no payment has been taken" in refused(db, "get_invoice", {"order_id": 1010})
-
-
-# ------------------------------------------------------------------------------------------ langchain
-def test_langchain_tools_are_read_only_and_identity_free(db: ShopDB) -> None:
-    lc_tools = as_langchain_tools(db, Caller("retrieve_knowledge", "demo"))
-    assert sorted(t.name for t in lc_tools) == [
-        "get_account",
-        "get_invoice",
-        "get_order",
-        "get_refund_status",
-        "list_orders",
-    ]
-    for t in lc_tools:
-        assert "user_id" not in t.args
-        assert "user_id" not in json.dumps(t.tool_call_schema.model_json_schema())
-    get_order = next(t for t in lc_tools if t.name == "get_order")
-    mine = json.loads(get_order.invoke({"order_id": "#1006"}))
-    assert mine["ok"] and mine["data"]["tracking_number"] == "JJD000390010061006"
-    theirs = json.loads(get_order.invoke({"order_id": 1011}))
-    assert (theirs["ok"], theirs["data"], theirs["error"]) == (False, {}, "order 1011 was not found for this customer")
-    alice_orders = json.loads(
-        next(t for t in as_langchain_tools(db, as_caller("list_orders", "alice")) if t.name == "list_orders").invoke({})
-    )
-    assert [o["order_id"] for o in alice_orders["data"]["orders"]] == [1013, 1012, 1011]
 
 
 def test_two_handles_on_one_file_apply_a_key_once(db: ShopDB) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from dialogue import EMAIL_RE, MONEY_RE, ORDER_ID_RE, PHONE_CANDIDATE_RE, POSTCODE_RE, Address, Money, Slots
-from dialogue import extract_slots as x
+from dialogue.slots import EMAIL_RE, MONEY_RE, ORDER_ID_RE, PHONE_CANDIDATE_RE, POSTCODE_RE, Address, Money, Slots
+from dialogue.slots import extract_slots as x
 
 # ------------------------------------------------------------------------------------------ reported bugs
 

@@ -25,18 +25,11 @@ import tools.boundary as boundary
 from config.settings import ErrorPolicies, Settings
 from llm import MemoryStore, RedisStore
 from observability.metrics import REGISTRY
+from tests.clock import FakeClock
 from tests.conftest import require_service
 from tests.test_graph import run, waiting_on
 from tests.test_shop_tools import as_caller
 from tools.shop import TOOLS, ShopDB, run_tool
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -48,7 +41,7 @@ def shop(tmp_path: Path) -> Iterator[ShopDB]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from pydantic import Field
 
 from tools.registry import IDENTITY_ARGS, ToolArgs, ToolSpec, spec_problems
-from tools.shop import TOOLS, Caller, ShopDB, as_langchain_tools, run_tool
+from tools.shop import TOOLS, Caller, ShopDB, run_tool
 
 NOW = datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
 
@@ -98,8 +98,6 @@ def test_identity_comes_from_the_caller_not_the_arguments(db: ShopDB) -> None:
     mine = run_tool(db, "get_account", {}, caller=Caller("retrieve_knowledge", "demo")).data
     theirs = run_tool(db, "get_account", {}, caller=Caller("retrieve_knowledge", "alice")).data
     assert mine["email"] == "demo@example.com" and theirs["email"] == "alice.martin@example.com"
-    for tool in as_langchain_tools(db, Caller("retrieve_knowledge", "demo")):
-        assert not set(tool.args) & IDENTITY_ARGS
 
 
 class _Args(ToolArgs):

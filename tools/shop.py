@@ -27,7 +27,7 @@ Tools (see `TOOLS`), by declared class (`ToolSpec.kind`) and approval (`ToolSpec
 - write (needs approval): update_shipping_address, update_account;
 - write (no approval, low impact): set_newsletter_subscription, create_ticket.
 Call them through `run_tool` with a `Caller` from the runtime (the node is checked against
-config/permissions.yaml); give models only `as_langchain_tools` (the node's read tools, identity bound).
+config/permissions.yaml).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from dialogue.slots import EMAIL_RE
 from tools.registry import (
     Caller,
     Permission,
@@ -64,7 +64,6 @@ __all__ = [
     "ShopDB",
     "ToolResult",
     "ToolSpec",
-    "as_langchain_tools",
     "run_tool",
 ]
 
@@ -154,7 +153,6 @@ class AddressArgs(ToolArgs):
         return value
 
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"\+?[0-9]{7,15}")
 
 
@@ -170,7 +168,7 @@ class AccountArgs(ToolArgs):
         field = info.data.get("field")
         if field == "email":
             value = value.lower()
-            if not _EMAIL.fullmatch(value):
+            if not EMAIL_RE.fullmatch(value):
                 raise PydanticCustomError("email", "not a valid email address")
         elif field == "phone":
             value = re.sub(r"[\s().-]", "", value)
@@ -264,27 +262,6 @@ def run_tool(
         allowed_tools=allowed_tools,
         dry_run=dry_run,
     )
-
-
-def as_langchain_tools(db: ShopDB, caller: Caller) -> list[BaseTool]:
-    """The read tools `caller.node` may call, as LangChain tools bound to `caller`.
-
-    Their schemas have no identity field (the model cannot choose whom they act for), and every call goes
-    through `run_tool`, so the permissions are enforced at execution time as well as by this selection.
-    """
-    from tools.registry import default_permissions
-
-    granted = (getattr(db, "permissions", None) or default_permissions(TOOLS)).tools_of(caller.node)
-
-    def make(spec: ToolSpec) -> BaseTool:
-        def call(**kwargs: Any) -> str:
-            return run_tool(db, spec.name, kwargs, caller=caller).model_dump_json()
-
-        return StructuredTool.from_function(
-            func=call, name=spec.name, description=spec.model_description, args_schema=spec.args_model
-        )
-
-    return [make(spec) for spec in TOOLS.values() if spec.kind == "read" and spec.name in granted]
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.sql import append_only, connect, database_errors, is_postgres, redact, sqlite_file, sync_ids, table_exists
+from storage.sql import transaction as sql_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ class ShopDB:
             for table in APPEND_ONLY:
                 append_only(conn, table)
             return
-        with _immediate(conn):  # one transaction under the shop's lock: instances starting at once wait in turn
+        with sql_transaction(conn):  # one transaction under the shop's lock: instances starting at once wait in turn
             conn.execute(SCHEMA)
             for table in APPEND_ONLY:
                 append_only(conn, table)
@@ -265,7 +266,7 @@ class ShopDB:
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         """Hold the lock and an IMMEDIATE transaction; commit on success, roll back on any exception."""
-        with self._lock, _immediate(self._conn) as conn:
+        with self._lock, sql_transaction(self._conn) as conn:
             yield conn
 
     @contextmanager
@@ -321,17 +322,6 @@ class ShopDB:
                 _insert_seed(conn, today or self.now().date())
                 sync_ids(conn, EXPLICIT_IDS)
         return self.counts()
-
-
-@contextmanager
-def _immediate(conn: Any) -> Iterator[Any]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _add_audit_columns(conn: sqlite3.Connection) -> None:
