@@ -10,6 +10,7 @@ order numbers (``1004``, ``#1004``), amounts (``49.99``) and postal addresses:
 - ``phone``: numbers libphonenumber (``phonenumbers``) finds valid for US/GB/DE or in international form
   (at least 10 digits or a leading ``+``), plus North-American ``(415) 555-0132`` layouts.
 - ``ip_address``: IPv4/IPv6 literals validated with :mod:`ipaddress`.
+- ``address``: a postal address as the slot extractor reads one (`dialogue.slots`: street + number, postcode, city).
 
 Each kind is replaced by a stable placeholder (``[EMAIL]``, ``[CARD]``, ...). Overlapping matches are
 resolved by detector priority (an IBAN is never also reported as a phone number).
@@ -33,6 +34,7 @@ PLACEHOLDERS: dict[str, str] = {
     "ssn": "[SSN]",
     "ip_address": "[IP]",
     "phone": "[PHONE]",
+    "address": "[ADDRESS]",
 }
 """Kind -> placeholder. Dict order is detector priority when matches overlap."""
 
@@ -112,6 +114,14 @@ def _phones(text: str, regions: Iterable[str] = PHONE_REGIONS) -> Iterator[tuple
                 yield m.start, m.end
 
 
+def _addresses(text: str) -> Iterator[tuple[int, int]]:
+    from dialogue.slots import extract_slots  # the one address reader (lazy: slots imports phonenumbers too)
+
+    found = extract_slots(text).address
+    if found is not None and (start := text.find(found.text)) >= 0:
+        yield start, start + len(found.text)
+
+
 _DETECTORS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     "email": _emails,
     "iban": _ibans,
@@ -119,6 +129,7 @@ _DETECTORS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     "ssn": _ssns,
     "ip_address": _ips,
     "phone": _phones,
+    "address": _addresses,
 }
 
 
