@@ -1,7 +1,7 @@
 """PII redaction for text entering or leaving the system.
 
 Detectors are deterministic and validated where a checksum exists, so ordinary support text keeps its
-order numbers (``1004``, ``#1004``), amounts (``49.99``) and postal addresses:
+order numbers (``1004``, ``#1004``) and amounts (``49.99``):
 
 - ``email``: RFC-ish address pattern.
 - ``card_number``: 13-19 digits (spaces or dashes allowed) that pass the Luhn check (python-stdnum).

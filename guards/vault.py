@@ -1,8 +1,9 @@
 """Personal data that must be kept is kept only encrypted: the PII key, sealed slot values, checkpoint encryption.
 
-The key (32 bytes, AES-256-GCM) comes from `SWITCHBOARD_PII_KEY` (URL-safe base64, e.g. from
-`python app.py pii-key`), else from `data_dir/pii.key`, created on first use with mode 0600 (the embedded
-default). Keep the key out of the database it protects: with Postgres, set `SWITCHBOARD_PII_KEY`.
+The key (32 bytes, AES-256-GCM) comes from `SWITCHBOARD_PII_KEY` (URL-safe base64, made by
+`python -c 'from guards.vault import new_key; print(new_key())'`), else from `data_dir/pii.key`, created on
+first use with mode 0600 (the embedded default).
+Keep the key out of the database it protects: with Postgres, set `SWITCHBOARD_PII_KEY`.
 
 - `Vault.seal(value, owner)` -> ``"pii:v1:..."``: a JSON value encrypted and bound to its owner (tenant/user),
   so a token opens only in that customer's runs. Equal values seal to equal tokens (a synthetic nonce, as in
@@ -45,6 +46,7 @@ PREFIX = "pii:v1:"
 SEALED_SLOTS = ("email", "phone", "address", "address_parts", "value")
 """Slot keys (`dialogue.slots.Slots.entities`) that hold personal data; in graph state they are sealed tokens."""
 KEY_ENV = "SWITCHBOARD_PII_KEY"
+MAKE_KEY = """python -c 'from guards.vault import new_key; print(new_key())'"""
 _NONCE = 12
 _SLOT_AD = b"switchboard/slot/"
 _CHECKPOINT_AD = b"switchboard/checkpoint"
@@ -63,9 +65,9 @@ def _decode_key(text: str, where: str) -> bytes:
     try:
         key = base64.urlsafe_b64decode(text.strip().encode())
     except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"{where} is not URL-safe base64 (make one with `python app.py pii-key`)") from exc
+        raise ValueError(f"{where} is not URL-safe base64 (make one with: {MAKE_KEY})") from exc
     if len(key) != 32:
-        raise ValueError(f"{where} must decode to 32 bytes, not {len(key)} (make one with `python app.py pii-key`)")
+        raise ValueError(f"{where} must decode to 32 bytes, not {len(key)} (make one with: {MAKE_KEY})")
     return key
 
 

@@ -3,6 +3,7 @@
 LangGraph writes a run's input into the first checkpoint before any node runs, so these tests read the whole
 history (`get_state_history`), every checkpoint tuple's pending writes, and the raw rows of the SQLite file or the
 Postgres tables, on every checkpointer, through the CLI's entry point and through a direct `graph.invoke`.
+(They replace a test that read only the latest state.)
 """
 
 from __future__ import annotations
@@ -150,3 +151,29 @@ def test_the_pii_key_is_made_once_private_and_an_env_key_wins(tmp_path: Path) ->
     assert load_key(env, path) != first
     with pytest.raises(ValueError, match="32 bytes"):
         load_key("c2hvcnQ=", path)
+
+
+@pytest.mark.parametrize(
+    ("text", "raw"),
+    [
+        (TICKET, RAW),
+        ("Please send order 1009 to 12 Harbour Street, 1000 Brussels.", ("12 Harbour Street", "1000 Brussels")),
+        ("Please change my email to dana.new@example.com", ("dana.new@example.com",)),
+    ],
+)
+def test_the_decision_log_and_audit_log_hold_no_raw_pii(
+    services: Any, make_graph: Any, text: str, raw: tuple[str, ...]
+) -> None:
+    import json
+
+    graph = make_graph(services)
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    graph.invoke({"messages": [HumanMessage(text)]}, config, context=Context())
+    trace = graph.get_state(config).values["trace_id"]
+    services.decisions.flush()
+    records = services.decisions.by_trace(trace)
+    assert [r.node for r in records][:2] == ["guard_input", "compress_context"]
+    logged = json.dumps([r.as_dict() for r in records], default=str) + json.dumps(
+        [e.__dict__ if hasattr(e, "__dict__") else str(e) for e in services.audit.query(thread_id=None)], default=str
+    )
+    assert [r for r in raw if r in logged] == []
