@@ -7,8 +7,8 @@ point therefore passes the input through `admit` first: the CLI / service `ask`,
 (`auth.handlers.on_create_run` rewrites the run's input before the server stores the run). `admit`:
 
 1. validates the shape (`InvalidInput`, a clear message, nothing passed on): an object with only `messages`, a
-   list of 1..`MAX_INPUT_MESSAGES` customer (human / user) messages, text content (a string or text blocks) of at
-   most `max_chars` characters, valid Unicode without NUL;
+   list of at most `MAX_INPUT_MESSAGES` customer (human / user) messages, text content (a string or text blocks) of
+   at most `max_chars` characters, valid Unicode without NUL;
 2. reads the slots (`dialogue.slots.extract_slots`) from the raw text and seals them (`guards.vault`) into the
    message's `additional_kwargs["pii"]["slots"]`, bound to the customer (tenant/user); `guard_input` opens them;
 3. replaces the text by its redacted form (`guards.pii.redact`: e-mails, phone numbers, card numbers, IBANs,
@@ -118,9 +118,11 @@ def admit(payload: Any, *, vault: Any, owner: str, max_chars: int) -> dict[str, 
     unknown = sorted(str(k) for k in payload if k != "messages")
     if unknown:
         raise InvalidInput(f"unknown input key(s) {', '.join(unknown)}; the input takes only 'messages'")
-    messages = payload.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidInput("input.messages must be a non-empty list of messages")
+    if "messages" not in payload:  # `{}`: the run adds nothing
+        return {}
+    messages = payload["messages"]
+    if not isinstance(messages, list):
+        raise InvalidInput(f"input.messages must be a list of messages, not {type(messages).__name__}")
     if len(messages) > MAX_INPUT_MESSAGES:
         raise InvalidInput(f"input.messages has {len(messages)} messages; at most {MAX_INPUT_MESSAGES} per run")
     admitted = []

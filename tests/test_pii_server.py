@@ -25,15 +25,16 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def served(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     langgraph_cli()
-    from auth.keys import KeyStore
     from langgraph_sdk import get_sync_client
+
+    from auth.keys import KeyStore
 
     data = tmp_path_factory.mktemp("pii-server") / "data"
     shutil.copytree(seeded_settings.data_dir, data)
     key = KeyStore(data / "auth.sqlite").create("pii-jo", "default", "customer")[0]
     logs = tmp_path_factory.mktemp("pii-server-logs") / "server.log"
-    with dev_server(data, model_cache, logs, drop_env=("SWITCHBOARD_AUTH_ALLOW_STUDIO", "SWITCHBOARD_AUTH_DB",
-                                                       "SWITCHBOARD_REDIS_URL", "SWITCHBOARD_PII_KEY")) as url:  # fmt: skip
+    drop = ("SWITCHBOARD_AUTH_ALLOW_STUDIO", "SWITCHBOARD_AUTH_DB", "SWITCHBOARD_REDIS_URL", "SWITCHBOARD_PII_KEY")
+    with dev_server(data, model_cache, logs, drop_env=drop) as url:
         client = get_sync_client(url=url, api_key=key)
         made: list[str] = []
         yield client, made
