@@ -321,7 +321,7 @@ async def on_create_run(
     if not answering and isinstance(value.get("metadata"), dict):
         value["metadata"].update(owned_by(identity))  # a thread this run creates belongs to the caller
     set_run_identity(kwargs, identity, answering=answering)
-    admit_run_input(kwargs, identity)
+    await asyncio.to_thread(admit_run_input, kwargs, identity)  # reads the key file and policy: not on the loop
     await take_token(identity)
     # A reviewer answers any waiting thread of their tenant; a new message goes only to one's own thread.
     return visible_to(identity) if answering else owned_by(identity)
