@@ -65,7 +65,9 @@ def open_runtime(settings: Settings) -> Iterator[Runtime]:
     services = build_services(settings)
     # One ticket per CLI process: the node cache (classification, retrieval) lives in a file under the data dir.
     cache = sqlite_cache(settings.data_dir / "cache.sqlite") if settings.observability().cache.enabled else None
-    with open_checkpointer(settings.checkpoint_target) as saver:
+    from memory.serde import checkpoint_serde
+
+    with open_checkpointer(settings.checkpoint_target, serde=checkpoint_serde(settings)) as saver:
         yield Runtime(build_supervisor(services).compile(checkpointer=saver, cache=cache), services)
 
 
@@ -75,8 +77,9 @@ def thread_exists(settings: Settings, thread_id: str) -> bool:
     if "://" not in target and not Path(target).exists():
         return False
     from memory.checkpointer import open_checkpointer
+    from memory.serde import checkpoint_serde
 
-    with open_checkpointer(target) as saver:
+    with open_checkpointer(target, serde=checkpoint_serde(settings)) as saver:
         return saver.get_tuple({"configurable": {"thread_id": thread_id}}) is not None
 
 
@@ -197,12 +200,21 @@ def ask(
                     f"thread {thread_id} is waiting ({INTERRUPT_STATUS[node]}); answer it with "
                     f"'python app.py resume {thread_id} ...'"
                 )
+        from guards.intake import admit
+        from guards.vault import owner_of, vault_for
         from observability.tracing import bound, new_trace_id
 
+        # Redacted, its slots sealed, before the graph (and its first checkpoint, and any trace) sees it.
+        admitted = admit(
+            {"messages": [{"role": "user", "content": text}]},
+            vault=vault_for(settings),
+            owner=owner_of(tenant, user),
+            max_chars=settings.policy().limits.max_input_chars,
+        )
         trace_id = new_trace_id()
         with bound(trace_id):
             rt.graph.invoke(
-                {"messages": [{"role": "user", "content": text}]},
+                admitted,
                 owned_config(rt, thread_id, user, tenant, trace_id),
                 context=Context(user_id=user, tenant_id=tenant, channel=channel),
                 durability=DURABILITY,
@@ -530,8 +542,9 @@ def cmd_memory(settings: Settings, a: argparse.Namespace) -> int:
     if not thread_exists(settings, a.thread):
         raise UsageError(f"unknown thread {a.thread!r}")
     from memory.checkpointer import open_checkpointer
+    from memory.serde import checkpoint_serde
 
-    with open_checkpointer(settings.checkpoint_target) as saver:
+    with open_checkpointer(settings.checkpoint_target, serde=checkpoint_serde(settings)) as saver:
         saved = saver.get_tuple({"configurable": {"thread_id": a.thread}})
     values = saved.checkpoint.get("channel_values", {}) if saved else {}
     data = {"thread_id": a.thread, "task": values.get("task") or {}, "state": wm.all(a.thread) if wm else {}}

@@ -191,6 +191,25 @@ def caller(ctx: Auth.types.AuthContext) -> Identity:
     return identity
 
 
+def admit_run_input(kwargs: dict[str, Any], identity: Identity) -> None:
+    """The run's input validated, redacted and its slots sealed (`guards.intake.admit`) before the server stores the
+    run or checkpoints its input; a malformed input is HTTP 422 with what is wrong."""
+    from guards.intake import InvalidInput, admit
+    from guards.vault import owner_of, vault_for
+
+    if kwargs.get("input") is None:  # a resume or a bare command
+        return
+    try:
+        kwargs["input"] = admit(
+            kwargs["input"],
+            vault=vault_for(SETTINGS),
+            owner=owner_of(identity.tenant_id, identity.user_id),
+            max_chars=SETTINGS.policy().limits.max_input_chars,
+        )
+    except InvalidInput as exc:
+        raise Auth.exceptions.HTTPException(status_code=422, detail=f"invalid input: {exc}") from exc
+
+
 def deny(detail: str) -> NoReturn:
     raise Auth.exceptions.HTTPException(status_code=403, detail=detail)
 
@@ -304,6 +323,7 @@ async def on_create_run(
     if not answering and isinstance(value.get("metadata"), dict):
         value["metadata"].update(owned_by(identity))  # a thread this run creates belongs to the caller
     set_run_identity(kwargs, identity, answering=answering)
+    await asyncio.to_thread(admit_run_input, kwargs, identity)  # reads the key file and policy: not on the loop
     await take_token(identity)
     # A reviewer answers any waiting thread of their tenant; a new message goes only to one's own thread.
     return visible_to(identity) if answering else owned_by(identity)

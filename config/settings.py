@@ -224,6 +224,7 @@ class Settings(BaseModel):
     cli_role: Literal["customer", "agent", "admin"] = "admin"  # the CLI's local operator answering interrupts
     decisions_url: str | None = None  # decision log; default: SQLite (FTS5) file data_dir/decisions.sqlite
     alert_webhook_url: str | None = None  # alerts are posted here (else config/observability.yaml's webhook_url)
+    pii_key: str | None = Field(None, repr=False)  # SWITCHBOARD_PII_KEY (guards/vault.py); default: data_dir/pii.key
 
     @property
     def llm_enabled(self) -> bool:
@@ -251,6 +252,11 @@ class Settings(BaseModel):
     def embedding_cache_dir(self) -> Path:
         """Cached embeddings of whole data sets (memory.embedder.CachedEmbedder, the evals)."""
         return self.data_dir / "cache"
+
+    @property
+    def pii_key_path(self) -> Path:
+        """Where the embedded default keeps the PII key when SWITCHBOARD_PII_KEY is unset (created on first use)."""
+        return self.data_dir / "pii.key"
 
     @model_validator(mode="after")
     def _valid_urls(self) -> Settings:
@@ -315,6 +321,7 @@ class Settings(BaseModel):
             config_dir=Path(e.get("SWITCHBOARD_CONFIG_DIR") or CONFIG_DIR).expanduser(),
             decisions_url=e.get("SWITCHBOARD_DECISIONS_URL") or None,
             alert_webhook_url=e.get("SWITCHBOARD_ALERT_WEBHOOK_URL") or None,
+            pii_key=e.get("SWITCHBOARD_PII_KEY") or None,
         )
 
     def policy(self) -> Policy:

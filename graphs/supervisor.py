@@ -24,6 +24,7 @@ from config.settings import NodeRetry, Settings
 from graphs.context import Context
 from graphs.services import Services, ServicesProvider, get_services
 from graphs.state import InputState, OutputState, SupportState
+from graphs.validation import validated
 from nodes import (
     analyze_technical,
     classify_intent,
@@ -89,10 +90,11 @@ def build_supervisor(
 
     def node(name: str, fn: Callable[..., Any], **kwargs: Any) -> None:
         # Every node is traced, timed and counted, and writes its decision record (observability.metrics); it
-        # reports on the `custom` stream what it found (nodes.progress); HITL decisions are audited.
+        # reports on the `custom` stream what it found (nodes.progress); HITL decisions are audited; its output is
+        # checked against the state's declared keys and types (graphs.validation).
         wrapped = instrument(
             name,
-            audited(name, progress.reporting(name, fn), provider),
+            audited(name, progress.reporting(name, validated(name, fn)), provider),
             ticket=name == "remember",
             starts_ticket=name == "guard_input",
             services=provider,

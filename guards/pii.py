@@ -1,7 +1,7 @@
 """PII redaction for text entering or leaving the system.
 
 Detectors are deterministic and validated where a checksum exists, so ordinary support text keeps its
-order numbers (``1004``, ``#1004``), amounts (``49.99``) and postal addresses:
+order numbers (``1004``, ``#1004``) and amounts (``49.99``):
 
 - ``email``: RFC-ish address pattern.
 - ``card_number``: 13-19 digits (spaces or dashes allowed) that pass the Luhn check (python-stdnum).
@@ -10,6 +10,7 @@ order numbers (``1004``, ``#1004``), amounts (``49.99``) and postal addresses:
 - ``phone``: numbers libphonenumber (``phonenumbers``) finds valid for US/GB/DE or in international form
   (at least 10 digits or a leading ``+``), plus North-American ``(415) 555-0132`` layouts.
 - ``ip_address``: IPv4/IPv6 literals validated with :mod:`ipaddress`.
+- ``address``: a postal address as the slot extractor reads one (`dialogue.slots`: street + number, postcode, city).
 
 Each kind is replaced by a stable placeholder (``[EMAIL]``, ``[CARD]``, ...). Overlapping matches are
 resolved by detector priority (an IBAN is never also reported as a phone number).
@@ -17,6 +18,7 @@ resolved by detector priority (an IBAN is never also reported as a phone number)
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +37,7 @@ PLACEHOLDERS: dict[str, str] = {
     "ssn": "[SSN]",
     "ip_address": "[IP]",
     "phone": "[PHONE]",
+    "address": "[ADDRESS]",
 }
 """Kind -> placeholder. Dict order is detector priority when matches overlap."""
 
@@ -45,6 +48,7 @@ _CARD_RE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _SSN_RE = re.compile(r"(?<![\d-])(\d{3})-(\d{2})-(\d{4})(?![\d-])")
 _NANP_RE = re.compile(r"(?<![\w-])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-])")
+_DIGIT_RUN_RE = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
 _IPV4_RE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6_RE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 
@@ -101,6 +105,8 @@ def _ips(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _phones(text: str, regions: Iterable[str] = PHONE_REGIONS) -> Iterator[tuple[int, int]]:
+    if not _DIGIT_RUN_RE.search(text):  # no valid number has fewer than 7 digits; libphonenumber is the slow part
+        return
     for m in _NANP_RE.finditer(text):  # North-American layout, incl. fictional 555 numbers
         yield m.start(), m.end()
     for region in regions:
@@ -113,6 +119,16 @@ def _phones(text: str, regions: Iterable[str] = PHONE_REGIONS) -> Iterator[tuple
                 yield pm.start, pm.end
 
 
+def _addresses(text: str) -> Iterator[tuple[int, int]]:
+    from dialogue.slots import extract_slots  # the one address reader (lazy: slots imports phonenumbers too)
+
+    if not any(ch.isdigit() for ch in text):  # every address it reads has a house number or a postcode
+        return
+    found = extract_slots(text).address
+    if found is not None and (start := text.find(found.text)) >= 0:
+        yield start, start + len(found.text)
+
+
 _DETECTORS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     "email": _emails,
     "iban": _ibans,
@@ -120,6 +136,7 @@ _DETECTORS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     "ssn": _ssns,
     "ip_address": _ips,
     "phone": _phones,
+    "address": _addresses,
 }
 
 
@@ -128,7 +145,18 @@ def find_pii(text: str, kinds: Iterable[str] | None = None) -> list[PiiMatch]:
 
     ``kinds`` restricts detection to a subset of :data:`PLACEHOLDERS` keys (default: all).
     """
-    wanted = list(PLACEHOLDERS) if kinds is None else [k for k in PLACEHOLDERS if k in set(kinds)]
+    wanted = tuple(PLACEHOLDERS) if kinds is None else tuple(k for k in PLACEHOLDERS if k in set(kinds))
+    if len(text) <= 2000:  # logs and decision records repeat the same short texts
+        return list(_find_cached(text, wanted))
+    return _find(text, wanted)
+
+
+@functools.lru_cache(maxsize=8192)
+def _find_cached(text: str, wanted: tuple[str, ...]) -> tuple[PiiMatch, ...]:
+    return tuple(_find(text, wanted))
+
+
+def _find(text: str, wanted: tuple[str, ...]) -> list[PiiMatch]:
     taken: list[PiiMatch] = []
     for kind in wanted:  # priority order
         for start, end in _DETECTORS[kind](text):

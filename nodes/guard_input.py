@@ -1,8 +1,13 @@
 """guard_input: the trust boundary. Validates size, screens for prompt injection, redacts PII.
 
 It also starts a new ticket: its trace id, its owner (from the run's identity) and cleared per-ticket state.
-Slots such as the new e-mail address of an account change are captured here, before redaction, so the
-checkpointed conversation never holds the raw value while the approved action can still use it.
+
+An entry point (`guards.intake.admit`: the CLI's `ask`, the served API's run handler) has already redacted the
+message and sealed its slots (read from the raw text) for this customer; they are opened here. A message that
+did not pass an entry point (a graph invoked directly) has its slots read and its text redacted here, and the
+checkpoint serializer (`memory.serde`) never stores its raw text either. Either way, the slots that hold personal
+data (`guards.vault.SEALED_SLOTS`: the new e-mail address of an account change, an address, ...) stay sealed in
+`entities`; `plan_action` opens them for the tool's arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from guards.injection import guard_for
-from guards.pii import redact
+from guards.intake import PII_KEY, redacted_text
+from guards.vault import SealError, owner_of, seal_slots, vault_for
 from nodes.common import Node, last_human, text_of
 from observability.tracing import current_trace_id, new_trace_id
 
@@ -82,13 +88,26 @@ def make(services: ServicesProvider) -> Node:
             update.update(flags=Overwrite(flags), status="rejected", ticket="", error=f"rejected input: {flags[0]}")
             return Command(goto="generate_response", update=update)
 
-        entities = extract_slots(raw).entities()
-        clean, kinds = redact(raw)
+        vault, owner = vault_for(svc.settings), owner_of(ctx.tenant_id, ctx.user_id)
+        admitted = (message.additional_kwargs or {}).get(PII_KEY) if message else None
+        if isinstance(admitted, dict):  # redacted and sealed by an entry point
+            try:
+                entities = vault.unseal(admitted["slots"], owner) if admitted.get("slots") else {}
+            except SealError as exc:
+                update.update(flags=Overwrite(["sealed_slots_invalid"]), status="rejected", ticket="", error=str(exc))
+                return Command(goto="generate_response", update=update)
+            found = list(admitted.get("kinds") or [])
+        else:
+            entities, found = extract_slots(raw).entities(), []
+        clean, kinds = redacted_text(raw)
         if kinds and message is not None:  # kinds come from raw, so there is a message
-            flags.append("pii_redacted")
             # Replace the stored message (same id) so the checkpoint keeps only the redacted text.
-            update["messages"] = [HumanMessage(content=clean, id=message.id)]
-        verdict = guard_for(svc).screen(raw)
+            kept = message.additional_kwargs
+            update["messages"] = [HumanMessage(content=clean, id=message.id, additional_kwargs=kept)]
+        if found or kinds:
+            flags.append("pii_redacted")
+        entities = seal_slots(entities, vault, owner)
+        verdict = guard_for(svc).screen(clean)
         if verdict.is_injection:
             flags.append("prompt_injection")
             update.update(

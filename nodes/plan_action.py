@@ -24,6 +24,7 @@ from dialogue.task import asks_only, is_howto, is_question, named_item
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
+from guards.vault import open_slots, owner_of, vault_for
 from nodes.common import Node, thread_id, tool_caller, visited
 from nodes.request_approval import needs_human
 from tools.shop import TOOLS, run_tool
@@ -139,7 +140,10 @@ def make(services: ServicesProvider) -> Node:
         spec = TOOLS.get(flow.action)
         if spec is None or spec.permission == "read":
             raise ValueError(f"workflow for {intent!r} names {flow.action!r}, which is not a write tool")
-        entities = state.get("entities", {})
+        # Personal slots (a new address or e-mail) are sealed in state; the tool's arguments need them opened.
+        entities = open_slots(
+            state.get("entities", {}), vault_for(svc.settings), owner_of(ctx.tenant_id, ctx.user_id)
+        )
         task = dict(state.get("task") or {})
         ticket = state.get("ticket", "")
         args = build_args(flow.action, intent, ticket, entities)

@@ -352,12 +352,16 @@ class Instrumentation:
         store = getattr(svc, "decisions", None)
         if store is None or not call.trace_id:
             return
+        from auth.audit import masked
         from graphs.state import sum_usage
         from nodes.common import thread_id
         from observability.decisions import DecisionRecord
 
         user, tenant = _identity(call.runtime)
-        details = {**fields.pop("details", {}), **notes}
+        # The decision log is searchable plain text: personal data in it is masked (guards.pii.mask_for_log).
+        details = masked({**fields.pop("details", {}), **notes})
+        if isinstance(fields.get("reasoning"), str):
+            fields["reasoning"] = masked({"r": fields["reasoning"]})["r"]
         models = sorted({c["model"] for c in calls})
         spent = sum_usage(*({k: v for k, v in c.items() if k != "model"} for c in calls))
         rec = DecisionRecord(

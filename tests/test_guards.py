@@ -61,8 +61,6 @@ def test_redacts_pii(text: str, expected: str, kinds: list[str]) -> None:
     [
         "Where is order 1004? And #1004 and order #10042?",
         "I paid 49.99 EUR, then 1,049.99 and 12.50 for shipping",
-        "Ship to 221B Baker Street, London NW1 6XE",
-        "Musterstraße 12, 10115 Berlin, Germany",
         "Tracking 1Z999AA10123456784 arrived 2025-03-01 at 10:30:15",
         "card 4111 1111 1111 1112 fails the Luhn check",  # not a valid card number
         "SKU 0000000000000 and 1111111111111 are placeholders",  # Luhn-valid but all one digit
@@ -72,6 +70,18 @@ def test_redacts_pii(text: str, expected: str, kinds: list[str]) -> None:
 )
 def test_does_not_redact_ordinary_shop_text(text: str) -> None:
     assert redact(text) == (text, [])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Ship to 221B Baker Street, London NW1 6XE", "Ship to [ADDRESS]"),
+        ("Musterstraße 12, 10115 Berlin, Germany", "[ADDRESS]"),
+        ("Please send order 1009 to 12 Harbour Street, 1000 Brussels.", "Please send order 1009 to [ADDRESS]."),
+    ],
+)
+def test_redacts_postal_addresses_and_keeps_order_numbers(text: str, expected: str) -> None:
+    assert redact(text) == (expected, ["address"])
 
 
 def test_redact_kinds_subset() -> None:
