@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.types import Overwrite
 from pydantic import ValidationError
 
 from graphs.context import Context
@@ -121,8 +122,9 @@ def test_a_context_of_the_wrong_type_is_refused(services: Any, make_graph: Any) 
         ({"confidence": "high"}, "confidence: Input should be a valid number"),
         ({"status": "done"}, "status: Input should be"),
         ({"route": ["guard_input", 3]}, "route.1: Input should be a valid string"),
-        ({"knowledge": [{"id": "__reset__"}, "an article"]}, "knowledge.0: Input should be a valid dictionary"),
-        ({"entities": {"__reset__": 1, "order_id": 1004}, "usage": {"tokens": "many"}}, "usage.tokens"),
+        ({"knowledge": [{"id": "kb-1"}, "an article"]}, "knowledge.1: Input should be a valid dictionary"),
+        ({"entities": {"order_id": 1004}, "usage": {"tokens": "many"}}, "usage.tokens"),
+        ({"flags": Overwrite(["ok", 7])}, "flags.1: Input should be a valid string"),
         ({"messages": ["plain text"]}, "messages[0] as str, not a message"),
         (["not", "a", "dict"], "returned a list update"),
     ],
@@ -137,12 +139,11 @@ def test_an_invalid_node_update_is_refused(update: Any, problem: str) -> None:
 
 def test_valid_updates_pass_with_reducer_conventions() -> None:
     from langchain_core.messages import RemoveMessage
-    from langgraph.types import Overwrite
 
     from graphs.validation import check_update
 
-    check_update("guard_input", {"route": ["__reset__", "guard_input"], "usage": {"__reset__": 1},
-                                 "knowledge": [{"id": "__reset__"}], "messages": [RemoveMessage(id="1")],
+    check_update("guard_input", {"route": Overwrite(["guard_input"]), "usage": Overwrite({}),
+                                 "knowledge": [{"id": "kb-1"}], "messages": [RemoveMessage(id="1")],
                                  "flags": Overwrite(["pii_redacted"]), "confidence": 1, "status": "in_progress"})
 
 
@@ -155,8 +156,8 @@ def test_the_graph_refuses_a_node_that_writes_an_undeclared_key(
 
     real = guard_output.make
 
-    def leaky(provider: Any) -> Any:
-        node = real(provider)
+    def leaky() -> Any:
+        node = real()
 
         def guard_output_node(state: Any, runtime: Any) -> dict:
             return {**node(state, runtime), "raw_ticket": "My card 4111 1111 1111 1111"}
