@@ -9,20 +9,19 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from memory.knowledge import (
     Article,
     ChromaMemory,
-    HashingEmbedder,
     LongTermMemory,
     ResolvedCase,
     chunk_markdown,
     load_articles,
     parse_markdown,
 )
+from tests.embedders import HashingEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400.0
@@ -346,49 +345,6 @@ def test_min_relevance_drops_unrelated_hits(clock: FakeClock) -> None:
     assert strict.search_knowledge("password reset email link")[0].article_id == "kb-password"
 
 
-def test_a_store_of_the_single_collection_layout_is_moved_over(tmp_path: Path) -> None:
-    import chromadb
-    from chromadb.config import Settings
-
-    embedder = HashingEmbedder(128)
-    client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
-
-    def legacy(name: str, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
-        collection = client.get_or_create_collection(
-            f"switchboard_{name}", embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-        )
-        collection.add(
-            ids=[r[0] for r in rows],
-            documents=[r[1] for r in rows],
-            metadatas=[r[2] for r in rows],
-            embeddings=embedder.embed([r[1] for r in rows]),
-        )
-
-    kb_meta = {"tenant_id": "acme", "user_id": "*", "article_id": "kb-x"}
-    legacy("kb", [("acme/kb-x#1", "parcel lockers guide", kb_meta)])
-    legacy(
-        "cases",
-        [
-            ("c-own", "card declined 402", {"tenant_id": "t1", "user_id": "alice", "shared": False}),
-            ("c-shared", "card declined 402 bank", {"tenant_id": "t1", "user_id": "carol", "shared": True}),
-        ],
-    )
-    pref_meta = {"tenant_id": "t1", "user_id": "alice", "key": "contact", "value": '"sms"'}
-    legacy("prefs", [("p-1", "contact: sms", pref_meta)])
-    mem = ChromaMemory.persistent(tmp_path, embedder, min_relevance=0.0)
-    assert mem.count() == {"kb": 1, "cases": 2, "prefs": 1}
-    assert not {"switchboard_kb", "switchboard_cases", "switchboard_prefs"} & set(mem.collection_names())
-    assert [h.article_id for h in mem.search_knowledge("parcel lockers", tenant_id="acme")] == ["kb-x"]
-    assert {h.id for h in mem.search_cases("card declined 402", tenant_id="t1", user_id="alice")} == {
-        "c-own",
-        "c-shared",
-    }
-    bob = mem.search_cases("card declined 402", tenant_id="t1", user_id="bob")
-    assert [h.id for h in bob] == ["c-shared"]
-    assert mem.get_preferences("t1", "alice") == {"contact": "sms"}
-    assert mem.migrate_legacy() == 0
-
-
 def test_persistent_store_survives_a_new_process(tmp_path: Path) -> None:
     store = tmp_path / "chroma"
     first = ChromaMemory.persistent(store, HashingEmbedder(128), min_relevance=0.0)
@@ -400,7 +356,8 @@ def test_persistent_store_survives_a_new_process(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import json
-        from memory.knowledge import ChromaMemory, HashingEmbedder
+        from memory.knowledge import ChromaMemory
+        from tests.embedders import HashingEmbedder
         mem = ChromaMemory.persistent({str(store)!r}, HashingEmbedder(128), min_relevance=0.0)
         print(json.dumps({{
             "count": mem.count(),
