@@ -190,7 +190,10 @@ def cmd_ingest(settings: Settings, a: argparse.Namespace) -> int:
 
 
 def cmd_memory(settings: Settings, a: argparse.Namespace) -> int:
-    """A thread's task (the dialogue state in its checkpoint) and working memory; or the threads with memory."""
+    """A thread's task (the dialogue state in its checkpoint) and working memory; a customer's memory in the store
+    (--user: preferences and cross-thread working memory); or the threads with memory."""
+    if a.user:
+        return _user_memory(settings, a)
     from memory.working import WorkingMemory
 
     target = settings.working_target
@@ -208,6 +211,20 @@ def cmd_memory(settings: Settings, a: argparse.Namespace) -> int:
         saved = saver.get_tuple({"configurable": {"thread_id": a.thread}})
     values = saved.checkpoint.get("channel_values", {}) if saved else {}
     data = {"thread_id": a.thread, "task": values.get("task") or {}, "state": wm.all(a.thread) if wm else {}}
+    print(json.dumps(data, default=str, indent=None if a.json else 2))
+    return 0
+
+
+def _user_memory(settings: Settings, a: argparse.Namespace) -> int:
+    from graphs.context import Context
+    from graphs.tickets import store_path
+    from memory.user_store import load_preferences, load_working, open_store
+
+    ctx = Context(user_id=validate_id(a.user, "user"), tenant_id=validate_id(a.tenant, "tenant"))
+    data: dict[str, Any] = {"tenant_id": ctx.tenant_id, "user_id": ctx.user_id, "preferences": {}, "working": {}}
+    if store_path(settings).exists():  # reading creates nothing
+        with open_store(store_path(settings)) as store:
+            data.update(preferences=load_preferences(store, ctx), working=load_working(store, ctx))
     print(json.dumps(data, default=str, indent=None if a.json else 2))
     return 0
 
@@ -315,8 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("memory", help="inspect working memory")
+    s = sub.add_parser("memory", help="inspect working memory (--thread) or a customer's memory (--user)")
     s.add_argument("--thread")
+    s.add_argument("--user", help="the customer whose preferences and cross-thread working memory to show")
+    s.add_argument("--tenant", default="default")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_memory)
 

@@ -531,6 +531,7 @@ class ConversationRunner:
 
     def __init__(self, settings: Any, embedder: Any = None) -> None:
         from langgraph.checkpoint.memory import InMemorySaver
+        from langgraph.store.memory import InMemoryStore
 
         from graphs import tickets
         from graphs.services import build_services
@@ -539,7 +540,8 @@ class ConversationRunner:
         self.tickets, self.settings = tickets, settings
         services = build_services(settings, embedder=embedder, auto_seed=False)
         self.services = dataclasses.replace(services, llm=None)
-        graph = build_supervisor(self.services).compile(checkpointer=InMemorySaver())
+        self.store = InMemoryStore()  # per-user preferences and working memory, as open_switchboard has
+        graph = build_supervisor(self.services).compile(checkpointer=InMemorySaver(), store=self.store)
         self.board = tickets.Switchboard(graph, self.services)
 
     def anchor(self) -> date:
@@ -550,8 +552,11 @@ class ConversationRunner:
         """A freshly seeded shop, and no learned cases or preferences of these users (a case a human resolved
         in one conversation must not show up in the next)."""
         self.services.shop.seed(reset=True)
+        from memory.user_store import forget_user
+
         for user in sorted(set(users)):
             self.services.knowledge.forget_user(TENANT, user)
+            forget_user(self.store, TENANT, user)
 
     def waiting(self, thread: str) -> str | None:
         node, _ = self.tickets.pending_of(self.board.graph.get_state(self.board.config(thread)))

@@ -47,13 +47,21 @@ def open_switchboard(settings: Settings) -> Iterator[Switchboard]:
     from graphs.services import build_services
     from graphs.supervisor import build_supervisor
     from memory.checkpointer import open_checkpointer
+    from memory.user_store import open_store
     from observability.cache import sqlite_cache
 
     services = build_services(settings)
     # One ticket per CLI process: the node cache (classification, retrieval) lives in a file under the data dir.
     cache = sqlite_cache(settings.data_dir / "cache.sqlite") if settings.observability().cache.enabled else None
-    with open_checkpointer(settings.checkpoint_target) as saver:
-        yield Switchboard(build_supervisor(services).compile(checkpointer=saver, cache=cache), services)
+    # Per-user memory (preferences, cross-thread working memory): the LangGraph store, embedded SQLite here.
+    with open_checkpointer(settings.checkpoint_target) as saver, open_store(store_path(settings)) as store:
+        graph = build_supervisor(services).compile(checkpointer=saver, cache=cache, store=store)
+        yield Switchboard(graph, services)
+
+
+def store_path(settings: Settings) -> Path:
+    """The embedded LangGraph store of in-process runs (the served graph uses the server's store)."""
+    return settings.data_dir / "store.sqlite"
 
 
 def thread_exists(settings: Settings, thread_id: str) -> bool:

@@ -13,7 +13,6 @@ relevance also blends a lexical score (`memory.lexical`). Articles are parsed an
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -123,10 +122,6 @@ class LongTermMemory(Protocol):
 
     def search_cases(self, query: str, *, tenant_id: str, user_id: str, k: int = 3) -> list[Hit]: ...
 
-    def set_preference(self, tenant_id: str, user_id: str, key: str, value: Any) -> None: ...
-
-    def get_preferences(self, tenant_id: str, user_id: str) -> dict[str, Any]: ...
-
     def count(self) -> dict[str, int]: ...
 
 
@@ -142,7 +137,8 @@ class ChromaMemory:
     - ``kb``: one per tenant, its knowledge-base chunks;
     - ``sc``: one per tenant, the cases it shares tenant-wide (``add_case(..., shared=True)``);
     - ``uc``: one per (tenant, user), the user's own cases;
-    - ``up``: one per (tenant, user), the user's preferences.
+    - ``up``: one per (tenant, user), preferences written before they moved to the LangGraph store; no longer
+      read or written, only counted and dropped by `forget_user`.
 
     A retrieval for (tenant, user) opens only that user's collections and the tenant's, so no metadata
     filter separates namespaces (Chroma's local engine filters metadata slowly at scale) and isolation is
@@ -580,29 +576,11 @@ class ChromaMemory:
             best.setdefault(hit.id, hit)
         return list(best.values())[:k]
 
-    # -------------------------------------------------------------------------------- preferences
-    def set_preference(self, tenant_id: str, user_id: str, key: str, value: Any) -> None:
-        """Remember one preference of (tenant, user); a later value for the same key replaces it."""
-        if not tenant_id or not user_id or user_id == SHARED_USER:
-            raise ValueError("a preference needs a tenant_id and a real user_id")
-        pid = "pref-" + digest(tenant_id, user_id, key)[:24]
-        encoded = json.dumps(value, sort_keys=True)
-        meta = {"tenant_id": tenant_id, "user_id": user_id, "key": key, "value": encoded, "ts": self.clock()}
-        doc = f"{key}: {value}"
-        self._write(PREFS, tenant_id, user_id, [pid], [doc], [meta], self._embed([doc]))
-
-    def get_preferences(self, tenant_id: str, user_id: str) -> dict[str, Any]:
-        """All preferences of (tenant, user) as a dict."""
-        got = self._on(PREFS, tenant_id, user_id, lambda c: c.get(include=["metadatas"]), None)
-        prefs: dict[str, Any] = {}
-        for meta in (got or {}).get("metadatas") or []:
-            if meta and meta.get("tenant_id") == tenant_id and meta.get("user_id") == user_id:
-                prefs[str(meta["key"])] = json.loads(str(meta["value"]))
-        return prefs
-
+    # ------------------------------------------------------------------------------------- people
     def forget_user(self, tenant_id: str, user_id: str) -> int:
-        """Delete every case and preference of (tenant, user), shared cases they authored included
-        (right to be forgotten): their own collections are dropped. Returns how many records went."""
+        """Delete every case of (tenant, user), shared cases they authored included (right to be forgotten): their
+        own collections are dropped, a preference collection from before preferences moved to the LangGraph store
+        (memory.user_store, which has its own `forget_user`) too. Returns how many records went."""
         removed = 0
         for kind in (CASES, PREFS):
             name = self.collection_name(kind, tenant_id, user_id)
@@ -623,7 +601,8 @@ class ChromaMemory:
         return removed + self._on(SHARED, tenant_id, None, drop_authored, 0)
 
     def count(self) -> dict[str, int]:
-        """Records per kind (``kb``, ``cases`` private and shared, ``prefs``), summed over collections."""
+        """Records per kind (``kb``, ``cases`` private and shared, ``prefs``: left in collections from before
+        preferences moved to the LangGraph store), summed over collections."""
         totals = {"kb": 0, "cases": 0, "prefs": 0}
         # list_collections() attaches Chroma's default embedding function: only count() is called on these.
         for collection in self.client.list_collections():

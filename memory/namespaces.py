@@ -3,8 +3,9 @@
     name = collection_name("switchboard", CASES, "t1", "alice")   # switchboard_uc_<32 hex digits>
 
 Kinds: `KB` (a tenant's knowledge-base chunks), `SHARED` (cases a tenant shares), `CASES` (one user's cases) and
-`PREFS` (one user's preferences). A name is ``{prefix}_{code}_{hash}``, the hash a 128-bit BLAKE2b of the JSON list of
-ids, so names stay within Chroma's 63 characters whatever the ids hold.
+`PREFS` (one user's preferences, written before they moved to the LangGraph store, memory.user_store; only
+`forget_user` and `count` still touch those collections). A name is ``{prefix}_{code}_{hash}``, the hash a 128-bit
+BLAKE2b of the JSON list of ids, so names stay within Chroma's 63 characters whatever the ids hold.
 """
 
 from __future__ import annotations

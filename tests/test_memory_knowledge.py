@@ -79,12 +79,10 @@ def test_chroma_memory_satisfies_protocol_and_never_uses_a_chroma_embedding_func
     mem.upsert_articles(ARTICLES)
     mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
     mem.add_case(CASE, tenant_id="t1", user_id="bob", shared=True)
-    mem.set_preference("t1", "alice", "contact", "email")
     handles = [
         mem.collection("kb", "default"),
         mem.collection("cases", "t1", "alice"),
         mem.collection("shared_cases", "t1"),
-        mem.collection("prefs", "t1", "alice"),
     ]
     assert sorted(h.name for h in handles) == mem.collection_names()  # nothing else was created
     for collection in handles:
@@ -207,17 +205,17 @@ def test_cases_are_private_unless_shared_and_never_cross_tenants(mem: ChromaMemo
     assert mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False) == own  # idempotent id
 
 
-def test_preferences_are_per_user_and_tenant(mem: ChromaMemory) -> None:
-    mem.set_preference("t1", "alice", "contact", "email")
-    mem.set_preference("t1", "alice", "language", {"code": "de"})
-    mem.set_preference("t1", "alice", "contact", "sms")  # later value replaces
-    assert mem.get_preferences("t1", "alice") == {"contact": "sms", "language": {"code": "de"}}
-    assert mem.get_preferences("t1", "bob") == {}
-    assert mem.get_preferences("t2", "alice") == {}
-    assert mem.count()["prefs"] == 2
-    assert mem.forget_user("t1", "alice") == 2 and mem.get_preferences("t1", "alice") == {}
-    with pytest.raises(ValueError):
-        mem.set_preference("t1", "*", "contact", "email")
+def test_a_preference_collection_from_before_the_store_is_counted_and_forgotten(mem: ChromaMemory) -> None:
+    """Preferences live in the LangGraph store now (memory.user_store); an old `up` collection is not read, not
+    migrated, but still counted and dropped with the rest of the user's memory."""
+    assert not hasattr(mem, "set_preference") and not hasattr(mem, "get_preferences")
+    old = mem.collection("prefs", "t1", "alice", create=True)
+    meta = {"tenant_id": "t1", "user_id": "alice", "key": "contact", "value": '"sms"', "ts": 0.0}
+    old.add(ids=["pref-1"], documents=["contact: sms"], metadatas=[meta], embeddings=mem.embedder.embed(["x"]))
+    assert mem.count()["prefs"] == 1
+    assert mem.forget_user("t1", "bob") == 0
+    assert mem.forget_user("t1", "alice") == 1
+    assert mem.collection("prefs", "t1", "alice") is None and mem.count()["prefs"] == 0
 
 
 def test_results_are_rechecked_even_if_a_record_lands_in_the_wrong_collection(mem: ChromaMemory) -> None:
@@ -276,7 +274,6 @@ def test_queries_for_a_never_seen_user_or_tenant_create_no_collection(mem: Chrom
     before = mem.collection_names()
     assert mem.search_cases("card declined 402", tenant_id="t1", user_id="ghost") != []  # shared one
     assert mem.search_cases("card declined 402", tenant_id="t9", user_id="ghost") == []
-    assert mem.get_preferences("t9", "ghost") == {}
     assert mem.search_knowledge("refund", tenant_id="t9") == []
     assert mem.forget_user("t9", "ghost") == 0
     assert mem.delete_article("kb-refunds", tenant_id="t9") == 0
@@ -289,8 +286,7 @@ def test_sharing_moves_a_case_and_forget_user_removes_what_they_authored(mem: Ch
     assert mem.count()["cases"] == 1
     assert [h.id for h in mem.search_cases("card declined 402", tenant_id="t1", user_id="bob")] == [cid]
     mem.add_case(CASE, tenant_id="t1", user_id="bob", shared=False)
-    mem.set_preference("t1", "alice", "contact", "email")
-    assert mem.forget_user("t1", "alice") == 2  # the shared case she authored and her preference
+    assert mem.forget_user("t1", "alice") == 1  # the shared case she authored
     assert mem.collection("cases", "t1", "alice") is None and mem.collection("prefs", "t1", "alice") is None
     assert [h.metadata["user_id"] for h in mem.search_cases("card", tenant_id="t1", user_id="bob")] == ["bob"]
 
@@ -350,7 +346,6 @@ def test_persistent_store_survives_a_new_process(tmp_path: Path) -> None:
     first = ChromaMemory.persistent(store, HashingEmbedder(128), min_relevance=0.0)
     first.upsert_articles(ARTICLES)
     first.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
-    first.set_preference("t1", "alice", "contact", "email")
     expected = first.count()
     del first
     script = textwrap.dedent(
@@ -361,7 +356,6 @@ def test_persistent_store_survives_a_new_process(tmp_path: Path) -> None:
         mem = ChromaMemory.persistent({str(store)!r}, HashingEmbedder(128), min_relevance=0.0)
         print(json.dumps({{
             "count": mem.count(),
-            "prefs": mem.get_preferences("t1", "alice"),
             "top": mem.search_knowledge("password reset email link")[0].article_id,
             "again": mem.upsert_articles({ARTICLES!r}).chunks_added,
         }}))
@@ -373,4 +367,4 @@ def test_persistent_store_survives_a_new_process(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"count": expected, "prefs": {"contact": "email"}, "top": "kb-password", "again": 0}
+    assert got == {"count": expected, "top": "kb-password", "again": 0}
