@@ -104,7 +104,7 @@ def worker_main(chaos_dir: Path) -> int:
     sys.path.insert(0, str(REPO))
     import nodes.execute_action
     from config.settings import Settings
-    from graphs import tickets
+    from graphs import tickets as service
     from graphs.services import build_services
     from graphs.supervisor import build_supervisor
     from memory.checkpointer import open_checkpointer
@@ -149,28 +149,28 @@ def worker_main(chaos_dir: Path) -> int:
         lessons=LessonQueue(chaos_dir / "lessons.sqlite"),
     )
     with open_checkpointer(settings.checkpoint_target) as saver:
-        board = tickets.Switchboard(build_supervisor(services).compile(checkpointer=saver), services)
+        board = service.Switchboard(build_supervisor(services).compile(checkpointer=saver), services)
         print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
         for line in sys.stdin:
             cmd = json.loads(line)
             armed["at"] = cmd.get("pause_at")
             started = time.perf_counter()
             try:
-                reply: dict[str, Any] = {"result": _serve(tickets, settings, board, cmd)}
-            except tickets.UsageError as exc:
+                reply: dict[str, Any] = {"result": _serve(service, settings, board, cmd)}
+            except service.UsageError as exc:
                 reply = {"error": str(exc)}
             reply["ms"] = round((time.perf_counter() - started) * 1000, 1)
             print(json.dumps(reply, default=str), flush=True)
     return 0
 
 
-def _serve(tickets: Any, settings: Any, board: Any, cmd: dict[str, Any]) -> dict[str, Any]:
+def _serve(service: Any, settings: Any, board: Any, cmd: dict[str, Any]) -> dict[str, Any]:
     op, thread, user = cmd["op"], cmd["thread"], cmd["user"]
     if op == "ask":
-        return tickets.ask(settings, cmd["text"], user=user, thread=thread, board=board)
+        return service.ask(settings, cmd["text"], user=user, thread=thread, board=board)
     if op == "status":
         snap = board.graph.get_state(board.config(thread))
-        node, _ = tickets.pending_of(snap)
+        node, _ = service.pending_of(snap)
         values = snap.values or {}
         texts = [str(m.content) for m in values.get("messages", []) if getattr(m, "type", "") == "human"]
         return {
@@ -193,7 +193,7 @@ def _serve(tickets: Any, settings: Any, board: Any, cmd: dict[str, Any]) -> dict
     elif op != "continue":
         raise ValueError(f"unknown op {op!r}")
     args = argparse.Namespace(**decision, user=user, tenant="default", approver="chaos")
-    return tickets.resume(settings, thread, args, board=board)
+    return service.resume(settings, thread, args, board=board)
 
 
 # ------------------------------------------------------------------ driver

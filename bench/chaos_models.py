@@ -113,7 +113,7 @@ def run_model_faults(
 ) -> dict[str, Any]:
     """Serve `tickets` tickets through a fault-injecting model chain; see the module docstring."""
     from bench.fault_server import FaultServer
-    from graphs import tickets
+    from graphs import tickets as service
     from graphs.supervisor import build_supervisor
     from llm import build_llm
     from memory.checkpointer import open_checkpointer
@@ -136,11 +136,11 @@ def run_model_faults(
         lock = threading.Lock()
         outage_at = max(1, int(tickets * OUTAGE_AT))
         with open_checkpointer(llm_settings.checkpoint_target) as saver:
-            board = tickets.Switchboard(build_supervisor(svc).compile(checkpointer=saver), svc)
-            offline = tickets.Switchboard(build_supervisor(services).compile(checkpointer=saver), services)
+            board = service.Switchboard(build_supervisor(svc).compile(checkpointer=saver), svc)
+            offline = service.Switchboard(build_supervisor(services).compile(checkpointer=saver), services)
             warm = time.perf_counter()
             for user, text in TICKETS:  # warm-up, offline and not counted: a fresh process loads its models lazily
-                tickets.ask(llm_settings, text, user=user, thread=None, board=offline)
+                service.ask(llm_settings, text, user=user, thread=None, board=offline)
             started = time.perf_counter()
             warmup_s = started - warm
 
@@ -156,7 +156,7 @@ def run_model_faults(
                 user, text = TICKETS[n % len(TICKETS)]
                 t0 = time.perf_counter()
                 try:
-                    result = tickets.ask(llm_settings, text, user=user, thread=None, board=board)
+                    result = service.ask(llm_settings, text, user=user, thread=None, board=board)
                 except Exception as exc:  # noqa: BLE001 - a crash is what this bench counts
                     with lock:
                         crashes.append(f"{n}: {type(exc).__name__}: {exc}"[:200])

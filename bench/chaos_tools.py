@@ -89,7 +89,7 @@ def run_tool_faults(services: Any, settings: Settings, work: Path) -> dict[str, 
     """Serve `TOOL_FAULTS` offline; see the module docstring."""
     import tools.boundary as boundary
     from bench.chaos_models import ObservedStore
-    from graphs import tickets
+    from graphs import tickets as service
     from graphs.supervisor import build_supervisor
     from memory.checkpointer import open_checkpointer
     from observability.metrics import REGISTRY
@@ -120,23 +120,23 @@ def run_tool_faults(services: Any, settings: Settings, work: Path) -> dict[str, 
     started = time.perf_counter()
     try:
         with open_checkpointer(settings.checkpoint_target) as saver:
-            board = tickets.Switchboard(build_supervisor(svc).compile(checkpointer=saver), svc)
+            board = service.Switchboard(build_supervisor(svc).compile(checkpointer=saver), svc)
             for n, (user, text, tool, how, edit) in enumerate(TOOL_FAULTS):
                 if how == "healthy_after_cooldown":
                     now[0] += 30  # the cool-down passes (injected clock)
                 with broken(tool, how):
                     try:
-                        result = tickets.ask(settings, text, user=user, thread=None, board=board)
+                        result = service.ask(settings, text, user=user, thread=None, board=board)
                         if result["status"] == "awaiting_approval":
                             decision = {"approve": edit is None, "reject": False, "respond": None, "reason": None,
                                         "edit": None if edit is None else json.dumps(edit)}
                             args = argparse.Namespace(**decision, user=user, tenant="default", approver="chaos")
-                            result = tickets.resume(settings, result["thread_id"], args, board=board)
+                            result = service.resume(settings, result["thread_id"], args, board=board)
                     except Exception as exc:  # noqa: BLE001 - a crash is what this bench counts
                         crashes.append(f"{n}: {type(exc).__name__}: {exc}"[:200])
                         continue
                 snap = board.graph.get_state(board.config(result["thread_id"]))
-                node, payload = tickets.pending_of(snap)
+                node, payload = service.pending_of(snap)
                 statuses[result["status"]] += 1
                 if node == "escalate":
                     reasons.append(str(payload["action_request"]["args"].get("reason", ""))[:160])
