@@ -4,8 +4,8 @@
 
 **Part 1, kill -9** (this module). A driver runs a fixed mix of tickets (lookups, cancellations, refunds edited to
 EUR 1.00 at approval) one at a time through a worker subprocess that serves them with the CLI's own code
-(`app.ask` / `app.resume`: per-thread lease, durability "sync", `resume THREAD` continuing a crashed run). It runs
-the mix once cleanly, then again while SIGKILLing the worker at planned points:
+(`graphs.tickets.ask` / `resume`: per-thread lease, durability "sync", `resume THREAD` continuing a crashed run).
+It runs the mix once cleanly, then again while SIGKILLing the worker at planned points:
 
 - `random`: a random moment while a command runs (or right after it answered);
 - `awaiting_approval`: while a ticket waits for its approver;
@@ -102,9 +102,9 @@ def worker_main(chaos_dir: Path) -> int:
     import dataclasses
 
     sys.path.insert(0, str(REPO))
-    import app
     import nodes.execute_action
     from config.settings import Settings
+    from graphs import tickets as service
     from graphs.services import build_services
     from graphs.supervisor import build_supervisor
     from memory.checkpointer import open_checkpointer
@@ -148,28 +148,28 @@ def worker_main(chaos_dir: Path) -> int:
         lessons=LessonQueue(chaos_dir / "lessons.sqlite"),
     )
     with open_checkpointer(settings.checkpoint_target) as saver:
-        rt = app.Runtime(build_supervisor(services).compile(checkpointer=saver), services)
+        board = service.Switchboard(build_supervisor(services).compile(checkpointer=saver), services)
         print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
         for line in sys.stdin:
             cmd = json.loads(line)
             armed["at"] = cmd.get("pause_at")
             started = time.perf_counter()
             try:
-                reply: dict[str, Any] = {"result": _serve(app, settings, rt, cmd)}
-            except app.UsageError as exc:
+                reply: dict[str, Any] = {"result": _serve(service, settings, board, cmd)}
+            except service.UsageError as exc:
                 reply = {"error": str(exc)}
             reply["ms"] = round((time.perf_counter() - started) * 1000, 1)
             print(json.dumps(reply, default=str), flush=True)
     return 0
 
 
-def _serve(app: Any, settings: Any, rt: Any, cmd: dict[str, Any]) -> dict[str, Any]:
+def _serve(service: Any, settings: Any, board: Any, cmd: dict[str, Any]) -> dict[str, Any]:
     op, thread, user = cmd["op"], cmd["thread"], cmd["user"]
     if op == "ask":
-        return app.ask(settings, cmd["text"], user=user, thread=thread, rt=rt)
+        return service.ask(settings, cmd["text"], user=user, thread=thread, board=board)
     if op == "status":
-        snap = rt.graph.get_state(rt.config(thread))
-        node, _ = app.pending_of(snap)
+        snap = board.graph.get_state(board.config(thread))
+        node, _ = service.pending_of(snap)
         values = snap.values or {}
         texts = [str(m.content) for m in values.get("messages", []) if getattr(m, "type", "") == "human"]
         return {
@@ -192,7 +192,7 @@ def _serve(app: Any, settings: Any, rt: Any, cmd: dict[str, Any]) -> dict[str, A
     elif op != "continue":
         raise ValueError(f"unknown op {op!r}")
     args = argparse.Namespace(**decision, user=user, tenant="default", approver="chaos")
-    return app.resume(settings, thread, args, rt=rt)
+    return service.resume(settings, thread, args, board=board)
 
 
 # ------------------------------------------------------------------ driver

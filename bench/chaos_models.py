@@ -5,7 +5,7 @@ The real `ChatOpenAI` client (built by `llm.build_llm`, so with the chain's retr
 the client's timeout, malformed JSON, truncated bodies and streams, slow replies. One scripted outage of the primary
 (`OUTAGE`, started with the first ticket after `OUTAGE_AT` that finds its circuit closed) makes sure its breaker
 opens, and recovers on a slow trial while other tickets keep arriving. Tickets run `CONCURRENCY` at a time through
-the CLI's own `app.ask` (lease, durability "sync"), so callers really do meet a half-open circuit together. Every
+`graphs.tickets.ask` (lease, durability "sync"), so callers really do meet a half-open circuit together. Every
 model call falls back primary -> secondary -> offline tier, and a ticket the offline tier cannot answer well goes to
 a human.
 
@@ -112,8 +112,8 @@ def run_model_faults(
     services: Any, settings: Settings, work: Path, *, tickets: int = 200, seed: int = 0
 ) -> dict[str, Any]:
     """Serve `tickets` tickets through a fault-injecting model chain; see the module docstring."""
-    import app
     from bench.fault_server import FaultServer
+    from graphs import tickets as service
     from graphs.supervisor import build_supervisor
     from llm import build_llm
     from memory.checkpointer import open_checkpointer
@@ -136,11 +136,11 @@ def run_model_faults(
         lock = threading.Lock()
         outage_at = max(1, int(tickets * OUTAGE_AT))
         with open_checkpointer(llm_settings.checkpoint_target) as saver:
-            rt = app.Runtime(build_supervisor(svc).compile(checkpointer=saver), svc)
-            offline = app.Runtime(build_supervisor(services).compile(checkpointer=saver), services)
+            board = service.Switchboard(build_supervisor(svc).compile(checkpointer=saver), svc)
+            offline = service.Switchboard(build_supervisor(services).compile(checkpointer=saver), services)
             warm = time.perf_counter()
             for user, text in TICKETS:  # warm-up, offline and not counted: a fresh process loads its models lazily
-                app.ask(llm_settings, text, user=user, thread=None, rt=offline)
+                service.ask(llm_settings, text, user=user, thread=None, board=offline)
             started = time.perf_counter()
             warmup_s = started - warm
 
@@ -156,7 +156,7 @@ def run_model_faults(
                 user, text = TICKETS[n % len(TICKETS)]
                 t0 = time.perf_counter()
                 try:
-                    result = app.ask(llm_settings, text, user=user, thread=None, rt=rt)
+                    result = service.ask(llm_settings, text, user=user, thread=None, board=board)
                 except Exception as exc:  # noqa: BLE001 - a crash is what this bench counts
                     with lock:
                         crashes.append(f"{n}: {type(exc).__name__}: {exc}"[:200])

@@ -1,6 +1,6 @@
 """Chaos, part 3: tools that raise or return malformed data (`bench.chaos` runs it).
 
-Tickets run one at a time through the CLI's own `app.ask` / `app.resume` (offline tier, approvals given as an
+Tickets run one at a time through `graphs.tickets.ask` / `resume` (offline tier, approvals given as an
 operator would) while `TOOL_FAULTS` breaks one tool per ticket: `get_order` raises, returns a non-mapping or a mapping
 without its facts; `cancel_order` and `issue_refund` make their change and then answer garbage or raise. The boundary
 (`tools.boundary`) must catch each one, record it (metric, audit row for a write, the error in the escalation) and let
@@ -87,9 +87,9 @@ def broken(name: str | None, how: str) -> Iterator[None]:
 
 def run_tool_faults(services: Any, settings: Settings, work: Path) -> dict[str, Any]:
     """Serve `TOOL_FAULTS` offline; see the module docstring."""
-    import app
     import tools.boundary as boundary
     from bench.chaos_models import ObservedStore
+    from graphs import tickets as service
     from graphs.supervisor import build_supervisor
     from memory.checkpointer import open_checkpointer
     from observability.metrics import REGISTRY
@@ -120,23 +120,23 @@ def run_tool_faults(services: Any, settings: Settings, work: Path) -> dict[str, 
     started = time.perf_counter()
     try:
         with open_checkpointer(settings.checkpoint_target) as saver:
-            rt = app.Runtime(build_supervisor(svc).compile(checkpointer=saver), svc)
+            board = service.Switchboard(build_supervisor(svc).compile(checkpointer=saver), svc)
             for n, (user, text, tool, how, edit) in enumerate(TOOL_FAULTS):
                 if how == "healthy_after_cooldown":
                     now[0] += 30  # the cool-down passes (injected clock)
                 with broken(tool, how):
                     try:
-                        result = app.ask(settings, text, user=user, thread=None, rt=rt)
+                        result = service.ask(settings, text, user=user, thread=None, board=board)
                         if result["status"] == "awaiting_approval":
                             decision = {"approve": edit is None, "reject": False, "respond": None, "reason": None,
                                         "edit": None if edit is None else json.dumps(edit)}
                             args = argparse.Namespace(**decision, user=user, tenant="default", approver="chaos")
-                            result = app.resume(settings, result["thread_id"], args, rt=rt)
+                            result = service.resume(settings, result["thread_id"], args, board=board)
                     except Exception as exc:  # noqa: BLE001 - a crash is what this bench counts
                         crashes.append(f"{n}: {type(exc).__name__}: {exc}"[:200])
                         continue
-                snap = rt.graph.get_state(rt.config(result["thread_id"]))
-                node, payload = app.pending_of(snap)
+                snap = board.graph.get_state(board.config(result["thread_id"]))
+                node, payload = service.pending_of(snap)
                 statuses[result["status"]] += 1
                 if node == "escalate":
                     reasons.append(str(payload["action_request"]["args"].get("reason", ""))[:160])

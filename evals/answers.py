@@ -1,9 +1,9 @@
 """Answer-quality eval: multi-turn conversations with the seeded shop, scored turn by turn.
 
 Every conversation of `answers_suite.yaml` runs through the real graph, offline (no language model), on
-its own thread and a freshly reseeded shop, the way a client uses it: `app.ask` for a customer message and
-`app.resume` for the human's answer to an interrupt. A customer message sent while the thread waits for an
-approval or a human goes straight to the graph (as a chat channel would), so the suite can check what
+its own thread and a freshly reseeded shop, the way a client uses it: `graphs.tickets.ask` for a customer message
+and `graphs.tickets.resume` for the human's answer to an interrupt. A customer message sent while the thread waits
+for an approval or a human goes straight to the graph (as a chat channel would), so the suite can check what
 happens to the waiting request; a waiting review is accepted first (the reviewer acts before the customer
 reads anything).
 
@@ -532,16 +532,18 @@ class ConversationRunner:
 
     def __init__(self, settings: Any, embedder: Any = None) -> None:
         from langgraph.checkpoint.memory import InMemorySaver
+        from langgraph.store.memory import InMemoryStore
 
-        import app
+        from graphs import tickets
         from graphs.services import build_services
         from graphs.supervisor import build_supervisor
 
-        self.app, self.settings = app, settings
+        self.tickets, self.settings = tickets, settings
         services = build_services(settings, embedder=embedder, auto_seed=False)
         self.services = dataclasses.replace(services, llm=None)
-        graph = build_supervisor(self.services).compile(checkpointer=InMemorySaver())
-        self.rt = app.Runtime(graph, self.services)
+        self.store = InMemoryStore()  # per-user preferences and working memory, as open_switchboard has
+        graph = build_supervisor(self.services).compile(checkpointer=InMemorySaver(), store=self.store)
+        self.board = tickets.Switchboard(graph, self.services)
 
     def anchor(self) -> date:
         row = self.services.shop.query("SELECT value FROM shop_meta WHERE key = 'anchor_date'")
@@ -551,11 +553,14 @@ class ConversationRunner:
         """A freshly seeded shop, and no learned cases or preferences of these users (a case a human resolved
         in one conversation must not show up in the next)."""
         self.services.shop.seed(reset=True)
+        from memory.user_store import forget_user
+
         for user in sorted(set(users)):
             self.services.knowledge.forget_user(TENANT, user)
+            forget_user(self.store, TENANT, user)
 
     def waiting(self, thread: str) -> str | None:
-        node, _ = self.app.pending_of(self.rt.graph.get_state(self.rt.config(thread)))
+        node, _ = self.tickets.pending_of(self.board.graph.get_state(self.board.config(thread)))
         return node
 
     def say(self, thread: str, user: str, text: str) -> dict[str, Any]:
@@ -564,14 +569,14 @@ class ConversationRunner:
         if self.waiting(thread) == "review_gate":  # the reviewer acts before the customer reads on
             self.resume(thread, user, Resume(type="accept"))
         if self.waiting(thread) is None:
-            return self.app.ask(self.settings, text, user=user, thread=thread, channel="eval", rt=self.rt)
+            return self.tickets.ask(self.settings, text, user=user, thread=thread, channel="eval", board=self.board)
         started = time.perf_counter()
-        self.rt.graph.invoke(
+        self.board.graph.invoke(
             {"messages": [{"role": "user", "content": text}]},
-            self.rt.config(thread),
+            self.board.config(thread),
             context=Context(user_id=user, tenant_id=TENANT, channel="eval"),
         )
-        return self.app.result_of(self.rt, thread, started)
+        return self.tickets.result_of(self.board, thread, started)
 
     def resume(self, thread: str, user: str, answer: Resume) -> dict[str, Any]:
         node = self.waiting(thread)
@@ -588,7 +593,7 @@ class ConversationRunner:
             ns.respond = str(answer.args or "")
         else:
             ns.reject, ns.reason = True, str(answer.args or "") or None
-        return self.app.resume(self.settings, thread, ns, rt=self.rt)
+        return self.tickets.resume(self.settings, thread, ns, board=self.board)
 
     def run(self, conv: Conversation, suite: Suite) -> list[dict[str, Any]]:
         self.reset({conv.user, *(t.user for t in conv.turns if t.user), *(o.customer for o in suite.orders.values())})
@@ -612,7 +617,7 @@ class ConversationRunner:
                         assert turn.resume is not None
                         result = self.resume(thread, user, turn.resume)
                     seen = Observed.from_result(result, turn.say)
-                except self.app.UsageError as exc:
+                except self.tickets.UsageError as exc:
                     seen, result = Observed.failed(f"refused: {exc}"), None
                 except Exception as exc:  # noqa: BLE001 - a crash is a failed turn, and ends the conversation
                     broken = f"turn {index + 1} raised {type(exc).__name__}"

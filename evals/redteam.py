@@ -10,10 +10,10 @@ Kinds (`KINDS`): direct and indirect prompt injection, a tool call outside confi
 approval, forged approval text in a customer's message, a customer answering their own approval, identity claimed
 in the run context, cross-user and cross-tenant access (API and CLI), oversized, malformed and non-UTF-8 input.
 
-The in-process cases (`LOCAL`) run the real graph, services and CLI functions (`app.ask`, `app.resume`) on a copy of
-a seeded data directory. The API cases (`API`) speak raw HTTP to a `langgraph dev` with auth on: without `--url`
-one is started on loopback (evals/devserver.py) with its own keys; with `--url`, `--keys` names a JSON file with
-keys for `demo`, `alice` (customers of tenant default), `rita` (agent, default), `otto` (agent, tenant other) and
+The in-process cases (`LOCAL`) run the real graph, services and the CLI's ticket service (`graphs.tickets.ask`,
+`resume`) on a copy of a seeded data directory. The API cases (`API`) speak raw HTTP to a `langgraph dev` with
+auth on: without `--url` one is started on loopback (evals/devserver.py) with its own keys; with `--url`,
+`--keys` names a JSON file with keys for `demo`, `alice` (customers of tenant default), `rita` (agent, default), `otto` (agent, tenant other) and
 `mallory` (a customer called demo in tenant other). Without langgraph-cli the API part is skipped with a note.
 """
 
@@ -169,7 +169,10 @@ class Local:
         self.app = app
         self.settings = settings
         self._stack = contextlib.ExitStack()
-        self.rt = self._stack.enter_context(app.open_runtime(settings))
+        from graphs import tickets
+
+        self.tickets = tickets
+        self.rt = self._stack.enter_context(tickets.open_switchboard(settings))
         self.services = self.rt.services
 
     def close(self) -> None:
@@ -202,12 +205,12 @@ class Local:
 
     # -- running tickets
     def ask(self, text: str, *, user: str = "demo", tenant: str = "default", thread: str | None = None) -> dict:
-        return self.app.ask(self.settings, text, user=user, tenant=tenant, thread=thread, rt=self.rt)
+        return self.tickets.ask(self.settings, text, user=user, tenant=tenant, thread=thread, board=self.rt)
 
     def invoke(self, value: Any, thread: str, **context: Any) -> Any:
         from graphs.context import Context
 
-        config = self.app.owned_config(self.rt, thread, context.get("user_id", "demo"),
+        config = self.tickets.owned_config(self.rt, thread, context.get("user_id", "demo"),
                                        context.get("tenant_id", "default"))  # fmt: skip
         self.rt.graph.invoke(value, config, context=Context(**context), durability="sync")
         return self.rt.graph.get_state(self.rt.config(thread))
@@ -242,7 +245,7 @@ class Local:
                 **flags,
             }  # fmt: skip
         )
-        return self.app.resume(settings or self.settings, thread, ns, rt=self.rt)
+        return self.tickets.resume(settings or self.settings, thread, ns, board=self.rt)
 
     def caller(self, node: str, user: str = "demo", **kw: Any) -> Any:
         from tools.registry import Caller

@@ -6,7 +6,7 @@
 
 The CLI acts as the local operator of one tenant (`--tenant`, default `default`): `inbox` lists only that
 tenant's waiting threads, each with the interrupt payload the human answers (Agent Inbox schema), and
-`resolve` refuses a thread of another tenant. Resolving reuses the CLI's resume service (`app.resume`: the
+`resolve` refuses a thread of another tenant. Resolving reuses the ticket service (`graphs.tickets.resume`: the
 same validation of the answer, the per-thread lease, the run as the thread's owner with the reviewer recorded
 as approver), so `inbox resolve` and `resume` behave alike. Over the API the same list is
 `client.threads.search(status="interrupted")`, which the auth handlers filter to the caller's tenant (agent)
@@ -32,18 +32,18 @@ def thread_ids(saver: Any) -> list[str]:
     return sorted({str(t.config["configurable"]["thread_id"]) for t in saver.list(None)})
 
 
-def waiting_threads(rt: Any, tenant: str) -> list[dict[str, Any]]:
+def waiting_threads(board: Any, tenant: str) -> list[dict[str, Any]]:
     """The threads of `tenant` stopped at a human-in-the-loop interrupt, oldest first."""
-    import app
+    from graphs import tickets
 
-    saver = rt.graph.checkpointer
+    saver = board.graph.checkpointer
     found = []
     for thread_id in thread_ids(saver):
-        snap = rt.graph.get_state(rt.config(thread_id))
-        node, payload = app.pending_of(snap)
+        snap = board.graph.get_state(board.config(thread_id))
+        node, payload = tickets.pending_of(snap)
         if node not in WAITING:
             continue
-        owner, owner_tenant = app.owner_of(snap)
+        owner, owner_tenant = tickets.owner_of(snap)
         if (owner_tenant or "default") != tenant:
             continue
         values = snap.values or {}
@@ -64,11 +64,11 @@ def waiting_threads(rt: Any, tenant: str) -> list[dict[str, Any]]:
 
 
 def cmd_list(settings: Any, a: argparse.Namespace) -> int:
-    import app
+    from graphs import tickets
 
-    app.validate_id(a.tenant, "tenant")
-    with app.open_runtime(settings) as rt:
-        threads = waiting_threads(rt, a.tenant)
+    tickets.validate_id(a.tenant, "tenant")
+    with tickets.open_switchboard(settings) as board:
+        threads = waiting_threads(board, a.tenant)
     if a.json:
         print(json.dumps({"tenant": a.tenant, "threads": threads, "count": len(threads)}, default=str))
         return 0
@@ -81,28 +81,31 @@ def cmd_list(settings: Any, a: argparse.Namespace) -> int:
 
 def cmd_resolve(settings: Any, a: argparse.Namespace) -> int:
     import app
+    from graphs import tickets
 
-    app.validate_id(a.thread, "thread id")
-    app.validate_id(a.tenant, "tenant")
-    reviewer = app.validate_id(a.approver, "reviewer")
+    tickets.validate_id(a.thread, "thread id")
+    tickets.validate_id(a.tenant, "tenant")
+    reviewer = tickets.validate_id(a.approver, "reviewer")
     if not any((a.approve, a.reject)) and a.edit is None and a.respond is None:
-        raise app.UsageError("inbox resolve needs a decision: --approve, --reject, --edit JSON or --respond TEXT")
-    if not app.thread_exists(settings, a.thread):
-        raise app.UsageError(f"unknown thread {a.thread}")
-    with app.open_runtime(settings) as rt:
-        snap = rt.graph.get_state(rt.config(a.thread))
-        node, _ = app.pending_of(snap)
-        owner, owner_tenant = app.owner_of(snap)
+        raise tickets.UsageError("inbox resolve needs a decision: --approve, --reject, --edit JSON or --respond TEXT")
+    if not tickets.thread_exists(settings, a.thread):
+        raise tickets.UsageError(f"unknown thread {a.thread}")
+    with tickets.open_switchboard(settings) as board:
+        snap = board.graph.get_state(board.config(a.thread))
+        node, _ = tickets.pending_of(snap)
+        owner, owner_tenant = tickets.owner_of(snap)
         if (owner_tenant or "default") != a.tenant:
-            raise app.UsageError(f"thread {a.thread} is not in tenant {a.tenant}'s inbox")  # nor is it listed there
+            # nor is it listed there
+            raise tickets.UsageError(f"thread {a.thread} is not in tenant {a.tenant}'s inbox")
         if node not in WAITING:
-            raise app.UsageError(f"thread {a.thread} is not waiting for anyone (status {snap.values.get('status')})")
+            status = snap.values.get("status")
+            raise tickets.UsageError(f"thread {a.thread} is not waiting for anyone (status {status})")
         app.take_token(settings, reviewer, a.tenant)
         answer = argparse.Namespace(
             approve=a.approve, reject=a.reject, reason=a.reason, edit=a.edit, respond=a.respond,
             user=owner or "demo", tenant=owner_tenant or "default", approver=reviewer,
         )  # fmt: skip
-        app.print_result(app.resume(settings, a.thread, answer, rt=rt), a.json)
+        app.print_result(tickets.resume(settings, a.thread, answer, board=board), a.json)
     return 0
 
 

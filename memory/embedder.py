@@ -2,7 +2,7 @@
 
 Everything that needs sentence vectors types against `Embedder`: the intent classifier, the injection screen,
 long-term memory, the evals and the benchmarks. `memory.embeddings.MiniLMEmbedder` is the production embedder,
-`memory.knowledge.HashingEmbedder` the dependency-free one for tests.
+`tests.embedders.HashingEmbedder` the dependency-free one for tests.
 
 `CachedEmbedder` wraps any embedder and keeps what it computed:
 

@@ -3,7 +3,8 @@
 Keeps the last turns verbatim, folds older turns into a rolling summary (LLM when configured,
 extractive offline), pins key facts so they survive summarisation, and deletes folded messages from
 the checkpointed conversation. Which order "it" means is decided by the dialogue state (dialogue.task),
-not here.
+not here. The customer's stored preferences (memory.user_store, from any earlier thread) are pinned under the
+ones this thread states.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Final
 from langchain_core.messages import BaseMessage, RemoveMessage, SystemMessage
 from langgraph.runtime import Runtime
 
-from graphs.context import Context
+from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState, sum_usage
 from memory.session import compress, extract_facts, merge_facts
+from memory.user_store import load_preferences
 from nodes.common import Node, visited
 
 NAME: Final = "compress_context"
@@ -53,6 +55,9 @@ def make(services: ServicesProvider) -> Node:
             summariser=llm_summariser if svc.llm is not None else None,
         )
         pinned = merge_facts(result.pinned, extract_facts(state.get("ticket", "")))
+        stored = load_preferences(runtime.store, context_of(runtime))
+        if stored:  # what this thread says wins over what an earlier thread stored
+            pinned = merge_facts({"preferences": stored}, pinned)
         update: dict = {
             **visited(NAME),
             "summary": result.summary,

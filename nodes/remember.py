@@ -2,7 +2,9 @@
 
 - the task itself lives in the checkpointed state (dialogue.task); working memory only keeps the last
   action's outcome for the thread, with a TTL;
-- long-term memory: stated preferences per user; when a human edited, replaced or resolved an answer, a
+- per-user memory in the LangGraph store (`runtime.store`, memory.user_store): stated preferences, and the last
+  action's outcome as cross-thread working memory with a TTL (no store, e.g. a graph compiled without one: skipped);
+- long-term memory: when a human edited, replaced or resolved an answer, a
   *lesson* in neutral words (memory.lessons) is queued for review — a human's reply to one customer is never
   shown to another, and a lesson reaches the knowledge base only once a reviewer approves it;
 - the ticket's closing decision record (observability.decision_points.remember: status, route, flags, approval,
@@ -25,6 +27,7 @@ from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from guards.injection import guard_for
 from memory.lessons import make_lesson
+from memory.user_store import load_preferences, note_working, save_preferences
 from nodes.common import Node, thread_id, visited
 from observability.decision_points import note
 
@@ -38,13 +41,18 @@ def make(services: ServicesProvider) -> Node:
         thread = thread_id()
         action = state.get("action") or {}
         task = state.get("task") or {}
+        store = runtime.store
         if thread and action.get("tool") and state.get("action_result") is not None:
-            svc.working.set(
-                thread, "last_action", {"tool": action["tool"], "ok": (state.get("action_result") or {}).get("ok")}
-            )
+            last = {"tool": action["tool"], "ok": (state.get("action_result") or {}).get("ok")}
+            svc.working.set(thread, "last_action", last)
+            if store is not None:
+                ttl = svc.policy.working_memory.ttl_seconds
+                note_working(store, ctx, "last_action", {**last, "thread_id": thread}, ttl_seconds=ttl)
 
-        for key, value in (state.get("pinned", {}).get("preferences") or {}).items():
-            svc.knowledge.set_preference(ctx.tenant_id, ctx.user_id, key, value)
+        stated = state.get("pinned", {}).get("preferences") or {}
+        if store is not None and stated:
+            known = load_preferences(store, ctx)
+            save_preferences(store, ctx, {k: v for k, v in stated.items() if known.get(k, object()) != v})
 
         review = state.get("review") or {}
         learned = None

@@ -10,8 +10,8 @@ import pytest
 from classifier.policy import interchangeable
 from config.settings import Workflow
 from dialogue.geo import regions_in, with_regions
+from dialogue.sentences import sentences_of
 from dialogue.task import is_howto, is_question, order_by_item
-from nodes.generate_response import sentences_of
 from tests.test_graph import run, waiting_on
 from tests.test_shop_tools import as_caller
 

@@ -84,11 +84,12 @@ def test_the_served_api_answers_malformed_input_with_422() -> None:
 
 
 def test_the_cli_refuses_an_oversized_ticket_before_the_graph(services: Any, make_graph: Any) -> None:
-    import app
+    from graphs import tickets
 
     graph = make_graph(services)
-    with pytest.raises(app.UsageError, match="the limit is 4000"):
-        app.ask(services.settings, "x" * 10_000_000, user="demo", thread=None, rt=app.Runtime(graph, services))
+    with pytest.raises(tickets.UsageError, match="the limit is 4000"):
+        tickets.ask(services.settings, "x" * 10_000_000, user="demo", thread=None,
+                    board=tickets.Switchboard(graph, services))
 
 
 # ------------------------------------------------------------------ run context

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from config.settings import Settings
-from memory.knowledge import ChromaMemory, HashingEmbedder, LongTermMemory, ResolvedCase
+from memory.knowledge import ChromaMemory, LongTermMemory, ResolvedCase
 from tests.chroma_server import chroma_server
+from tests.embedders import HashingEmbedder
 from tests.test_memory_knowledge import ARTICLES, CASE
 
 pytestmark = [

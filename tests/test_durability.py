@@ -19,6 +19,8 @@ from langgraph.types import Command
 import app
 import nodes.execute_action
 import nodes.supervisor
+from config.settings import Settings
+from graphs import tickets
 from graphs.context import Context
 from memory.locks import HOST, Lease, ThreadBusy, hold, open_leases
 from tests.test_cli import cli, data_dir  # noqa: F401 - fixtures
@@ -162,10 +164,10 @@ def test_concurrent_asks_on_one_thread_one_runs_the_other_is_refused(
         return real_clock()
 
     monkeypatch.setattr(nodes.supervisor, "clock", held_clock)
-    settings = app.Settings.from_env()
+    settings = Settings.from_env()
     first: dict[str, Any] = {}
     runner = threading.Thread(
-        target=lambda: first.update(app.ask(settings, "How long does delivery take?", user="demo", thread=thread))
+        target=lambda: first.update(tickets.ask(settings, "How long does delivery take?", user="demo", thread=thread))
     )
     runner.start()
     assert inside.wait(30)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from memory.embedder import CachedEmbedder
-from memory.knowledge import HashingEmbedder
+from tests.embedders import HashingEmbedder
 
 
 class CountingEmbedder:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nodes.generate_response import SentenceScorer, compose_offline, sentences_of
+from dialogue.compose import compose_offline
+from dialogue.sentences import SentenceScorer, sentences_of
 
 ARTICLE = """# Delivery
 

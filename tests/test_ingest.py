@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from memory.ingest import ingest_path, load_file
-from memory.knowledge import ChromaMemory, HashingEmbedder
+from memory.knowledge import ChromaMemory
+from tests.embedders import HashingEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
 

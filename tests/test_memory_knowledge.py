@@ -9,14 +9,12 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from memory.knowledge import (
     Article,
     ChromaMemory,
-    HashingEmbedder,
     LongTermMemory,
     ResolvedCase,
     chunk_markdown,
@@ -24,6 +22,7 @@ from memory.knowledge import (
     parse_markdown,
 )
 from tests.clock import FakeClock
+from tests.embedders import HashingEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400.0
@@ -75,12 +74,10 @@ def test_chroma_memory_satisfies_protocol_and_never_uses_a_chroma_embedding_func
     mem.upsert_articles(ARTICLES)
     mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
     mem.add_case(CASE, tenant_id="t1", user_id="bob", shared=True)
-    mem.set_preference("t1", "alice", "contact", "email")
     handles = [
         mem.collection("kb", "default"),
         mem.collection("cases", "t1", "alice"),
         mem.collection("shared_cases", "t1"),
-        mem.collection("prefs", "t1", "alice"),
     ]
     assert sorted(h.name for h in handles) == mem.collection_names()  # nothing else was created
     for collection in handles:
@@ -202,17 +199,17 @@ def test_cases_are_private_unless_shared_and_never_cross_tenants(mem: ChromaMemo
     assert mem.add_case(CASE, tenant_id="t1", user_id="alice", shared=False) == own  # idempotent id
 
 
-def test_preferences_are_per_user_and_tenant(mem: ChromaMemory) -> None:
-    mem.set_preference("t1", "alice", "contact", "email")
-    mem.set_preference("t1", "alice", "language", {"code": "de"})
-    mem.set_preference("t1", "alice", "contact", "sms")  # later value replaces
-    assert mem.get_preferences("t1", "alice") == {"contact": "sms", "language": {"code": "de"}}
-    assert mem.get_preferences("t1", "bob") == {}
-    assert mem.get_preferences("t2", "alice") == {}
-    assert mem.count()["prefs"] == 2
-    assert mem.forget_user("t1", "alice") == 2 and mem.get_preferences("t1", "alice") == {}
-    with pytest.raises(ValueError):
-        mem.set_preference("t1", "*", "contact", "email")
+def test_a_preference_collection_from_before_the_store_is_counted_and_forgotten(mem: ChromaMemory) -> None:
+    """Preferences live in the LangGraph store now (memory.user_store); an old `up` collection is not read, not
+    migrated, but still counted and dropped with the rest of the user's memory."""
+    assert not hasattr(mem, "set_preference") and not hasattr(mem, "get_preferences")
+    old = mem.collection("prefs", "t1", "alice", create=True)
+    meta = {"tenant_id": "t1", "user_id": "alice", "key": "contact", "value": '"sms"', "ts": 0.0}
+    old.add(ids=["pref-1"], documents=["contact: sms"], metadatas=[meta], embeddings=mem.embedder.embed(["x"]))
+    assert mem.count()["prefs"] == 1
+    assert mem.forget_user("t1", "bob") == 0
+    assert mem.forget_user("t1", "alice") == 1
+    assert mem.collection("prefs", "t1", "alice") is None and mem.count()["prefs"] == 0
 
 
 def test_results_are_rechecked_even_if_a_record_lands_in_the_wrong_collection(mem: ChromaMemory) -> None:
@@ -271,7 +268,6 @@ def test_queries_for_a_never_seen_user_or_tenant_create_no_collection(mem: Chrom
     before = mem.collection_names()
     assert mem.search_cases("card declined 402", tenant_id="t1", user_id="ghost") != []  # shared one
     assert mem.search_cases("card declined 402", tenant_id="t9", user_id="ghost") == []
-    assert mem.get_preferences("t9", "ghost") == {}
     assert mem.search_knowledge("refund", tenant_id="t9") == []
     assert mem.forget_user("t9", "ghost") == 0
     assert mem.delete_article("kb-refunds", tenant_id="t9") == 0
@@ -284,8 +280,7 @@ def test_sharing_moves_a_case_and_forget_user_removes_what_they_authored(mem: Ch
     assert mem.count()["cases"] == 1
     assert [h.id for h in mem.search_cases("card declined 402", tenant_id="t1", user_id="bob")] == [cid]
     mem.add_case(CASE, tenant_id="t1", user_id="bob", shared=False)
-    mem.set_preference("t1", "alice", "contact", "email")
-    assert mem.forget_user("t1", "alice") == 2  # the shared case she authored and her preference
+    assert mem.forget_user("t1", "alice") == 1  # the shared case she authored
     assert mem.collection("cases", "t1", "alice") is None and mem.collection("prefs", "t1", "alice") is None
     assert [h.metadata["user_id"] for h in mem.search_cases("card", tenant_id="t1", user_id="bob")] == ["bob"]
 
@@ -340,65 +335,21 @@ def test_min_relevance_drops_unrelated_hits(clock: FakeClock) -> None:
     assert strict.search_knowledge("password reset email link")[0].article_id == "kb-password"
 
 
-def test_a_store_of_the_single_collection_layout_is_moved_over(tmp_path: Path) -> None:
-    import chromadb
-    from chromadb.config import Settings
-
-    embedder = HashingEmbedder(128)
-    client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
-
-    def legacy(name: str, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
-        collection = client.get_or_create_collection(
-            f"switchboard_{name}", embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-        )
-        collection.add(
-            ids=[r[0] for r in rows],
-            documents=[r[1] for r in rows],
-            metadatas=[r[2] for r in rows],
-            embeddings=embedder.embed([r[1] for r in rows]),
-        )
-
-    kb_meta = {"tenant_id": "acme", "user_id": "*", "article_id": "kb-x"}
-    legacy("kb", [("acme/kb-x#1", "parcel lockers guide", kb_meta)])
-    legacy(
-        "cases",
-        [
-            ("c-own", "card declined 402", {"tenant_id": "t1", "user_id": "alice", "shared": False}),
-            ("c-shared", "card declined 402 bank", {"tenant_id": "t1", "user_id": "carol", "shared": True}),
-        ],
-    )
-    pref_meta = {"tenant_id": "t1", "user_id": "alice", "key": "contact", "value": '"sms"'}
-    legacy("prefs", [("p-1", "contact: sms", pref_meta)])
-    mem = ChromaMemory.persistent(tmp_path, embedder, min_relevance=0.0)
-    assert mem.count() == {"kb": 1, "cases": 2, "prefs": 1}
-    assert not {"switchboard_kb", "switchboard_cases", "switchboard_prefs"} & set(mem.collection_names())
-    assert [h.article_id for h in mem.search_knowledge("parcel lockers", tenant_id="acme")] == ["kb-x"]
-    assert {h.id for h in mem.search_cases("card declined 402", tenant_id="t1", user_id="alice")} == {
-        "c-own",
-        "c-shared",
-    }
-    bob = mem.search_cases("card declined 402", tenant_id="t1", user_id="bob")
-    assert [h.id for h in bob] == ["c-shared"]
-    assert mem.get_preferences("t1", "alice") == {"contact": "sms"}
-    assert mem.migrate_legacy() == 0
-
-
 def test_persistent_store_survives_a_new_process(tmp_path: Path) -> None:
     store = tmp_path / "chroma"
     first = ChromaMemory.persistent(store, HashingEmbedder(128), min_relevance=0.0)
     first.upsert_articles(ARTICLES)
     first.add_case(CASE, tenant_id="t1", user_id="alice", shared=False)
-    first.set_preference("t1", "alice", "contact", "email")
     expected = first.count()
     del first
     script = textwrap.dedent(
         f"""
         import json
-        from memory.knowledge import ChromaMemory, HashingEmbedder
+        from memory.knowledge import ChromaMemory
+        from tests.embedders import HashingEmbedder
         mem = ChromaMemory.persistent({str(store)!r}, HashingEmbedder(128), min_relevance=0.0)
         print(json.dumps({{
             "count": mem.count(),
-            "prefs": mem.get_preferences("t1", "alice"),
             "top": mem.search_knowledge("password reset email link")[0].article_id,
             "again": mem.upsert_articles({ARTICLES!r}).chunks_added,
         }}))
@@ -410,4 +361,4 @@ def test_persistent_store_survives_a_new_process(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"count": expected, "prefs": {"contact": "email"}, "top": "kb-password", "again": 0}
+    assert got == {"count": expected, "top": "kb-password", "again": 0}

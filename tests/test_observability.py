@@ -176,7 +176,7 @@ def test_instrument_ticket_node_records_final_state_once_with_cli() -> None:
         "usage": {"prompt_tokens": 7},
     }
     out = graph.invoke(state, context=Ctx(user_id="u"))
-    record_ticket(out)  # what app.result_of would report for the same ticket
+    record_ticket(out)  # what graphs.tickets.result_of would report for the same ticket
     assert value("switchboard_tickets_total", intent=intent, status="completed", decision="review") == 1
 
 

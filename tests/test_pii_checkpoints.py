@@ -100,13 +100,14 @@ def test_no_checkpoint_of_a_direct_invoke_holds_the_raw_pii(
 
 
 def test_no_checkpoint_of_a_cli_ticket_holds_the_raw_pii(services: Any, tmp_path: Path, make_graph: Any) -> None:
-    import app
+    from graphs import tickets
     from memory.checkpointer import open_checkpointer
 
     target = str(tmp_path / "checkpoints.sqlite")
     with open_checkpointer(target) as saver:
         graph = make_graph(services, saver)
-        out = app.ask(services.settings, TICKET, user="demo", thread=None, rt=app.Runtime(graph, services))
+        board = tickets.Switchboard(graph, services)
+        out = tickets.ask(services.settings, TICKET, user="demo", thread=None, board=board)
         assert leaks(history_text(graph, saver, out["thread_id"])) == []
         assert leaks(stored_bytes(saver, target)) == []
 

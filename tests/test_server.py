@@ -74,6 +74,26 @@ def test_refund_ticket_interrupts_resumes_and_keeps_history(server: str) -> None
     assert any(h["next"] == ["request_approval"] for h in history)
 
 
+def test_preferences_go_to_the_servers_store_and_reach_the_next_thread(server: str) -> None:
+    """Under `langgraph dev` the nodes use the server's store (runtime.store), which Studio's memory view and the
+    SDK's store API show, namespaced by tenant and user."""
+    from langgraph_sdk import get_sync_client
+
+    client = get_sync_client(url=server)
+    said = "Please contact me by email and do not call me. How long does delivery take?"
+    first = client.threads.create()
+    client.runs.wait(first["thread_id"], "supervisor", input={"messages": [{"role": "user", "content": said}]},
+                     context={"user_id": "demo"})  # fmt: skip
+    items = client.store.search_items(("default", "demo", "prefs"), limit=20)["items"]
+    assert {i["key"]: i["value"] for i in items} == {"contact": {"value": "email"}, "avoid": {"value": "call"}}
+    assert {tuple(i["namespace"]) for i in items} == {("default", "demo", "prefs")}
+    second = client.threads.create()
+    ask = {"messages": [{"role": "user", "content": "How long does delivery take?"}]}
+    client.runs.wait(second["thread_id"], "supervisor", input=ask, context={"user_id": "demo"})
+    pinned = client.threads.get_state(second["thread_id"])["values"]["pinned"]
+    assert pinned["preferences"] == {"contact": "email", "avoid": "call"}
+
+
 def test_health_and_metrics_routes_are_served(server: str) -> None:
     import httpx
     from langgraph_sdk import get_sync_client

@@ -1,0 +1,332 @@
+"""The offline answer: composed deterministically from what the specialists found (facts from tool results,
+refusals, offers, confirmations, consistent article sentences), with the article ids it cites and what grounds it.
+
+`compose(state, ...) -> (text, citations, ground)`; `nodes.generate_response` sends it as the draft, and as the
+fallback when a model is configured.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from dialogue.facts import (
+    about_status,
+    account_sentences,
+    answers_intent,
+    confirmation,
+    consistent,
+    invoice_sentences,
+    order_sentences,
+    refund_sentences,
+)
+from dialogue.sentences import SentenceScorer
+from dialogue.task import describe_candidates
+from graphs.state import SupportState
+from tools.shop import method_name
+
+EMPTY_INPUT = "Please tell me what you need help with: an order, a delivery, a refund, a payment or your account."
+SCOPE = (
+    "I'm the shop's support assistant, so I can help with orders, deliveries, returns and refunds, "
+    "payments, invoices, your account and the newsletter. That request is outside what I can help with here. "
+    "If it's about one of those topics, tell me a bit more; or ask for a human colleague at any time."
+)
+QUESTIONS = {
+    "order_id": "the order number (for example 1004)",
+    "address": "the full new delivery address, including street, number, postcode and city",
+    "field": "which detail to change (name, email or phone)",
+    "value": "the new value",
+    "amount": "the amount",
+}
+FIELD_NAMES = {"phone": "phone number", "email": "email address", "name": "name"}
+STATUS_QUESTIONS = ("track_order", "delivery_period")
+
+
+def compose_offline(
+    state: SupportState, *, max_chars: int = 4000, scorer: SentenceScorer | None = None, today: date | None = None
+) -> tuple[str, list[str]]:
+    """A deterministic, grounded answer and the article ids it cites."""
+    text, citations, _ = compose(state, max_chars=max_chars, scorer=scorer, today=today)
+    return text, citations
+
+
+def compose(
+    state: SupportState, *, max_chars: int = 4000, scorer: SentenceScorer | None = None, today: date | None = None
+) -> tuple[str, list[str], dict[str, Any]]:
+    """The offline answer, the article ids it cites, and what grounds it (facts, preconditions, articles)."""
+    today = today or date.today()
+    flags = set(state.get("flags", []))
+    fixed = {"fixed": True}
+    if "empty_input" in flags:
+        return EMPTY_INPUT, [], fixed
+    if "input_too_long" in flags:
+        return (
+            (
+                f"Your message is longer than {max_chars} characters. Please send the key details "
+                "(order number, what happened) in a shorter message."
+            ),
+            [],
+            fixed,
+        )
+    if "prompt_injection" in flags:
+        from nodes.guard_input import REFUSAL_INJECTION
+
+        return REFUSAL_INJECTION, [], fixed
+    task = state.get("task") or {}
+    if "task_dropped" in flags:
+        pending = task.get("pending_action")
+        if pending:
+            return (
+                (
+                    f"OK, I've withdrawn your request to {_plain(pending.get('summary'))}; nothing was changed. "
+                    "Is there anything else I can help with?"
+                ),
+                [],
+                fixed,
+            )
+        return "OK, I'll leave that. Is there anything else I can help with?", [], fixed
+    if "task_ack" in flags and task.get("pending_action"):
+        summary = _plain(task["pending_action"].get("summary"))
+        return (
+            (
+                f"Thanks. Your request to {summary} is waiting for a colleague's approval; "
+                "I'll confirm here as soon as it is decided."
+            ),
+            [],
+            fixed,
+        )
+    if state.get("intent") == "out_of_scope":
+        return SCOPE, [], fixed
+
+    parts: list[str] = []
+    citations: list[str] = []
+    ground: dict[str, Any] = {}
+    action = state.get("action") or {}
+    approval = state.get("approval") or {}
+    result = state.get("action_result")
+    lookups = dict(state.get("lookups") or {})
+    orders = ((lookups.get("list_orders") or {}).get("data") or {}).get("orders", [])
+    missing = list(action.get("missing") or []) or list(task.get("missing") or [])
+    if missing and not result:
+        question = clarifying_question(missing, action, task, orders, today)
+        return question, [], {"question": missing}
+
+    refusal = action.get("refused") or {}
+    if action.get("error"):
+        ground["precondition"] = True
+        parts.append(f"{_sentence(action['error'])}" + (f" {refusal['instead']}" if refusal.get("instead") else ""))
+        if refusal.get("article"):
+            parts[-1] += f" [{refusal['article']}]"
+            citations.append(refusal["article"])
+        if refusal.get("code") is None and "not found" in str(action["error"]):
+            parts[-1] += " Please check the number in your order list under Account > Orders."
+    elif action.get("offer"):
+        ground["precondition"] = True
+        parts.append(_offer(action))
+    elif approval and approval.get("type") not in ("accept", "edit"):
+        ground["precondition"] = True
+        why = f" Reason: {approval['reason']}" if approval.get("reason") else ""
+        parts.append(
+            f"A colleague reviewed the request ({_plain(action.get('description', action.get('tool')))}) "
+            f"and it was not carried out.{why}"
+        )
+    elif result is not None:
+        ground["result"] = True
+        if result.get("ok"):
+            parts.append(confirmation(action.get("tool", ""), result.get("data") or {}))
+        else:
+            parts.append(f"I couldn't complete that: {result.get('error')}.")
+    elif action.get("tool") and action.get("approval") == "required":
+        parts.append(f"I've asked a colleague to approve this: {_plain(action.get('description'))}.")
+
+    status = None
+    intent = state.get("intent")
+    if not action.get("tool") or (result is None and not action.get("error") and not action.get("offer")):
+        facts, status = _facts(lookups, intent, today)
+        if facts:
+            ground["facts"] = True
+            # Facts from a lookup made for this question (invoice, refunds, account), not just the order's state.
+            ground["specific"] = any(
+                (lookups.get(t) or {}).get("ok") or (lookups.get(t) or {}).get("error")
+                for t in ("get_invoice", "get_refund_status", "get_account")
+            ) or answers_intent(((lookups.get("get_order") or {}).get("data") or {}), intent)
+            parts.extend(facts)
+
+    analysis = state.get("analysis") or {}
+    if analysis.get("summary") and (
+        analysis.get("error_codes") or analysis.get("exceptions") or analysis.get("http_statuses")
+    ):
+        parts.append(f"From what you sent: {analysis['summary']}")
+
+    not_found = bool((lookups.get("get_order") or {}).get("error"))
+    # A status question the order's own facts answer needs no article on top.
+    answered = intent in STATUS_QUESTIONS and ground.get("facts") and status is not None
+    # An offer ("yes, it can still be cancelled; shall I?") already states the policy for this order.
+    if not action.get("error") and result is None and not not_found and not answered and not action.get("offer"):
+        scorer = scorer or SentenceScorer()
+        matched = {k["id"] for k in analysis.get("known_issues", [])}
+        items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" or i["id"] in matched]
+        limit = 1 if parts else 2
+        strict = intent in STATUS_QUESTIONS
+        for item in _best_items(items):
+            text = item["text"]
+            if item.get("kind") == "known_issue":
+                text = _section(text, ("fix", "workaround", "resolution")) or text
+            # With an order's facts in hand, a status question only gets passages about that status; any other
+            # question gets passages that do not contradict it.
+            sentences = scorer.best(
+                text,
+                state.get("ticket", ""),
+                2 if parts else 3,
+                keep=lambda x: consistent(x, status, strict=strict),
+                prefer=lambda x: about_status(x, status),
+            )
+            if not sentences:
+                continue
+            label = item.get("title") or "Help"
+            # "Title: Section: text" reads like raw key-value output; a sentence with its own label gets a dash.
+            sep = " — " if re.match(r"[^:.!?]{3,60}: ", sentences[0]) else ": "
+            parts.append(f"{label}{sep}{' '.join(sentences)} [{item['id']}]")
+            citations.append(item["id"])
+            ground.setdefault("articles", []).append(
+                {
+                    "id": item["id"],
+                    "relevance": float(item.get("relevance", 0.0)),
+                    "for_intent": bool(
+                        set(state.get("intent_group") or [intent or ""]) & set(item.get("intents") or [])
+                    )
+                    or item.get("kind") == "known_issue",
+                }
+            )
+            if len(citations) >= limit:
+                break
+    pending = task.get("pending_action")
+    if pending and pending.get("idempotency_key") != action.get("idempotency_key"):
+        parts.append(f"Your earlier request to {_plain(pending.get('summary'))} is still waiting for approval.")
+    if action.get("replaces"):
+        earlier = _plain(action["replaces"])
+        parts.append(f"I've withdrawn your earlier request to {earlier}, which had not been approved yet.")
+    if not parts:
+        parts.append("I couldn't find this in our help articles. I can pass it to a colleague if you like.")
+    return "\n\n".join(parts), citations, ground
+
+
+def _plain(markdown: Any) -> str:
+    """A one-line, Markdown-free version of an action description."""
+    text = str(markdown or "").replace("**", "")
+    return " ".join(text.replace("\n- ", "; ").split()).rstrip(".")
+
+
+def _sentence(text: str) -> str:
+    text = str(text).strip()
+    text = text[0].upper() + text[1:] if text else text
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _offer(action: dict[str, Any]) -> str:
+    p, tool = action.get("preview") or {}, action.get("tool")
+    if tool == "cancel_order":
+        what = f"order {p.get('order_id')} is {str(p.get('status')).replace('_', ' ')}, so it can still be cancelled"
+        return f"Yes: {what} free of charge, and {p.get('money')}. Shall I cancel it for you?"
+    if tool == "issue_refund":
+        return (
+            f"Yes: order {p.get('order_id')} can be refunded ({p.get('currency')} {float(p.get('amount', 0)):.2f} "
+            f"to {method_name(p.get('method'))}). Shall I request the refund?"
+        )
+    if tool == "update_shipping_address":
+        return (
+            f"Yes: order {p.get('order_id')} has not shipped yet, so its address can still be changed to "
+            f"{p.get('new_address')}. Shall I change it?"
+        )
+    return f"Yes, that is possible: {_plain(action.get('description'))}. Shall I go ahead?"
+
+
+def clarifying_question(
+    missing: list[str], action: dict[str, Any], task: dict[str, Any], orders: list[dict[str, Any]], today: date
+) -> str:
+    """One sentence asking for exactly what is missing; offers the customer's candidate orders."""
+    if action.get("invalid"):
+        bad = missing[0]
+        if bad == "address":
+            return (
+                "That address looks incomplete: please send the full address with street and house number, "
+                "postcode and city."
+            )
+        if bad == "value":
+            field = (action.get("args") or {}).get("field", "value")
+            return f"That doesn't look like a valid {FIELD_NAMES.get(field, field)}: could you send it again?"
+        return f"Some details were not valid ({', '.join(missing)}): could you send them again?"
+    if "order_id" in missing:
+        wanted = [int(c) for c in task.get("candidates") or []]
+        by_id = {int(o["order_id"]): o for o in orders}
+        candidates = [by_id[c] for c in wanted if c in by_id][:5]
+        rest = [m for m in missing if m != "order_id"]
+        tail = " and the full new address" if "address" in rest else ""
+        if candidates:
+            listed = describe_candidates(candidates, today)
+            if len(candidates) <= 2:
+                return f"Do you mean {listed}{tail}?"
+            return f"Which order do you mean{tail and ', and what is' + tail[4:]}: {listed}?"
+        return f"Which order is it about? Please send the order number (for example 1004){tail}."
+    if "address" in missing:
+        return "What is the full new delivery address, with street and house number, postcode and city?"
+    if "field" in missing and "value" in missing:
+        return "Which detail should I change (your name, email address or phone number), and to what?"
+    if "value" in missing:
+        field = (action.get("args") or {}).get("field", "detail")
+        return f"What should your new {FIELD_NAMES.get(field, field)} be?"
+    if "field" in missing:
+        return "Which detail should I change: your name, email address or phone number?"
+    if missing == ["subscribed"]:
+        return "Would you like to subscribe to the newsletter, or unsubscribe from it?"
+    return "Could you tell me " + " and ".join(QUESTIONS.get(m, m) for m in missing) + "?"
+
+
+def _facts(lookups: dict[str, Any], intent: str | None, today: date) -> tuple[list[str], str | None]:
+    """Sentences from the read tools' results that answer this intent, and the order's status (for consistency)."""
+    out: list[str] = []
+    status = None
+    order = lookups.get("get_order") or {}
+    if order.get("ok"):
+        data = order.get("data") or {}
+        status = data.get("status")
+        if intent not in ("get_invoice", "check_invoice") or not (lookups.get("get_invoice") or {}).get("ok"):
+            out += order_sentences(data, intent, today)
+    elif order:
+        out.append(
+            _sentence(f"I couldn't find that order: {order.get('error')}")
+            + " Please check the number in your order list under Account > Orders."
+        )
+    for more in lookups.get("get_order_more") or []:
+        if more.get("ok"):
+            status = None  # several orders: no single status to keep articles consistent with
+            out += order_sentences(more.get("data") or {}, intent, today)
+    refund = lookups.get("get_refund_status") or {}
+    if refund.get("ok") and intent in ("track_refund", "get_refund"):
+        out += refund_sentences(refund.get("data") or {})
+    invoice = lookups.get("get_invoice") or {}
+    if invoice.get("ok"):
+        out += invoice_sentences(invoice.get("data") or {})
+    elif invoice.get("error") and not order.get("error"):
+        out.append(_sentence(f"I can't provide an invoice yet: {invoice['error']}"))
+    account = lookups.get("get_account") or {}
+    if account.get("ok"):
+        out += account_sentences(account.get("data") or {}, intent)
+    return out, status
+
+
+def _best_items(items: list[dict]) -> list[dict]:
+    """Known issues and resolved cases first (they are specific), then articles by score."""
+    rank = {"known_issue": 0, "case": 1}
+    return sorted(items, key=lambda i: (rank.get(i.get("kind", ""), 2), -float(i.get("score", 0))))
+
+
+def _section(text: str, names: tuple[str, ...]) -> str:
+    """The body of the first markdown section whose heading mentions one of `names`."""
+    match = re.search(
+        r"^#+[^\n]*(?:" + "|".join(names) + r")[^\n]*\n(.*?)(?=^#+\s|\Z)",
+        text,
+        flags=re.IGNORECASE | re.MULTILINE | re.DOTALL,
+    )
+    return match.group(1).strip() if match else ""
