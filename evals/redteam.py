@@ -14,7 +14,8 @@ The in-process cases (`LOCAL`) run the real graph, services and the CLI's ticket
 `resume`) on a copy of a seeded data directory. The API cases (`API`) speak raw HTTP to a `langgraph dev` with
 auth on: without `--url` one is started on loopback (evals/devserver.py) with its own keys; with `--url`,
 `--keys` names a JSON file with keys for `demo`, `alice` (customers of tenant default), `rita` (agent, default),
-`otto` (agent, tenant other) and `mallory` (a customer called demo in tenant other). Without langgraph-cli the API part is skipped with a note.
+`otto` (agent, tenant other) and `mallory` (a customer called demo in tenant other). Without langgraph-cli the
+API part is skipped with a note.
 """
 
 from __future__ import annotations
