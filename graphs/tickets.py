@@ -199,18 +199,21 @@ def ask(
                     f"thread {thread_id} is waiting ({INTERRUPT_STATUS[node]}); answer it with "
                     f"'python app.py resume {thread_id} ...'"
                 )
-        from guards.intake import admit
+        from guards.intake import InvalidInput, admit
         from guards.vault import owner_of as vault_owner
         from guards.vault import vault_for
         from observability.tracing import bound, new_trace_id
 
         # Redacted, its slots sealed, before the graph (and its first checkpoint, and any trace) sees it.
-        admitted = admit(
-            {"messages": [{"role": "user", "content": text}]},
-            vault=vault_for(settings),
-            owner=vault_owner(tenant, user),
-            max_chars=settings.policy().limits.max_input_chars,
-        )
+        try:
+            admitted = admit(
+                {"messages": [{"role": "user", "content": text}]},
+                vault=vault_for(settings),
+                owner=vault_owner(tenant, user),
+                max_chars=settings.policy().limits.max_input_chars,
+            )
+        except InvalidInput as exc:  # e.g. a NUL character: refused with the boundary's reason, nothing written
+            raise UsageError(f"the ticket text is refused: {exc}") from None
         trace_id = new_trace_id()
         with bound(trace_id):
             board.graph.invoke(
