@@ -30,3 +30,14 @@ def test_notebook_code_cells_run(path: Path, seeded_settings, model_cache, tmp_p
     printed = out.getvalue()
     assert "Cancel order 1009" in printed
     assert "completed -> Done: order 1009 is cancelled" in printed
+    if path.name == "quickstart.ipynb":  # issue 11: draw, memory, decision log, an eval plot
+        import re
+
+        assert "graph TD;" in printed and "request_approval" in printed
+        assert "store ('default', 'demo', 'working') last_action -> {'tool': 'cancel_order', 'ok': True" in printed
+        assert re.search(r"knowledge 0\.\d\d \[kb-", printed)
+        assert re.search(r"request_approval +approve +approved", printed)
+        assert re.search(r"execute_action +execute +ok", printed)
+        scores = re.search(r"(\d+) cases: trajectory (\d\.\d\d)", printed)
+        assert scores and int(scores[1]) >= 30 and float(scores[2]) >= 0.9, printed[-500:]
+        assert re.search(r"plot: [1-9]\d{3,} bytes of PNG", printed)
