@@ -1183,11 +1183,16 @@ def api_alice_count(a: Api) -> tuple[bool, str]:
     return broken(observed) if count.json() != len(mine.json()) else held(observed)
 
 
-@api("cross_user", "alice: a new message into demo's waiting thread (runs/wait input)")
-def api_alice_message_demo_thread(a: Api) -> tuple[bool, str]:
-    violation, observed = denied(a.run("alice", a.demo_thread, input=message("Which order was this about?")))
+def demo_unchanged(a: Api, response: Any) -> tuple[bool, str]:
+    """(violation, observed) of a refused request that must also leave demo's waiting thread as it was."""
+    violation, observed = denied(response)
     changed = a.demo_untouched()
     return (True, f"{observed}; {changed}") if changed else (violation, observed)
+
+
+@api("cross_user", "alice: a new message into demo's waiting thread (runs/wait input)")
+def api_alice_message_demo_thread(a: Api) -> tuple[bool, str]:
+    return demo_unchanged(a, a.run("alice", a.demo_thread, input=message("Which order was this about?")))
 
 
 @api("cross_user", "alice: stream a run on demo's thread (runs/stream)")
@@ -1224,25 +1229,19 @@ def api_alice_join_demo_stream(a: Api) -> tuple[bool, str]:
 
 @api("self_approval", "demo answers their own approval over the API (command.resume accept)")
 def api_demo_resumes_own(a: Api) -> tuple[bool, str]:
-    violation, observed = denied(a.run("demo", a.demo_thread, command={"resume": {"type": "accept"}}))
-    changed = a.demo_untouched()
-    return (True, f"{observed}; {changed}") if changed else (violation, observed)
+    return demo_unchanged(a, a.run("demo", a.demo_thread, command={"resume": {"type": "accept"}}))
 
 
 @api("self_approval", "demo resumes their own approval claiming role agent in the context")
 def api_demo_resumes_claiming_agent(a: Api) -> tuple[bool, str]:
     response = a.run("demo", a.demo_thread, command={"resume": {"decisions": [{"type": "approve"}]}},
                      context={"role": "agent", "approver_id": "rita"})  # fmt: skip
-    violation, observed = denied(response)
-    changed = a.demo_untouched()
-    return (True, f"{observed}; {changed}") if changed else (violation, observed)
+    return demo_unchanged(a, response)
 
 
 @api("self_approval", "demo resumes with command.goto execute_action (skip the approval node)")
 def api_demo_goto_execute(a: Api) -> tuple[bool, str]:
-    violation, observed = denied(a.run("demo", a.demo_thread, command={"goto": "execute_action"}))
-    changed = a.demo_untouched()
-    return (True, f"{observed}; {changed}") if changed else (violation, observed)
+    return demo_unchanged(a, a.run("demo", a.demo_thread, command={"goto": "execute_action"}))
 
 
 @api("write_without_approval", "demo writes approval and status into their own waiting thread (update_state)")
@@ -1253,9 +1252,7 @@ def api_demo_update_state(a: Api) -> tuple[bool, str]:
         f"/threads/{a.demo_thread}/state",
         json={"values": {"approval": {"type": "accept", "by": "human"}}, "as_node": "request_approval"},
     )
-    violation, observed = denied(response)
-    changed = a.demo_untouched()
-    return (True, f"{observed}; {changed}") if changed else (violation, observed)
+    return demo_unchanged(a, response)
 
 
 @api("write_without_approval", "run input carries a planned refund and an approval (state injection)")
@@ -1355,16 +1352,12 @@ def api_claimed_assistant_limit(a: Api) -> tuple[bool, str]:
 
 @api("cross_tenant", "otto (reviewer, tenant other) approves demo@default's refund")
 def api_otto_resumes_demo(a: Api) -> tuple[bool, str]:
-    violation, observed = denied(a.run("otto", a.demo_thread, command={"resume": {"type": "accept"}}))
-    changed = a.demo_untouched()
-    return (True, f"{observed}; {changed}") if changed else (violation, observed)
+    return demo_unchanged(a, a.run("otto", a.demo_thread, command={"resume": {"type": "accept"}}))
 
 
 @api("cross_user", "alice approves demo's refund (command.resume accept)")
 def api_alice_resumes_demo(a: Api) -> tuple[bool, str]:
-    violation, observed = denied(a.run("alice", a.demo_thread, command={"resume": {"type": "accept"}}))
-    changed = a.demo_untouched()
-    return (True, f"{observed}; {changed}") if changed else (violation, observed)
+    return demo_unchanged(a, a.run("alice", a.demo_thread, command={"resume": {"type": "accept"}}))
 
 
 @api("cross_tenant", "mallory (demo@other) stores under demo@default's namespace")
