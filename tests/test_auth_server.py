@@ -252,7 +252,9 @@ def test_store_items_are_namespaced_by_tenant_and_user(served: Served) -> None:
     assert status_of(lambda: alice.store.delete_item(["default", "demo", "prefs"], "tone")) == 403
     assert status_of(lambda: alice.store.search_items(["default", "demo"])) == 403
     seen = alice.store.search_items(["default"])["items"]  # a shorter prefix is narrowed to her own
-    assert [tuple(i["namespace"]) for i in seen] == [("default", "alice", "prefs")]
+    # her own items only: the preference just put, and the working memory her earlier ticket left (remember)
+    assert {tuple(i["namespace"][:2]) for i in seen} == {("default", "alice")}
+    assert [i["value"] for i in seen if tuple(i["namespace"]) == ("default", "alice", "prefs")] == [{"value": "warm"}]
     assert all(ns[:2] == ["default", "alice"] for ns in alice.store.list_namespaces()["namespaces"])
 
     assert rita.store.get_item(["default", "demo", "prefs"], "tone")["value"] == {"value": "brief"}
