@@ -43,14 +43,6 @@ FIELD_NAMES = {"phone": "phone number", "email": "email address", "name": "name"
 STATUS_QUESTIONS = ("track_order", "delivery_period")
 
 
-def compose_offline(
-    state: SupportState, *, max_chars: int = 4000, scorer: SentenceScorer | None = None, today: date | None = None
-) -> tuple[str, list[str]]:
-    """A deterministic, grounded answer and the article ids it cites."""
-    text, citations, _ = compose(state, max_chars=max_chars, scorer=scorer, today=today)
-    return text, citations
-
-
 def compose(
     state: SupportState, *, max_chars: int = 4000, scorer: SentenceScorer | None = None, today: date | None = None
 ) -> tuple[str, list[str], dict[str, Any]]:

@@ -10,10 +10,9 @@ then uses its offline tier and, below that, human escalation (primary -> seconda
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -32,7 +31,7 @@ from config.settings import (
 from dialogue.messages import text_of
 from llm.breaker import CircuitBreaker, CircuitOpen
 from llm.prices import usage_of
-from llm.retry import TruncatedReply, async_retrying, error_kind, retrying
+from llm.retry import TruncatedReply, error_kind, retrying
 
 log = logging.getLogger("switchboard.llm")
 
@@ -56,7 +55,8 @@ class LLM:
     `models` are (endpoint name, chat model); `routes` maps task -> complexity -> endpoint names (empty:
     every model in order); `endpoints` holds each endpoint's policy and `model_ids` its provider model id;
     `complexity` says when an answer is hard (llm.complexity; nodes pass task= and complexity= to generate()).
-    `sleep` / `asleep` are the waits between retries (injected in tests).
+    `sleep` is the wait between retries (injected in tests). Calls are synchronous: the served graph runs its
+    sync nodes in a thread pool.
     """
 
     models: list[tuple[str, BaseChatModel]]
@@ -66,7 +66,6 @@ class LLM:
     model_ids: dict[str, str] = field(default_factory=dict)
     complexity: ComplexityRules = field(default_factory=ComplexityRules)
     sleep: Callable[[float], Any] = time.sleep
-    asleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     _chains: dict[tuple[str, ...], Runnable] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,20 +107,6 @@ class LLM:
             return None
         return self._reply(name, reply)
 
-    async def agenerate(
-        self, messages: Sequence[BaseMessage], task: Task | str = "default", complexity: Complexity | str = "simple"
-    ) -> LLMReply | None:
-        """`generate()` for async callers: same tiers, breakers and retries, waits via `asleep`."""
-        chain = self._chain(task, complexity)
-        if chain is None:
-            return None
-        try:
-            name, reply = await chain.ainvoke(list(messages))
-        except Exception as exc:  # noqa: BLE001 - as in generate()
-            log.warning("llm chain for %s/%s exhausted: %s", task, complexity, exc)
-            return None
-        return self._reply(name, reply)
-
     def _reply(self, name: str, reply: AIMessage) -> LLMReply:
         model_id = self.model_ids.get(name, name)
         text = text_of(reply)  # string content, or its text blocks (not the repr of a block list)
@@ -133,7 +118,7 @@ class LLM:
             return None
         if tiers not in self._chains:
             runnables = [
-                RunnableLambda(partial(self._call, n), afunc=partial(self._acall, n), name=f"llm:{n}") for n in tiers
+                RunnableLambda(partial(self._call, n), name=f"llm:{n}") for n in tiers
             ]
             first, *rest = runnables
             self._chains[tiers] = first.with_fallbacks(rest, exceptions_to_handle=(Exception,)) if rest else first
@@ -163,32 +148,6 @@ class LLM:
             return trial_failed or breaker.state == "open"
 
         return name, retrying(policy.retry, self.sleep, give_up=give_up)(attempt)
-
-    async def _acall(self, name: str, messages: list[BaseMessage]) -> tuple[str, AIMessage]:
-        policy = self.endpoints.get(name, SINGLE_ATTEMPT)
-        model, breaker = self._by_name[name], self.breakers[name]
-        trial_failed = False
-
-        async def attempt() -> AIMessage:
-            nonlocal trial_failed
-            permit = breaker.acquire()
-            if permit is None:
-                raise CircuitOpen(name)
-            try:
-                reply = _complete(await model.ainvoke(messages), policy)
-            except Exception as exc:
-                breaker.release(permit, ok=False)
-                trial_failed = permit.trial
-                log.warning("llm %s failed (%s): %s", name, error_kind(exc), exc)
-                raise
-            breaker.release(permit, ok=True)
-            return reply
-
-        def give_up() -> bool:  # as in _call
-            return trial_failed or breaker.state == "open"
-
-        return name, await async_retrying(policy.retry, self.asleep, give_up=give_up)(attempt)
-
 
 def _complete(reply: Any, policy: ModelEndpoint) -> AIMessage:
     """The reply, or TruncatedReply when a stream ended without a finish reason."""

@@ -7,9 +7,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -68,7 +67,6 @@ def build_llm(
     store: BreakerStore | None = None,
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], Any] = time.sleep,
-    asleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> LLM | None:
     """The configured model chain, or None when no model is configured (offline tier).
 
@@ -113,5 +111,4 @@ def build_llm(
         model_ids=ids,
         complexity=policies.complexity,
         sleep=sleep,
-        asleep=asleep,
     )

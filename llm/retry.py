@@ -10,10 +10,10 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from config.settings import ModelRetry
@@ -120,18 +120,6 @@ def retrying(
     policy: ModelRetry, sleep: Callable[[float], Any], give_up: Callable[[], bool] = lambda: False
 ) -> Retrying:
     return Retrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait_retry_after_or_backoff(policy),
-        retry=retry_if_exception(should_retry(policy, give_up)),
-        sleep=sleep,
-        reraise=True,
-    )
-
-
-def async_retrying(
-    policy: ModelRetry, sleep: Callable[[float], Awaitable[Any]], give_up: Callable[[], bool] = lambda: False
-) -> AsyncRetrying:
-    return AsyncRetrying(
         stop=stop_after_attempt(policy.attempts),
         wait=wait_retry_after_or_backoff(policy),
         retry=retry_if_exception(should_retry(policy, give_up)),

@@ -331,7 +331,7 @@ class MiniLMEmbedder:
         Inputs are sorted by token count so each batch pads little; rows come back in input order.
         """
         if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of strings; use embed_one() for a single text")
+            raise TypeError("embed() takes a sequence of strings: embed([text]) for a single text")
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
         if len(texts) == 1:
@@ -388,10 +388,6 @@ class MiniLMEmbedder:
                 self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="minilm")
                 self._pool_pid = os.getpid()
             return self._pool
-
-    def embed_one(self, text: str) -> np.ndarray:
-        """Embed one text; returns a float32 vector of shape ``(384,)``."""
-        return self.embed([text])[0]
 
 
 class _Encoder:

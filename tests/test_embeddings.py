@@ -25,6 +25,10 @@ DOCS = {
 }
 
 
+def _one(embedder: MiniLMEmbedder, text: str) -> np.ndarray:
+    return embedder.embed([text])[0]
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models dir shared by the session, so the ONNX file is built only once."""
@@ -58,7 +62,7 @@ def test_onnx_file_is_valid_standard_onnx_with_hash(embedder: MiniLMEmbedder) ->
 
 @pytest.mark.parametrize("index", range(len(REFERENCE["sentences"])))
 def test_matches_sentence_transformers(embedder: MiniLMEmbedder, index: int) -> None:
-    ours = embedder.embed_one(REFERENCE["sentences"][index])
+    ours = _one(embedder, REFERENCE["sentences"][index])
     ref = np.asarray(REFERENCE["vectors"][index], dtype=np.float32)
     assert _cosine(ours, ref) >= 1 - 1e-5
 
@@ -76,18 +80,18 @@ def test_long_input_is_truncated_like_sentence_transformers(embedder: MiniLMEmbe
     ref = np.asarray(REFERENCE["vectors"][long_index], dtype=np.float32)
     untruncated = MiniLMEmbedder(cache_dir=cache_dir, max_length=512)
     assert not untruncated.rebuilt  # same ONNX file, only the tokenizer differs
-    assert _cosine(untruncated.embed_one(REFERENCE["sentences"][long_index]), ref) < 1 - 1e-4
-    assert _cosine(embedder.embed_one(REFERENCE["sentences"][long_index]), ref) >= 1 - 1e-5
+    assert _cosine(_one(untruncated, REFERENCE["sentences"][long_index]), ref) < 1 - 1e-4
+    assert _cosine(_one(embedder, REFERENCE["sentences"][long_index]), ref) >= 1 - 1e-5
 
 
 def test_shape_dtype_and_unit_norm(embedder: MiniLMEmbedder) -> None:
     vectors = embedder.embed(["Where is my parcel?", "Cancel my plan", "ok"])
     assert vectors.shape == (3, DIM) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    one = embedder.embed_one("Where is my parcel?")
+    one = _one(embedder, "Where is my parcel?")
     assert one.shape == (DIM,) and one.dtype == np.float32
     # Similar requests are closer than unrelated ones.
-    assert float(vectors[0] @ embedder.embed_one("Where is my package?")) > float(vectors[0] @ vectors[1])
+    assert float(vectors[0] @ _one(embedder, "Where is my package?")) > float(vectors[0] @ vectors[1])
 
 
 def test_empty_input(embedder: MiniLMEmbedder) -> None:
@@ -108,7 +112,7 @@ def test_batching_and_order_do_not_change_vectors(embedder: MiniLMEmbedder) -> N
         "Why was I charged twice for the same order last Tuesday?",
         "",
     ]
-    alone = np.stack([embedder.embed_one(t) for t in texts])
+    alone = np.stack([_one(embedder, t) for t in texts])
     batched = embedder.embed(texts, batch_size=2)
     np.testing.assert_allclose(batched, alone, atol=1e-5)
     reversed_rows = embedder.embed(texts[::-1], batch_size=64)
@@ -121,7 +125,7 @@ def test_cached_onnx_is_reused(embedder: MiniLMEmbedder, cache_dir: Path) -> Non
     again = MiniLMEmbedder(cache_dir=cache_dir, threads=1)
     assert not again.rebuilt
     assert path.stat().st_mtime_ns == before
-    np.testing.assert_allclose(again.embed_one("hello"), embedder.embed_one("hello"), atol=1e-6)
+    np.testing.assert_allclose(_one(again, "hello"), _one(embedder, "hello"), atol=1e-6)
 
 
 def test_intra_op_mode_and_concurrent_callers_agree(embedder: MiniLMEmbedder, cache_dir: Path) -> None:
@@ -168,7 +172,7 @@ def test_stale_or_damaged_cache_is_rebuilt(tmp_path: Path, embedder: MiniLMEmbed
     for folder in (stale_dir, damaged_dir):
         rebuilt = MiniLMEmbedder(cache_dir=folder)
         assert rebuilt.rebuilt
-        np.testing.assert_allclose(rebuilt.embed_one("hello"), embedder.embed_one("hello"), atol=1e-6)
+        np.testing.assert_allclose(_one(rebuilt, "hello"), _one(embedder, "hello"), atol=1e-6)
         assert sorted(p.name for p in folder.iterdir()) == [ONNX_FILENAME]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dialogue.compose import compose_offline
+from dialogue.compose import compose
 from dialogue.sentences import SentenceScorer, sentences_of
 
 ARTICLE = """# Delivery
@@ -45,7 +45,7 @@ def test_answer_cites_the_articles_it_quotes() -> None:
         "flags": [],
         "knowledge": [{"id": "kb-delivery", "kind": "article", "title": "Delivery", "text": ARTICLE, "score": 0.9}],
     }
-    answer, citations = compose_offline(state)
+    answer, citations, _ = compose(state)
     assert citations == ["kb-delivery"] and "[kb-delivery]" in answer
     assert "seven days" in answer
 
@@ -58,5 +58,5 @@ def test_missing_slot_asks_a_question_and_cites_nothing() -> None:
         "action": {"tool": "cancel_order", "args": {}, "missing": ["order_id"]},
         "knowledge": [],
     }
-    answer, citations = compose_offline(state)
+    answer, citations, _ = compose(state)
     assert "order number" in answer and citations == []
