@@ -3,6 +3,7 @@
     server = FaultServer(rates={"500": 0.1, "429": 0.05}, seed=7).start()   # random faults, seeded
     server.script("primary", ["500", "429:3", "ok"])                         # or exact faults per request
     ChatOpenAI(base_url=server.url, model="primary", api_key="x")            # the real client talks to it
+    server.says["primary"] = "Delivery takes 2-4 days [kb-x]."               # what `ok` answers, not "<model> says ok"
     server.count("primary"); server.stop()
 
     python -m bench.fault_server --rates 500=0.1,hang=0.02 --seed 1         # stand-alone, prints its URL
@@ -11,7 +12,7 @@ Only `POST /v1/chat/completions` (streaming and not) is served. Faults, as writt
 
 | fault        | what the client sees                                                              |
 |--------------|-----------------------------------------------------------------------------------|
-| `ok`         | a normal completion (`"<model> says ok"`) with usage                              |
+| `ok`         | a normal completion (`"<model> says ok"`, or `says[model]`) with usage             |
 | `500`..`599` | that status with an OpenAI-style error body                                       |
 | `429[:s]`    | 429 with `Retry-After: s` (default 1)                                             |
 | `hang[:s]`   | no answer for `s` seconds (default 60) or until `stop()`: longer than any timeout |
@@ -91,6 +92,7 @@ class FaultServer:
         self.host = host
         self.counts: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.says: dict[str, str] = {}  # model -> the text an `ok` answer carries (streamed word by word)
         self.log: list[tuple[str, str]] = []  # (model, fault) per request, in arrival order
         self.arrivals: list[tuple[float, str, str]] = []  # (time.monotonic(), model, fault) per request
         self._scripts: dict[str, deque[str]] = defaultdict(deque)
@@ -245,7 +247,7 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 server._gate.wait()
             if kind == "malformed":
                 return self._raw(200, b'{"id": "chatcmpl-fault", "choices": [{"message": ', "application/json")
-            text = f"{model} says ok"
+            text = server.says.get(model, f"{model} says ok")
             if stream:
                 return self._stream(model, text, truncate=kind == "truncate", clean=arg == 1)
             if kind == "truncate":  # promise more bytes than are sent, then drop the connection

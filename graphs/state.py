@@ -145,6 +145,9 @@ class SupportState(TypedDict):
     """The human's answer to the approval request (Agent Inbox response)."""
     action_result: NotRequired[dict[str, Any] | None]
     draft: NotRequired[str | None]
+    draft_id: NotRequired[str | None]
+    """The id of the model message whose tokens streamed on `messages` as `draft`, unchanged (None otherwise):
+    guard_output gives the answer's message this id when it sends that text as it is (docs/ARCHITECTURE.md)."""
     citations: NotRequired[list[str]]
     review: NotRequired[dict[str, Any] | None]
     hitl: NotRequired[Annotated[dict[str, Any], merge_dict]]

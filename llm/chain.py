@@ -3,6 +3,10 @@
 
     llm.generate(messages)                                  # route `default`, simple: primary -> secondary
     llm.generate(messages, task="answer", complexity="hard") # e.g. strong -> primary -> secondary
+    llm.generate(messages, task="answer", visible=True)      # its tokens reach LangGraph's `messages` stream
+
+Only a `visible` call streams to a client: every other call (the classifier cascade, the rolling summary, a draft a
+human reviews first) is tagged `nostream`, so LangGraph's `messages` stream mode leaves it out.
 
 `generate()` returns None, never raises, when every tier failed or was refused by its breaker: the caller
 then uses its offline tier and, below that, human escalation (primary -> secondary -> offline -> human).
@@ -19,7 +23,8 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langgraph.constants import TAG_NOSTREAM
 
 from config.settings import (
     Complexity,
@@ -46,6 +51,7 @@ class LLMReply:
     usage: dict[str, float]
     model: str  # the provider's model id (prices are looked up by it)
     endpoint: str = ""  # the configured endpoint that answered (primary, secondary, strong, ...)
+    id: str | None = None  # the reply message's id (a streamed reply's chunks carry it too)
 
 
 @dataclass
@@ -94,14 +100,24 @@ class LLM:
 
     # --- calls ----------------------------------------------------------------------------------
     def generate(
-        self, messages: Sequence[BaseMessage], task: Task | str = "default", complexity: Complexity | str = "simple"
+        self,
+        messages: Sequence[BaseMessage],
+        task: Task | str = "default",
+        complexity: Complexity | str = "simple",
+        *,
+        visible: bool = False,
     ) -> LLMReply | None:
-        """First successful reply along the route's tiers, or None (caller uses its offline tier)."""
+        """First successful reply along the route's tiers, or None (caller uses its offline tier).
+
+        `visible`: the reply is what the customer reads, so its tokens may stream on LangGraph's `messages` mode
+        (the model streams when a streaming callback listens); otherwise the call is tagged `nostream`.
+        """
         chain = self._chain(task, complexity)
         if chain is None:
             return None
+        config: RunnableConfig | None = None if visible else {"tags": [TAG_NOSTREAM]}
         try:
-            name, reply = chain.invoke(list(messages))
+            name, reply = chain.invoke(list(messages), config=config)
         except Exception as exc:  # noqa: BLE001 - every tier failed: the caller's offline tier answers
             log.warning("llm chain for %s/%s exhausted: %s", task, complexity, exc)
             return None
@@ -110,7 +126,7 @@ class LLM:
     def _reply(self, name: str, reply: AIMessage) -> LLMReply:
         model_id = self.model_ids.get(name, name)
         text = text_of(reply)  # string content, or its text blocks (not the repr of a block list)
-        return LLMReply(text=text, usage=usage_of(reply, model_id), model=model_id, endpoint=name)
+        return LLMReply(text=text, usage=usage_of(reply, model_id), model=model_id, endpoint=name, id=reply.id)
 
     def _chain(self, task: str, complexity: str) -> Runnable | None:
         tiers = tuple(self.tiers(task, complexity))
@@ -135,7 +151,7 @@ class LLM:
             if permit is None:
                 raise CircuitOpen(name)
             try:
-                reply = _complete(model.invoke(messages), policy)
+                reply = _complete(model.invoke(messages), policy, checked=name in self.endpoints)
             except Exception as exc:
                 breaker.release(permit, ok=False)
                 trial_failed = permit.trial
@@ -149,8 +165,12 @@ class LLM:
 
         return name, retrying(policy.retry, self.sleep, give_up=give_up)(attempt)
 
-def _complete(reply: Any, policy: ModelEndpoint) -> AIMessage:
-    """The reply, or TruncatedReply when a stream ended without a finish reason."""
-    if policy.stream and not (getattr(reply, "response_metadata", None) or {}).get("finish_reason"):
+def _complete(reply: Any, policy: ModelEndpoint, *, checked: bool = False) -> AIMessage:
+    """The reply, or TruncatedReply when a stream ended without a finish reason.
+
+    `checked`: a configured (OpenAI-compatible) endpoint, which reports a finish reason on every complete reply,
+    streamed or not; it streams without `stream: true` too, when a streaming callback listens (`messages` mode).
+    """
+    if (policy.stream or checked) and not (getattr(reply, "response_metadata", None) or {}).get("finish_reason"):
         raise TruncatedReply("stream ended without a finish reason")
     return reply

@@ -91,6 +91,10 @@ def build_llm(
             if ep.rate_limit
             else None
         )
+        # `stream: true` always streams. Otherwise `streaming` is left unset, not False: LangChain then streams exactly
+        # when a streaming callback listens (LangGraph's `messages` stream mode, astream_events), so the answer's
+        # tokens reach a `langgraph dev` client; an explicit False would switch that off.
+        stream = {"streaming": True} if ep.stream else {}
         return ChatOpenAI(
             model=ids[name],
             api_key=settings.openai_api_key or "not-needed",
@@ -98,9 +102,9 @@ def build_llm(
             temperature=policy.temperature,
             timeout=ep.timeout_s,
             max_retries=0,
-            streaming=ep.stream,
             stream_usage=True,
             rate_limiter=limiter,
+            **stream,
         )
 
     return LLM(

@@ -40,7 +40,7 @@ def make(services: ServicesProvider) -> Node:
         offline, citations, ground = compose(
             state, max_chars=svc.policy.limits.max_input_chars, scorer=scorer, today=svc.shop.now().date()
         )
-        update: dict = {**visited(NAME), "draft": offline, "citations": citations}
+        update: dict = {**visited(NAME), "draft": offline, "draft_id": None, "citations": citations}
         flow = svc.workflows.get(state.get("intent") or "out_of_scope")
         update.update(assess(state, ground, svc.policy, about_one_order=bool(flow and flow.needs_order)))
         # The assistant's auto threshold, and `awaiting_review` written before review_gate waits.
@@ -56,7 +56,10 @@ def make(services: ServicesProvider) -> Node:
         messages = [SystemMessage(SYSTEM_PROMPT), HumanMessage(facts)]
         # A technical, multi-part or several-order ticket is hard: the strong tier first (error-policies.yaml routes).
         complexity, _ = answer_complexity(state, svc.llm.complexity)
-        reply = svc.llm.generate(messages, task="answer", complexity=complexity)
+        # Only an answer that goes out unreviewed streams its tokens to the client (`messages` mode); a draft a human
+        # reviews first, or that is escalated, is generated unseen.
+        visible = review_gate.gate({**state, **update}) == "send"
+        reply = svc.llm.generate(messages, task="answer", complexity=complexity, visible=visible)
         if reply is None:
             update["flags"] = ["llm_fallback_offline"]
             return update
@@ -69,6 +72,10 @@ def make(services: ServicesProvider) -> Node:
         if citations and not any(f"[{c}]" in text for c in citations):
             text += "\n\nSources: " + ", ".join(f"[{c}]" for c in citations)
         update.update(draft=text, usage=reply.usage)
+        if visible and text == reply.text:
+            # The client holds this text, streamed, under the reply's id: the answer's message takes it if it goes
+            # out unchanged (guard_output); anything rewritten goes out as a new message.
+            update["draft_id"] = reply.id
         return update
 
     return generate_response

@@ -57,6 +57,7 @@ def fresh_ticket(trace_id: str) -> dict:
         "approval": None,
         "action_result": None,
         "draft": None,
+        "draft_id": None,
         "citations": [],
         "review": None,
         "answer": None,

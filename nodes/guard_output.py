@@ -26,7 +26,11 @@ def make() -> Node:
         update: dict = {**visited(NAME)}
         if answer:
             clean, flags = check_output(answer, allowed_emails=_own_emails(state))
-            update.update(answer=clean, messages=[AIMessage(content=clean)])
+            # The streamed draft's id when exactly that text goes out, so a client's streamed message and the
+            # thread's final message are one; a rewritten answer (redacted here, edited by a reviewer, the offline
+            # answer instead of the model's) is a new message, which the `messages` stream carries whole.
+            same = bool(state.get("draft_id")) and clean == state.get("draft")
+            update.update(answer=clean, messages=[AIMessage(content=clean, id=state["draft_id"] if same else None)])
             if flags:
                 update["flags"] = flags
         status = state.get("status") or "completed"

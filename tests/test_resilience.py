@@ -204,6 +204,49 @@ def test_malformed_and_truncated_replies_fall_through_unretried(
     assert llm.breakers["primary"].failures == 1
 
 
+def messages_of(llm: LLM, **generate: Any) -> tuple[Any, list[Any]]:
+    """`llm.generate(ASK, **generate)` inside a one-node graph streamed with `stream_mode="messages"`."""
+    from langgraph.graph import END, START, StateGraph
+    from typing_extensions import TypedDict
+
+    class S(TypedDict, total=False):
+        text: str
+
+    replies: list[Any] = []
+
+    def answer(state: S) -> S:
+        replies.append(llm.generate(ASK, **generate))
+        return {"text": "done"}
+
+    g = StateGraph(S)
+    g.add_node("answer", answer)
+    g.add_edge(START, "answer")
+    g.add_edge("answer", END)
+    streamed = list(g.compile().stream({}, stream_mode="messages"))  # (message chunk, metadata) pairs
+    return replies[0], streamed
+
+
+def test_with_stream_false_a_listening_messages_stream_still_gets_tokens_and_a_cut_stream_falls_through(
+    server: FaultServer, clock: FakeClock
+) -> None:
+    """`stream: false` leaves ChatOpenAI's `streaming` unset (an explicit False would switch streaming off): under
+    LangGraph's `messages` mode a visible call streams, and a stream that ends without a finish reason is a truncated
+    reply whether or not the policy asked for streaming."""
+    llm = make_llm(server, clock, stream=False)
+    server.says[P] = "Standard delivery takes two to four days."
+    reply, streamed = messages_of(llm, task="answer", visible=True)
+    tokens = [m.content for m, meta in streamed if meta["langgraph_node"] == "answer" and m.content]
+    assert len(tokens) >= 5 and "".join(tokens) == reply.text == server.says[P]
+
+    server.script(P, ["truncate:1"])
+    reply, _ = messages_of(llm, task="answer", visible=True)
+    assert reply.endpoint == "secondary" and reply.text == f"{S} says ok"
+    assert llm.breakers["primary"].failures == 1
+
+    reply, streamed = messages_of(llm, task="classify")  # not visible: tagged nostream, nothing on `messages`
+    assert reply.endpoint == "primary" and streamed == []
+
+
 def test_timeout_is_bounded_by_the_configured_client_timeout(server: FaultServer, clock: FakeClock) -> None:
     sleeps: list[float] = []
     llm = make_llm(server, clock, sleeps, timeout_s=0.3, retry={"attempts": 2})
