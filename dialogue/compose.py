@@ -178,7 +178,7 @@ def compose(
                 continue
             label = item.get("title") or "Help"
             # "Title: Section: text" reads like raw key-value output; a sentence with its own label gets a dash.
-            sep = " — " if re.match(r"[^:.!?]{3,60}: ", sentences[0]) else ": "
+            sep = " — " if re.match(r"[^:.!?]{3,60}\??: ", sentences[0]) else ": "
             parts.append(f"{label}{sep}{' '.join(sentences)} [{item['id']}]")
             citations.append(item["id"])
             ground.setdefault("articles", []).append(

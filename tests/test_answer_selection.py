@@ -10,7 +10,7 @@ import pytest
 from classifier.policy import interchangeable
 from config.settings import Workflow
 from dialogue.geo import regions_in, with_regions
-from dialogue.sentences import sentences_of
+from dialogue.sentences import SentenceScorer, contradicts, sentences_of
 from dialogue.task import is_howto, is_question, order_by_item
 from tests.test_graph import run, waiting_on
 from tests.test_shop_tools import as_caller
@@ -142,3 +142,42 @@ def test_a_strong_article_for_the_intent_lifts_a_review_band_answer() -> None:
     assert assess(state, other, policy)["decision"] == "review"
     # escalations stay escalations: the boost is for the review band only
     assert assess({"intent_confidence": 0.4, "decision": "escalate"}, strong, policy)["decision"] == "escalate"
+
+
+def test_a_sentence_that_denies_what_the_customer_reports_contradicts_her() -> None:
+    assert contradicts("Wait 10 minutes; you will never be charged twice for one order.", "I was charged twice.")
+    # A question is answered by a "no": it states nothing to contradict.
+    assert not contradicts("Methods we do not accept: Cash on delivery.", "Can I pay cash on delivery?")
+    assert not contradicts("You will never be charged twice for one order.", "Will I be charged twice?")
+    assert not contradicts("Usually one of the two is a hold.", "I was charged twice.")
+
+
+PAYMENTS = """# Payments
+
+- **Duplicate payment attempt**: you pressed pay twice. Wait 10 minutes; you will never be charged twice for one order.
+- **Card declined**: call the number on the back of your card.
+
+## Charged but no order confirmation?
+
+Do not pay again. If after an hour you see a charge but no order, contact us.
+
+## Charged twice?
+
+Usually one of the two is a hold that your bank releases within 5 business days. If both are final charges, we
+refund the duplicate immediately once you tell us.
+"""
+
+
+def test_the_section_headed_by_the_customers_question_answers_it(embedder: Any) -> None:
+    got = SentenceScorer(embedder).best(PAYMENTS, "My card was charged twice for order 1004", 2)
+    assert got == [
+        "Charged twice?: Usually one of the two is a hold that your bank releases within 5 business days.",
+        "If both are final charges, we refund the duplicate immediately once you tell us.",
+    ]
+
+
+def test_a_double_charge_is_answered_with_the_hold_and_the_refund_not_a_denial(graph: Any) -> None:
+    snap, _ = run(graph, "My card was charged twice for order 1004")
+    answer = snap.values["answer"]
+    assert "refund the duplicate" in answer and "hold" in answer, answer
+    assert "never be charged twice" not in answer and "back of your card" not in answer, answer
