@@ -181,3 +181,29 @@ def test_a_double_charge_is_answered_with_the_hold_and_the_refund_not_a_denial(g
     answer = snap.values["answer"]
     assert "refund the duplicate" in answer and "hold" in answer, answer
     assert "never be charged twice" not in answer and "back of your card" not in answer, answer
+
+
+def test_the_one_before_that_is_the_order_placed_before_the_one_under_discussion() -> None:
+    from datetime import date
+
+    from dialogue.task import resolve_order
+
+    orders = [{"order_id": n, "created_at": f"2026-11-{n - 1000:02d}", "status": "shipped"} for n in (1001, 1002, 1003)]
+    today = date(2026, 12, 1)
+
+    def pick(text: str, current: int) -> Any:
+        return resolve_order(text, {}, task={"order_id": current}, orders=orders, today=today)
+
+    assert pick("and the one before that?", 1003).order_id == 1002
+    assert pick("what about the previous order?", 1002).order_id == 1001
+    assert pick("and the next one?", 1001).order_id == 1002
+    assert pick("and the one after that?", 1003).order_id is None  # none newer: the orders are offered instead
+    assert pick("and the one before that?", 1001).candidates == (1003, 1002, 1001)
+    assert pick("is that one shipped?", 1002).order_id == 1002  # "that" alone stays on the current order
+
+
+def test_a_follow_up_about_the_order_before_answers_for_that_order(graph: Any) -> None:
+    snap, thread = run(graph, "What's the status of my most recent order?")
+    assert "1010" in snap.values["answer"]
+    snap, _ = run(graph, "and the one before that?", thread)
+    assert "1009" in snap.values["answer"] and "1010" not in snap.values["answer"], snap.values["answer"]
