@@ -112,6 +112,7 @@ def sentences_in_paragraphs(text: str) -> list[tuple[str, str]]:
 
     def flush_prose() -> None:
         body = " ".join(" ".join(prose).replace("**", "").replace("`", "").split())
+        body = re.sub(r"(?<![\w*])\*([^*]+?)\*(?![\w*])", r"\1", body)  # *italics* read as plain words
         out.extend((x.strip(), body) for x in re.split(r"(?<=[.!?])\s+", body) if len(x.strip()) > 20)
         prose.clear()
 

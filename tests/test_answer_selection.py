@@ -207,3 +207,18 @@ def test_a_follow_up_about_the_order_before_answers_for_that_order(graph: Any) -
     assert "1010" in snap.values["answer"]
     snap, _ = run(graph, "and the one before that?", thread)
     assert "1009" in snap.values["answer"] and "1010" not in snap.values["answer"], snap.values["answer"]
+
+
+def test_a_missing_paypal_refund_is_answered_with_the_paypal_timing(graph: Any) -> None:
+    snap, _ = run(graph, "You refunded order 1002 but I can't find the money in my PayPal account.")
+    answer = snap.values["answer"]
+    assert "24 hours for PayPal" in answer, answer
+    assert "*" not in answer, "markdown emphasis is not shown to the customer as asterisks"
+
+
+def test_passages_about_the_orders_own_payment_method_are_preferred() -> None:
+    from dialogue.facts import about_method
+
+    assert about_method("up to 5 business days for cards, 24 hours for PayPal.", "paypal")
+    assert not about_method("up to 5 business days for cards, 24 hours for PayPal.", "card")
+    assert not about_method("Open the order under Account > Orders.", "paypal")
