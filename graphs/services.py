@@ -155,6 +155,13 @@ _lock = threading.Lock()
 _instances: dict[Path, Services] = {}
 
 
+def built_services() -> Services | None:
+    """The environment's Services if already built, else None (never builds: safe on an event loop)."""
+    key = Settings.from_env().data_dir.resolve()
+    with _lock:
+        return _instances.get(key)
+
+
 def get_services() -> Services:
     """The process-wide Services for the environment's settings, built on first use."""
     settings = Settings.from_env()

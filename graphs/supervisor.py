@@ -22,7 +22,7 @@ from auth.audit_nodes import audited
 from config.permissions import NODE_NAMES as NODE_NAME_LIST
 from config.settings import NodeRetry, Settings
 from graphs.context import Context
-from graphs.services import Services, ServicesProvider, get_services
+from graphs.services import Services, ServicesProvider, built_services, get_services
 from graphs.state import InputState, OutputState, SupportState
 from graphs.validation import validated
 from nodes import (
@@ -78,8 +78,8 @@ def build_supervisor(
     # Deterministic, expensive steps are cached when the graph is compiled with a cache (observability.cache).
     cached = (
         {
-            "classify_intent": classification_policy(provider, cache.ttl_s),
-            "retrieve_knowledge": retrieval_policy(provider, cache.ttl_s),
+            "classify_intent": classification_policy(provider, cache.ttl_s, peek=peek),
+            "retrieve_knowledge": retrieval_policy(provider, cache.ttl_s, peek=peek),
         }
         if cache.enabled
         else {}

@@ -168,9 +168,22 @@ def _uncacheable() -> str:
     return f"uncacheable:{uuid.uuid4()}"  # a key nobody can hit again
 
 
-def classification_policy(services: Callable[[], Any], ttl: int | None) -> CachePolicy:
+def _built(services: Callable[[], Any], peek: Callable[[], Any] | None) -> Any:
+    """The Services a key is computed from, or None. On an event loop (the server's run loop, or the server drawing
+    the graph for Studio's `/assistants/{id}/graph`, which computes every node's key on placeholder input) a key
+    must not build them (file, model and database I/O): `peek` returns them only once built, else the key is
+    uncacheable. Off the loop (a sync invoke, the CLI) they are built as usual."""
+    if peek is not None and _on_event_loop():
+        return peek()
+    return services()
+
+
+def classification_policy(
+    services: Callable[[], Any], ttl: int | None, *, peek: Callable[[], Any] | None = None
+) -> CachePolicy:
     def key(state: Mapping[str, Any]) -> str:
-        values = fingerprints(services()).get()
+        svc = _built(services, peek)
+        values = fingerprints(svc).get() if svc is not None else None
         if values is None:
             return _uncacheable()
         return _dump({
@@ -184,12 +197,16 @@ def classification_policy(services: Callable[[], Any], ttl: int | None) -> Cache
     return CachePolicy(key_func=key, ttl=ttl)
 
 
-def retrieval_policy(services: Callable[[], Any], ttl: int | None) -> CachePolicy:
+def retrieval_policy(
+    services: Callable[[], Any], ttl: int | None, *, peek: Callable[[], Any] | None = None
+) -> CachePolicy:
     def key(state: Mapping[str, Any]) -> str:
         owner = state.get("owner") or {}
         if not owner.get("tenant_id") or not owner.get("user_id"):
             return _uncacheable()  # no owner, no sharing
-        svc = services()
+        svc = _built(services, peek)
+        if svc is None:
+            return _uncacheable()
         fp = fingerprints(svc)
         values = fp.get()
         if values is None:
