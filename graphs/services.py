@@ -155,11 +155,13 @@ _lock = threading.Lock()
 _instances: dict[Path, Services] = {}
 
 
+_built: dict[Path, Services] = {}  # the same instances by the data dir as configured (no file-system call to find)
+
+
 def built_services() -> Services | None:
-    """The environment's Services if already built, else None (never builds: safe on an event loop)."""
-    key = Settings.from_env().data_dir.resolve()
-    with _lock:
-        return _instances.get(key)
+    """The environment's Services if already built, else None: never builds and never touches the file system, so
+    an event loop may call it (observability.cache)."""
+    return _built.get(Settings.from_env().data_dir)
 
 
 def get_services() -> Services:
@@ -169,4 +171,5 @@ def get_services() -> Services:
     with _lock:
         if key not in _instances:
             _instances[key] = build_services(settings)
+        _built[settings.data_dir] = _instances[key]
         return _instances[key]

@@ -71,6 +71,8 @@ def build_supervisor(
     else:
         provider = services
 
+    # Cache keys computed on an event loop use the lazy services only once built (observability.cache._built).
+    peek = built_services if services is None else None
     g = StateGraph(SupportState, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     settings = services.settings if isinstance(services, Services) else Settings()
     retries = node_retry_policies(settings)

@@ -5,17 +5,17 @@ langsmith`, from loopback). Loopback only.
 Studio itself is a hosted web app (smith.langchain.com/studio/?baseUrl=...), unreachable offline, so these tests call
 the langgraph-api routes behind its views, with its auth:
 
-| Studio view                       | routes                                                                          |
-|-----------------------------------|---------------------------------------------------------------------------------|
-| connect                           | `GET /info`, CORS preflight from the Studio origin                              |
-| graph picker, assistants          | `POST /assistants/search`, `GET /assistants/{id}`                               |
-| graph (with subgraphs, "xray")    | `GET /assistants/{id}/graph?xray=true`, `GET /assistants/{id}/subgraphs`        |
-| input / state / configuration     | `GET /assistants/{id}/schemas`                                                  |
-| threads list                      | `POST /threads/search`, `POST /threads`                                         |
-| run (graph and chat mode)         | `POST /threads/{id}/runs/stream` (values, updates, messages-tuple, custom, debug) |
-| interrupt, resume                 | `GET /threads/{id}/state`, `command.resume` on a run                            |
-| history, time travel (fork)       | `POST /threads/{id}/history`, `POST /threads/{id}/state` (`__copy__`)           |
-| memory                            | `POST /store/namespaces`, `POST /store/items/search`                            |
+| Studio view                    | routes                                                                             |
+|--------------------------------|------------------------------------------------------------------------------------|
+| connect                        | `GET /info`, CORS preflight from the Studio origin                                 |
+| graph picker, assistants       | `POST /assistants/search`, `GET /assistants/{id}`                                  |
+| graph (with subgraphs, "xray") | `GET /assistants/{id}/graph?xray=true`, `GET /assistants/{id}/subgraphs`           |
+| input / state / configuration  | `GET /assistants/{id}/schemas`                                                     |
+| threads list                   | `POST /threads/search`, `POST /threads`                                            |
+| run (graph and chat mode)      | `POST /threads/{id}/runs/stream` (values, updates, messages-tuple, custom, debug)  |
+| interrupt, resume              | `GET /threads/{id}/state`, `command.resume` on a run                               |
+| history, time travel (fork)    | `POST /threads/{id}/history`, `POST /threads/{id}/state` (`__copy__`)              |
+| memory                         | `POST /store/namespaces`, `POST /store/items/search`                               |
 
 The Studio user acts as `SWITCHBOARD_STUDIO_USER` (demo) with role agent: it answers its tenant's interrupts and
 reads its tenant's memory; creating assistants stays an admin's (tests/test_auth_server.py: keys; tests/test_auth.py:
@@ -114,8 +114,8 @@ def test_studio_draws_the_graph_with_xray_and_reads_non_null_schemas(url: str) -
 def test_studio_runs_a_ticket_to_its_interrupt_resumes_it_and_forks_it_from_history(url: str) -> None:
     client = studio(url)
     tid = client.threads.create()["thread_id"]
-    parts = list(client.runs.stream(tid, "supervisor", input=message("Please cancel order 1008"),
-                                    stream_mode=["values", "updates", "messages-tuple", "custom", "debug"]))  # fmt: skip
+    modes = ["values", "updates", "messages-tuple", "custom", "debug"]
+    parts = list(client.runs.stream(tid, "supervisor", input=message("Please cancel order 1008"), stream_mode=modes))
     events = {p.event for p in parts}
     assert {"values", "updates", "custom", "debug"} <= events and "error" not in events, events
     assert any(p.event == "updates" and "__interrupt__" in p.data for p in parts)  # the interrupt, surfaced
@@ -130,7 +130,8 @@ def test_studio_runs_a_ticket_to_its_interrupt_resumes_it_and_forks_it_from_hist
     assert client.threads.get_state(tid)["values"]["status"] == "rejected"
     history = client.threads.get_history(tid, limit=100)
     asked = [h for h in history if h["next"] == ["request_approval"]][-1]  # time travel: back to the question
-    fork = client.threads.update_state(tid, None, as_node="__copy__", checkpoint_id=asked["checkpoint"]["checkpoint_id"])
+    back = asked["checkpoint"]["checkpoint_id"]
+    fork = client.threads.update_state(tid, None, as_node="__copy__", checkpoint_id=back)
     client.runs.wait(tid, "supervisor", command={"resume": {"type": "accept"}},
                      checkpoint_id=fork["checkpoint"]["checkpoint_id"])  # fmt: skip
     final = client.threads.get_state(tid)["values"]
