@@ -171,6 +171,32 @@ def test_cache_keys_never_do_io_on_an_event_loop(services: Any) -> None:
     assert asyncio.run(on_loop()).startswith("uncacheable:")  # no values yet: a miss, never a blocking read
 
 
+def test_on_an_event_loop_a_cache_key_never_builds_the_lazy_services(services: Any) -> None:
+    """The server draws the graph (`GET /assistants/{id}/graph`, Studio's first call) by computing every node's cache
+    key on its event loop, before any run built the services: building them there (file, model, database I/O) was a
+    BlockingError, HTTP 500 (tests/test_studio_server.py). Off the loop they are built as before."""
+    import asyncio
+
+    from observability.cache import classification_policy, retrieval_policy
+
+    built: list[str] = []
+
+    def lazy() -> Any:
+        built.append("built")
+        return services
+
+    state = {"owner": {"tenant_id": "default", "user_id": "demo"}, "ticket": "hi"}
+    policies = [make(lazy, 60, peek=lambda: None) for make in (classification_policy, retrieval_policy)]
+
+    async def on_loop() -> list[str]:
+        return [p.key_func(state) for p in policies]
+
+    assert all(k.startswith("uncacheable:") for k in asyncio.run(on_loop())) and built == []
+    for p in policies:
+        p.key_func(state)  # off the loop: the provider is called (and the refresher starts)
+    assert built == ["built", "built"]
+
+
 def test_a_failed_result_is_never_stored() -> None:
     from langgraph.cache.memory import InMemoryCache
 
