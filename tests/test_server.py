@@ -1,5 +1,6 @@
 """`langgraph dev` serves the graph: a refund ticket runs to its approval interrupt over HTTP
-(langgraph-sdk), is resumed, and the final state and history are checked. Loopback only."""
+(langgraph-sdk), is resumed, and the final state, history and past checkpoints are checked; the store as customers
+read it. Loopback only (Studio's calls: tests/test_studio_server.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from config.settings import Settings
@@ -24,11 +26,16 @@ def server(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytes
     from auth.keys import KeyStore
 
     # The served API requires a key (tests/test_auth_server.py covers auth); an admin may also approve.
-    key, _ = KeyStore(data / "auth.sqlite").create("demo", "default", "admin")
+    keys = KeyStore(data / "auth.sqlite")
+    key, _ = keys.create("demo", "default", "admin")
+    CUSTOMERS.update(demo=keys.create("demo")[0], dora=keys.create("srv-dora")[0])
     logs = tmp_path_factory.mktemp("server-logs") / "server.log"  # outside the watched project folder
     with dev_server(data, model_cache, logs) as url, pytest.MonkeyPatch.context() as mp:
         mp.setenv("LANGGRAPH_API_KEY", key)  # langgraph-sdk clients send it as x-api-key
         yield url
+
+
+CUSTOMERS: dict[str, str] = {}  # customer keys: demo (the same user as the admin key above) and srv-dora
 
 
 def test_refund_ticket_interrupts_resumes_and_keeps_history(server: str) -> None:
@@ -71,7 +78,11 @@ def test_refund_ticket_interrupts_resumes_and_keeps_history(server: str) -> None
     history = client.threads.get_history(thread["thread_id"], limit=100)
     steps = [h["metadata"].get("step") for h in history]
     assert len(history) >= 10 and min(steps) <= 0
-    assert any(h["next"] == ["request_approval"] for h in history)
+    asked = next(h for h in history if h["next"] == ["request_approval"])
+    # A past checkpoint read back by id (GET /threads/{id}/state/{checkpoint_id}) and whole (POST .../checkpoint).
+    for at in ({"checkpoint_id": asked["checkpoint"]["checkpoint_id"]}, {"checkpoint": asked["checkpoint"]}):
+        past = client.threads.get_state(thread["thread_id"], **at)
+        assert past["next"] == ["request_approval"] and past["values"]["status"] == "awaiting_approval", at
 
 
 def test_preferences_go_to_the_servers_store_and_reach_the_next_thread(server: str) -> None:
@@ -113,3 +124,22 @@ def test_health_and_metrics_routes_are_served(server: str) -> None:
     metrics = httpx.get(f"{server}/switchboard/metrics", timeout=10).text
     assert 'switchboard_node_seconds_count{node="retrieve_knowledge"}' in metrics
     assert "switchboard_tickets_total{" in metrics
+
+
+def test_a_customer_sees_only_her_own_memory_in_the_store(server: str) -> None:
+    from langgraph_sdk import get_sync_client
+
+    dora = get_sync_client(url=server, api_key=CUSTOMERS["dora"])
+    tid = dora.threads.create()["thread_id"]
+    said = "Please only contact me by phone. How long does delivery take?"
+    dora.runs.wait(tid, "supervisor", input={"messages": [{"role": "user", "content": said}]})
+    mine = dora.store.list_namespaces(prefix=["default"], limit=100)["namespaces"]
+    assert ["default", "srv-dora", "prefs"] in mine and all(ns[:2] == ["default", "srv-dora"] for ns in mine), mine
+    items = dora.store.search_items(("default",), limit=100)["items"]  # a shorter prefix is narrowed to her own
+    assert items and all(i["namespace"][:2] == ["default", "srv-dora"] for i in items)
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        dora.store.search_items(("default", "demo", "prefs"))
+    assert info.value.response.status_code == 403
+    demo = get_sync_client(url=server, api_key=CUSTOMERS["demo"])
+    theirs = demo.store.list_namespaces(prefix=["default"], limit=100)["namespaces"]
+    assert theirs and not [ns for ns in theirs if ns[1] != "demo"], theirs
