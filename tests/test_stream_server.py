@@ -148,3 +148,19 @@ def test_a_draft_for_review_is_not_streamed(served: Served) -> None:
     assert state["next"] == ["review_gate"] and state["values"]["status"] == "awaiting_review"
     assert served.model.count() == calls + 1 and state["values"]["draft"].startswith(text)  # the model wrote it
     assert tuples(parts) == []  # but the customer saw none of it before a human did
+
+
+def test_what_the_output_guard_redacts_after_streaming_arrives_as_a_new_whole_message(served: Served) -> None:
+    """The tokens streamed before guard_output ran: the client saw the address, and the thread's final message (the
+    authoritative one, which a client shows once the run ends) has it redacted, sent whole from guard_output."""
+    leaky = CITED + " Questions? Write to ops-lead@example.org."
+    served.say(leaky)
+    tid, parts = run(served, DELIVERY, "messages-tuple")
+    final = served.client().threads.get_state(tid)["values"]
+    assert "pii:email" in final["flags"] and "ops-lead@example.org" not in final["answer"]
+    assert final["answer"].startswith(CITED) and final["messages"][-1]["content"] == final["answer"]
+    streamed = tuples(parts)
+    draft = [m for m, meta in streamed if meta["langgraph_node"] == "generate_response"]
+    assert "".join(m["content"] for m in draft) == leaky
+    (sent,) = [m for m, meta in streamed if meta["langgraph_node"] == "guard_output"]
+    assert sent["content"] == final["answer"] and sent["id"] == final["messages"][-1]["id"] != draft[0]["id"]
