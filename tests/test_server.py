@@ -1,17 +1,37 @@
 """`langgraph dev` serves the graph: a refund ticket runs to its approval interrupt over HTTP
 (langgraph-sdk), is resumed, and the final state, history and past checkpoints are checked; the store as customers
-read it. Loopback only (Studio's calls: tests/test_studio_server.py)."""
+read it; and what LangGraph Studio calls. Loopback only.
+
+The server runs as `make serve STUDIO=1` does (SWITCHBOARD_AUTH_ALLOW_STUDIO=1): Studio's keyless requests
+(`x-auth-scheme: langsmith`) from loopback act as the Studio user (demo, role agent). Studio itself is a hosted web
+app (smith.langchain.com/studio/?baseUrl=...), unreachable offline, so the tests call the langgraph-api routes behind
+its views, with its headers:
+
+| Studio view                    | routes                                                                             |
+|--------------------------------|------------------------------------------------------------------------------------|
+| connect                        | `GET /info`, CORS preflight from the Studio origin                                 |
+| graph picker, assistants       | `POST /assistants/search` (`metadata.created_by: system`), `GET /assistants/{id}`  |
+| graph ("xray")                 | `GET /assistants/{id}/graph?xray=true` (on a fresh server), `GET .../subgraphs`    |
+| input / state / configuration  | `GET /assistants/{id}/schemas`                                                     |
+| threads list                   | `POST /threads/search`, `POST /threads`                                            |
+| run (graph and chat mode)      | `POST /threads/{id}/runs/stream` (values, updates, messages-tuple, custom, debug)  |
+| interrupt, resume              | `GET /threads/{id}/state`, `command.resume` on `POST /threads/{id}/runs/wait`      |
+| history, past checkpoint       | `POST /threads/{id}/history`, `GET .../state/{checkpoint_id}`, `POST .../checkpoint`|
+| memory                         | `POST /store/namespaces`, `POST /store/items/search`                               |
+"""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from config.settings import Settings
+from graphs.supervisor import NODE_NAMES
 from tests.devserver import dev_server, langgraph_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,12 +50,50 @@ def server(seeded_settings: Settings, model_cache: Path, tmp_path_factory: pytes
     key, _ = keys.create("demo", "default", "admin")
     CUSTOMERS.update(demo=keys.create("demo")[0], dora=keys.create("srv-dora")[0])
     logs = tmp_path_factory.mktemp("server-logs") / "server.log"  # outside the watched project folder
-    with dev_server(data, model_cache, logs) as url, pytest.MonkeyPatch.context() as mp:
+    studio = {"SWITCHBOARD_AUTH_ALLOW_STUDIO": "1"}  # as `make serve STUDIO=1`
+    drop = ("SWITCHBOARD_AUTH_DB", "SWITCHBOARD_REDIS_URL", "SWITCHBOARD_STUDIO_USER", "SWITCHBOARD_STUDIO_TENANT")
+    with dev_server(data, model_cache, logs, env=studio, drop_env=drop) as url, pytest.MonkeyPatch.context() as mp:
         mp.setenv("LANGGRAPH_API_KEY", key)  # langgraph-sdk clients send it as x-api-key
         yield url
 
 
 CUSTOMERS: dict[str, str] = {}  # customer keys: demo (the same user as the admin key above) and srv-dora
+STUDIO = {"x-auth-scheme": "langsmith", "authorization": "Bearer eyJ-a-langsmith-session"}  # no key of ours
+ORIGIN = "https://smith.langchain.com"
+
+
+def studio_client(server: str) -> Any:
+    from langgraph_sdk import get_sync_client
+
+    return get_sync_client(url=server, api_key=None, headers=STUDIO)  # None: no key from the environment either
+
+
+def test_studio_draws_the_graph_with_xray_on_a_fresh_server_and_reads_non_null_schemas(server: str) -> None:
+    """First in the module: Studio opens the graph before any run (lazy services are not built yet)."""
+    client = studio_client(server)
+    (assistant,) = client.assistants.search(graph_id="supervisor", metadata={"created_by": "system"})
+    aid = assistant["assistant_id"]
+    assert client.assistants.get(aid)["graph_id"] == "supervisor"
+    drawn = client.assistants.get_graph(aid, xray=True)
+    ids = {n["id"] for n in drawn["nodes"]}
+    # Every node is drawn, and xray finds no inner nodes: each specialist is one node of the one graph, not a
+    # subgraph (a subgraph's nodes would be drawn as "parent:child").
+    assert ids == {"__start__", "__end__", *NODE_NAMES}, ids ^ {"__start__", "__end__", *NODE_NAMES}
+    edges = {(e["source"], e["target"]) for e in drawn["edges"]}
+    assert {("__start__", "guard_input"), ("generate_response", "review_gate"), ("guard_output", "remember")} <= edges
+    assert {e["target"] for e in drawn["edges"] if e["source"] == "supervisor" and e.get("conditional")} >= {
+        "retrieve_knowledge", "plan_action", "generate_response", "escalate"}  # fmt: skip
+    assert client.assistants.get_subgraphs(aid, recurse=True) == {}
+    schemas = client.assistants.get_schemas(aid)
+    for kind in ("input_schema", "output_schema", "state_schema", "context_schema"):
+        assert schemas[kind] and schemas[kind]["properties"], kind
+    assert set(schemas["input_schema"]["properties"]) == {"messages"}
+    assert {"answer", "status", "confidence", "decision"} <= set(schemas["output_schema"]["properties"])
+    assert {"task", "draft", "draft_id", "route"} <= set(schemas["state_schema"]["properties"])
+    assert {"auto_threshold", "refund_auto_approve_eur", "user_id"} <= set(schemas["context_schema"]["properties"])
+    with pytest.raises(httpx.HTTPStatusError) as refused:  # the Studio user is an agent: assistants are admins'
+        client.assistants.create("supervisor", name="studio-strict", context={"auto_threshold": 1.0})
+    assert refused.value.response.status_code == 403
 
 
 def test_refund_ticket_interrupts_resumes_and_keeps_history(server: str) -> None:
@@ -143,3 +201,72 @@ def test_a_customer_sees_only_her_own_memory_in_the_store(server: str) -> None:
     demo = get_sync_client(url=server, api_key=CUSTOMERS["demo"])
     theirs = demo.store.list_namespaces(prefix=["default"], limit=100)["namespaces"]
     assert theirs and not [ns for ns in theirs if ns[1] != "demo"], theirs
+
+
+# ---------------------------------------------------------------- Studio
+
+
+def studio_call(server: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    """One request as Studio's frontend sends it to a local server (keyless, from loopback)."""
+    response = httpx.request(method, f"{server}{path}", json=body, params=params or None, headers=STUDIO, timeout=30)
+    assert response.status_code == 200, (method, path, response.status_code, response.text[:500])
+    return response.json()
+
+
+def test_studio_connects_keyless_from_loopback_and_nothing_else_does(server: str) -> None:
+    preflight = httpx.options(f"{server}/assistants/search", timeout=10, headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-auth-scheme",
+    })  # fmt: skip
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] in (ORIGIN, "*")
+    info = httpx.get(f"{server}/info", headers={**STUDIO, "Origin": ORIGIN}, timeout=10)
+    assert info.status_code == 200 and info.json()["version"]
+    search = f"{server}/assistants/search"
+    assert httpx.post(search, json={}, headers=STUDIO, timeout=10).status_code == 200
+    assert httpx.post(search, json={}, timeout=10).status_code == 401  # keyless and not Studio
+    langsmith_only = {"authorization": STUDIO["authorization"]}  # Studio's own token is not a key of ours
+    assert httpx.post(search, json={}, headers=langsmith_only, timeout=10).status_code == 401
+    tunnelled = {**STUDIO, "x-forwarded-for": "203.0.113.9"}  # `langgraph dev --tunnel`, a proxy: not loopback
+    assert httpx.post(search, json={}, headers=tunnelled, timeout=10).status_code == 401
+
+
+def test_studio_routes_answer_keyless_from_loopback_under_studio_1(server: str) -> None:
+    """The langgraph-api routes Studio's frontend calls on a local server (the table above)."""
+    (assistant,) = [a for a in studio_call(server, "POST", "/assistants/search",
+                                           {"limit": 10, "offset": 0, "metadata": {"created_by": "system"}})
+                    if a["graph_id"] == "supervisor"]  # fmt: skip
+    aid = assistant["assistant_id"]
+    assert studio_call(server, "GET", f"/assistants/{aid}")["graph_id"] == "supervisor"
+    drawn = studio_call(server, "GET", f"/assistants/{aid}/graph", xray="true")
+    assert "review_gate" in {n["id"] for n in drawn["nodes"]}
+    assert studio_call(server, "GET", f"/assistants/{aid}/subgraphs", recurse="true") == {}
+    assert studio_call(server, "GET", f"/assistants/{aid}/schemas")["context_schema"]
+    assert studio_call(server, "POST", "/assistants/search", {"graph_id": "supervisor", "limit": 100})
+
+    thread = studio_call(server, "POST", "/threads", {"metadata": {}})
+    tid = thread["thread_id"]
+    assert thread["metadata"]["owner"] == "demo"  # the Studio user of `make serve STUDIO=1`
+    run = {"assistant_id": aid, "input": {"messages": [{"type": "human", "content": "Please cancel order 1008"}]},
+           "stream_mode": ["values", "messages-tuple", "updates", "custom", "debug"], "stream_subgraphs": True}
+    with httpx.stream("POST", f"{server}/threads/{tid}/runs/stream", json=run, headers=STUDIO, timeout=60) as stream:
+        assert stream.status_code == 200
+        events = [line.split(":", 1)[1].strip() for line in stream.iter_lines() if line.startswith("event:")]
+    assert {"values", "updates", "custom", "debug"} <= set(events) and "error" not in events, events
+    state = studio_call(server, "GET", f"/threads/{tid}/state", subgraphs="true")
+    assert state["next"] == ["request_approval"] and state["tasks"][0]["interrupts"]
+    threads = studio_call(server, "POST", "/threads/search", {"limit": 50, "offset": 0, "status": "interrupted"})
+    assert tid in {t["thread_id"] for t in threads}
+    history = studio_call(server, "POST", f"/threads/{tid}/history", {"limit": 10})
+    asked = next(h for h in history if h["next"] == ["request_approval"])
+    at = studio_call(server, "GET", f"/threads/{tid}/state/{asked['checkpoint']['checkpoint_id']}")
+    assert at["values"]["status"] == "awaiting_approval"
+    assert studio_call(server, "POST", f"/threads/{tid}/state/checkpoint", {"checkpoint": asked["checkpoint"]})["next"]
+    # Studio's user is an agent: it may approve from Studio, and the approver recorded is that user.
+    resume = {"assistant_id": aid, "command": {"resume": {"type": "accept"}}}
+    studio_call(server, "POST", f"/threads/{tid}/runs/wait", resume)
+    final = studio_call(server, "GET", f"/threads/{tid}/state")["values"]
+    assert final["status"] == "completed" and final["approval"]["approver"] == "demo"
+    assert isinstance(studio_call(server, "POST", "/store/namespaces", {"prefix": ["default"], "limit": 100})
+                      ["namespaces"], list)  # fmt: skip
+    studio_call(server, "POST", "/store/items/search", {"namespace_prefix": ["default", "demo"], "limit": 10})
