@@ -174,7 +174,7 @@ def test_cache_keys_never_do_io_on_an_event_loop(services: Any) -> None:
 def test_on_an_event_loop_a_cache_key_never_builds_the_lazy_services(services: Any) -> None:
     """The server draws the graph (`GET /assistants/{id}/graph`, Studio's first call) by computing every node's cache
     key on its event loop, before any run built the services: building them there (file, model, database I/O) was a
-    BlockingError, HTTP 500 (tests/test_studio_server.py). Off the loop they are built as before."""
+    BlockingError, HTTP 500 (tests/test_server.py, its first test). Off the loop they are built as before."""
     import asyncio
 
     from observability.cache import classification_policy, retrieval_policy
