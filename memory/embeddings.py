@@ -335,11 +335,6 @@ class MiniLMEmbedder:
             self.rebuilt = True
             session = self._open()
         self._session = session
-        if self.parallel_batches:
-            # The first single query needs the wide session: build it now on another core (onnxruntime releases
-            # the GIL while it loads a model), while the caller goes on (~0.15 s of a cold start). Not a daemon:
-            # the process never exits in the middle of a session build.
-            threading.Thread(target=self._wide_session, name="minilm-wide-session").start()
 
     def _open(self) -> ort.InferenceSession:
         return ort.InferenceSession(str(self.onnx_path), self._options, providers=["CPUExecutionProvider"])
