@@ -44,6 +44,7 @@ from auth.keys import PREFIX, KeyStore, key_id_of
 from auth.ratelimit import RateLimited, limiter_for
 from config.settings import Settings
 from graphs.context import ASSISTANT_FIELDS
+from memory.user_store import store_label
 
 SETTINGS = Settings.from_env()
 KEYS = KeyStore(SETTINGS.auth_path)
@@ -391,10 +392,11 @@ auth.on.assistants.delete(on_assistant_change)
 
 def store_scope(identity: Identity) -> tuple[str, ...] | None:
     """The namespace prefix `identity` may use (None: any)."""
+    # the labels memory writes: "jo.smith" is stored as "jo%2Esmith"
     if identity.role == "customer":
-        return (identity.tenant_id, identity.user_id)
+        return (store_label(identity.tenant_id), store_label(identity.user_id))
     if identity.role == "agent":
-        return (identity.tenant_id,)
+        return (store_label(identity.tenant_id),)
     return None
 
 

@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from dialogue.facts import (
+    about_method,
     about_status,
     account_sentences,
     answers_intent,
@@ -157,6 +158,8 @@ def compose(
     # An offer ("yes, it can still be cancelled; shall I?") already states the policy for this order.
     if not action.get("error") and result is None and not not_found and not answered and not action.get("offer"):
         scorer = scorer or SentenceScorer()
+        # "I can't find the money in my PayPal account": a passage about the order's own payment method answers it.
+        method = (((lookups.get("get_order") or {}).get("data") or {}).get("payment") or {}).get("method")
         matched = {k["id"] for k in analysis.get("known_issues", [])}
         items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" or i["id"] in matched]
         limit = 1 if parts else 2
@@ -172,13 +175,13 @@ def compose(
                 state.get("ticket", ""),
                 2 if parts else 3,
                 keep=lambda x: consistent(x, status, strict=strict),
-                prefer=lambda x: about_status(x, status),
+                prefer=lambda x: about_status(x, status) or about_method(x, method),
             )
             if not sentences:
                 continue
             label = item.get("title") or "Help"
             # "Title: Section: text" reads like raw key-value output; a sentence with its own label gets a dash.
-            sep = " — " if re.match(r"[^:.!?]{3,60}: ", sentences[0]) else ": "
+            sep = " — " if re.match(r"[^:.!?]{3,60}\??: ", sentences[0]) else ": "
             parts.append(f"{label}{sep}{' '.join(sentences)} [{item['id']}]")
             citations.append(item["id"])
             ground.setdefault("articles", []).append(

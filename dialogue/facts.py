@@ -49,6 +49,16 @@ def about_status(sentence: str, status: str | None) -> bool:
     return any(w in low for w in STATUS_WORDS.get(status, ()))
 
 
+METHOD_WORDS = {"paypal": ("paypal",)}  # the shop takes cards and PayPal
+
+
+def about_method(sentence: str, method: str | None) -> bool:
+    """The sentence names the order's own payment method ("24 hours for PayPal"); cards are the default every
+    passage is written for, so they prefer nothing."""
+    low = sentence.lower()
+    return any(w in low for w in METHOD_WORDS.get(method or "", ()))
+
+
 def _day(ts: str | None) -> str:
     return str(ts)[:10] if ts else ""
 

@@ -34,6 +34,10 @@ ANSWER_TYPES = {
 ANSWER_TYPE_BONUS = 0.1
 STATUS_BONUS = 0.1  # a passage about the order's own status ("once shipped, return it") over a general one
 STATUS_QUESTIONS = ("track_order", "delivery_period")
+# A section headed by the customer's own question ("## Charged twice?") answers it: its paragraph's sentences get
+# FAQ_BONUS when every word of the heading is in the ticket.
+FAQ_BONUS = 0.3
+FAQ_HEADING = re.compile(r"^([^:.!?]{3,80})\?: ")
 WORD = re.compile(r"[a-z0-9]+")
 STOP = set(
     "the a an and or to of in on for my i is it me you your we be can do does how what when with this that "
@@ -43,6 +47,39 @@ STOP = set(
 
 def _words(text: str) -> set[str]:
     return {w for w in WORD.findall(text.lower()) if w not in STOP and len(w) > 2}
+
+
+NEGATION = re.compile(r"\b(?:never|not|no|cannot|can'?t|won'?t|isn'?t|aren'?t|doesn'?t|don'?t)\b", re.I)
+
+
+def _asks_heading(paragraph: str, ticket_words: set[str]) -> bool:
+    m = FAQ_HEADING.match(paragraph)
+    heading = _words(m.group(1)) if m else set()
+    return bool(heading) and heading <= ticket_words
+
+
+QUESTION = re.compile(
+    r"\s*(?:can|could|do|does|did|is|are|was|were|will|would|should|may|what|how|why|when|where|which|who)\b", re.I
+)
+
+
+def contradicts(sentence: str, ticket: str) -> bool:
+    """True when `sentence` denies what the customer reports: a negation followed closely by two consecutive
+    content words of what the ticket states. "I was charged twice" is not answered by "you will never be charged
+    twice"; a question ("Can I pay cash on delivery?") is answered by a "no", so questions state nothing."""
+    pairs: set[str] = set()
+    for clause in re.split(r"(?<=[.!?])\s+|\n+", ticket):
+        if clause.rstrip().endswith("?") or QUESTION.match(clause):
+            continue
+        said = [w for w in WORD.findall(clause.lower()) if w not in STOP]
+        pairs |= {f"{a} {b}" for a, b in zip(said, said[1:], strict=False) if len(a) > 2 and len(b) > 2}
+    if not pairs:
+        return False
+    for m in NEGATION.finditer(sentence):
+        after = [w for w in WORD.findall(sentence[m.end():].lower())[:5] if w not in STOP]
+        if any(f"{a} {b}" in pairs for a, b in zip(after, after[1:], strict=False)):
+            return True
+    return False
 
 
 def sentences_of(text: str) -> list[str]:
@@ -75,6 +112,7 @@ def sentences_in_paragraphs(text: str) -> list[tuple[str, str]]:
 
     def flush_prose() -> None:
         body = " ".join(" ".join(prose).replace("**", "").replace("`", "").split())
+        body = re.sub(r"(?<![\w*])\*([^*]+?)\*(?![\w*])", r"\1", body)  # *italics* read as plain words
         out.extend((x.strip(), body) for x in re.split(r"(?<=[.!?])\s+", body) if len(x.strip()) > 20)
         prose.clear()
 
@@ -146,7 +184,11 @@ class SentenceScorer:
 
         Sentences `prefer` accepts (about the order's own status) get STATUS_BONUS."""
         # `keep` and `prefer` read the sentence's paragraph: its opening says which orders it is about.
-        pairs = [(x, p) for x, p in sentences_in_paragraphs(text) if keep is None or keep(p)]
+        pairs = [
+            (x, p)
+            for x, p in sentences_in_paragraphs(text)
+            if (keep is None or keep(p)) and not contradicts(x, ticket)
+        ]
         sentences = [x for x, _ in pairs]
         if not sentences:
             return []
@@ -157,6 +199,7 @@ class SentenceScorer:
         typed = [
             sum(ANSWER_TYPE_BONUS for k in kinds if ANSWER_TYPES[k][1].search(x))
             + (STATUS_BONUS if prefer is not None and prefer(p) else 0.0)
+            + (FAQ_BONUS if _asks_heading(p, words) else 0.0)
             for x, p in pairs
         ]
         if self.embedder is not None:

@@ -61,6 +61,12 @@ _RECENT = re.compile(
     r"the (?:one|order) i (?:just )?(?:placed|made|ordered) last)\b",
     re.I,
 )
+# "the one before that", "the previous order", "the next one": the order placed just before (after) the one under
+# discussion.
+_RELATIVE = re.compile(
+    r"\b(?:(?:one|order) (before|after) (?:that|it|this|the last)|(previous|next|earlier|later|prior) (?:one|order))\b",
+    re.I,
+)
 _WHEN = re.compile(
     r"\b(?:(this morning|today|tonight|earlier today)|(yesterday|last night)|(\d+|two|three|four|five|six|seven) "
     r"days ago|(last week|a week ago))\b",
@@ -315,11 +321,19 @@ def resolve_order(
         if len(picked) == 1:
             return Resolution(int(picked[0]["order_id"]), how="described")
     current = task.get("order_id") or (None if offered else last_order_id)
+    by_date = sorted(orders, key=lambda o: (str(o["created_at"]), int(o["order_id"])), reverse=True)
+    relative = _RELATIVE.search(text)
+    if relative and current is not None and int(current) in mine:
+        older = (relative.group(1) or relative.group(2)).lower() in ("before", "previous", "earlier", "prior")
+        ids = [int(o["order_id"]) for o in by_date]  # newest first
+        step = ids.index(int(current)) + (1 if older else -1)
+        if 0 <= step < len(ids):
+            return Resolution(ids[step], how="relative")
+        return Resolution(candidates=tuple(ids), how="open orders")
     if current is not None and int(current) in mine and _IT.search(text) and not (
         _WHEN.search(text) or _DESCRIBED.search(text)
     ):
         return Resolution(int(current), how="reference")
-    by_date = sorted(orders, key=lambda o: (str(o["created_at"]), int(o["order_id"])), reverse=True)
     if _RECENT.search(text) and by_date:
         return Resolution(int(by_date[0]["order_id"]), how="latest")
     pool = [o for o in by_date if not statuses or o["status"] in statuses]

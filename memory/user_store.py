@@ -43,7 +43,8 @@ _LIMIT = 1000  # preferences / working entries one user has are a handful; searc
 log = logging.getLogger("switchboard.memory")
 
 
-def _label(value: str) -> str:
+def store_label(value: str) -> str:
+    """An id as a store namespace label (the auth handler scopes namespaces with the same labels)."""
     return value.replace(".", "%2E")
 
 
@@ -51,7 +52,7 @@ def namespace_of(ctx: Context, kind: str) -> tuple[str, ...]:
     """The store namespace of the context's customer for `kind` (prefs or working)."""
     if kind not in (PREFS, WORKING):
         raise ValueError(f"unknown user memory kind {kind!r}: use {PREFS!r} or {WORKING!r}")
-    return tuple(_label(part) for part in ctx.namespace(kind))
+    return tuple(store_label(part) for part in ctx.namespace(kind))
 
 
 def _items(store: BaseStore, ctx: Context, kind: str) -> list[Any]:

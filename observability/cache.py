@@ -53,6 +53,21 @@ def _files_fingerprint(paths: Sequence[Path]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+_CODE_FINGERPRINT: str | None = None
+
+
+def code_fingerprint() -> str:
+    """The project's Python sources (path, mtime, size), once per process: a persistent cache (SqliteCache under
+    the data dir) must not answer with what an earlier version of the code computed."""
+    global _CODE_FINGERPRINT
+    if _CODE_FINGERPRINT is None:
+        root = Path(__file__).resolve().parent.parent
+        packages = ("auth", "classifier", "config", "dialogue", "graphs", "guards", "llm", "memory", "nodes",
+                    "observability", "storage", "tools")
+        _CODE_FINGERPRINT = _files_fingerprint(sorted(p for d in packages for p in (root / d).glob("*.py")))
+    return _CODE_FINGERPRINT
+
+
 def shop_generation(shop: Any) -> str:
     """Changes with every write the shop's tools make (each is audited in the same transaction)."""
     row = shop.query(
@@ -85,7 +100,8 @@ class Fingerprints:
         files = [settings.intent_model_dir / "manifest.json", settings.config_dir / "policy.yaml",
                  settings.config_dir / "workflows.yaml"]
         values = {
-            "files": _files_fingerprint(files) + (":llm" if getattr(svc, "llm", None) is not None else ""),
+            "files": _files_fingerprint(files) + (":llm" if getattr(svc, "llm", None) is not None else "")
+            + ":" + code_fingerprint(),
             "shop": shop_generation(svc.shop),
             "kb": _dump(svc.knowledge.count()),
         }

@@ -10,7 +10,7 @@ import pytest
 from classifier.policy import interchangeable
 from config.settings import Workflow
 from dialogue.geo import regions_in, with_regions
-from dialogue.sentences import sentences_of
+from dialogue.sentences import SentenceScorer, contradicts, sentences_of
 from dialogue.task import is_howto, is_question, order_by_item
 from tests.test_graph import run, waiting_on
 from tests.test_shop_tools import as_caller
@@ -142,3 +142,83 @@ def test_a_strong_article_for_the_intent_lifts_a_review_band_answer() -> None:
     assert assess(state, other, policy)["decision"] == "review"
     # escalations stay escalations: the boost is for the review band only
     assert assess({"intent_confidence": 0.4, "decision": "escalate"}, strong, policy)["decision"] == "escalate"
+
+
+def test_a_sentence_that_denies_what_the_customer_reports_contradicts_her() -> None:
+    assert contradicts("Wait 10 minutes; you will never be charged twice for one order.", "I was charged twice.")
+    # A question is answered by a "no": it states nothing to contradict.
+    assert not contradicts("Methods we do not accept: Cash on delivery.", "Can I pay cash on delivery?")
+    assert not contradicts("You will never be charged twice for one order.", "Will I be charged twice?")
+    assert not contradicts("Usually one of the two is a hold.", "I was charged twice.")
+
+
+PAYMENTS = """# Payments
+
+- **Duplicate payment attempt**: you pressed pay twice. Wait 10 minutes; you will never be charged twice for one order.
+- **Card declined**: call the number on the back of your card.
+
+## Charged but no order confirmation?
+
+Do not pay again. If after an hour you see a charge but no order, contact us.
+
+## Charged twice?
+
+Usually one of the two is a hold that your bank releases within 5 business days. If both are final charges, we
+refund the duplicate immediately once you tell us.
+"""
+
+
+def test_the_section_headed_by_the_customers_question_answers_it(embedder: Any) -> None:
+    got = SentenceScorer(embedder).best(PAYMENTS, "My card was charged twice for order 1004", 2)
+    assert got == [
+        "Charged twice?: Usually one of the two is a hold that your bank releases within 5 business days.",
+        "If both are final charges, we refund the duplicate immediately once you tell us.",
+    ]
+
+
+def test_a_double_charge_is_answered_with_the_hold_and_the_refund_not_a_denial(graph: Any) -> None:
+    snap, _ = run(graph, "My card was charged twice for order 1004")
+    answer = snap.values["answer"]
+    assert "refund the duplicate" in answer and "hold" in answer, answer
+    assert "never be charged twice" not in answer and "back of your card" not in answer, answer
+
+
+def test_the_one_before_that_is_the_order_placed_before_the_one_under_discussion() -> None:
+    from datetime import date
+
+    from dialogue.task import resolve_order
+
+    orders = [{"order_id": n, "created_at": f"2026-11-{n - 1000:02d}", "status": "shipped"} for n in (1001, 1002, 1003)]
+    today = date(2026, 12, 1)
+
+    def pick(text: str, current: int) -> Any:
+        return resolve_order(text, {}, task={"order_id": current}, orders=orders, today=today)
+
+    assert pick("and the one before that?", 1003).order_id == 1002
+    assert pick("what about the previous order?", 1002).order_id == 1001
+    assert pick("and the next one?", 1001).order_id == 1002
+    assert pick("and the one after that?", 1003).order_id is None  # none newer: the orders are offered instead
+    assert pick("and the one before that?", 1001).candidates == (1003, 1002, 1001)
+    assert pick("is that one shipped?", 1002).order_id == 1002  # "that" alone stays on the current order
+
+
+def test_a_follow_up_about_the_order_before_answers_for_that_order(graph: Any) -> None:
+    snap, thread = run(graph, "What's the status of my most recent order?")
+    assert "1010" in snap.values["answer"]
+    snap, _ = run(graph, "and the one before that?", thread)
+    assert "1009" in snap.values["answer"] and "1010" not in snap.values["answer"], snap.values["answer"]
+
+
+def test_a_missing_paypal_refund_is_answered_with_the_paypal_timing(graph: Any) -> None:
+    snap, _ = run(graph, "You refunded order 1002 but I can't find the money in my PayPal account.")
+    answer = snap.values["answer"]
+    assert "24 hours for PayPal" in answer, answer
+    assert "*" not in answer, "markdown emphasis is not shown to the customer as asterisks"
+
+
+def test_passages_about_the_orders_own_payment_method_are_preferred() -> None:
+    from dialogue.facts import about_method
+
+    assert about_method("up to 5 business days for cards, 24 hours for PayPal.", "paypal")
+    assert not about_method("up to 5 business days for cards, 24 hours for PayPal.", "card")
+    assert not about_method("Open the order under Account > Orders.", "paypal")

@@ -301,6 +301,11 @@ def test_store_namespaces_start_with_the_callers_tenant_and_user() -> None:
     assert denied(handlers.on_store, OTTO, "store", "get", {"namespace": ("default", "demo"), "key": "k"}) == 403
     assert store(OTTO, "search", ()) == ("other",)
     assert store(ROOT, "get", ("other", "x")) == ("other", "x")
+    # Ids with "." are stored under "%2E" labels (LangGraph's rule); their owner reaches them, nobody else does.
+    jo = Identity(user_id="jo.smith", tenant_id="default", role="customer")
+    assert store(jo, "get", ("default", "jo%2Esmith", "prefs")) == ("default", "jo%2Esmith", "prefs")
+    assert store(jo, "search", ("default",)) == ("default", "jo%2Esmith")
+    assert denied(handlers.on_store, jo, "store", "get", {"namespace": ("default", "jo%2Esmith2"), "key": "k"}) == 403
 
 
 # ---------------------------------------------------------------- identity in the graph

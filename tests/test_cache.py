@@ -115,6 +115,35 @@ def test_a_write_from_elsewhere_invalidates_on_the_next_refresh(cached: tuple[An
     assert after["lookups"]["get_order"]["data"]["status"] == "cancelled"
 
 
+def test_a_new_version_of_the_code_is_not_answered_from_the_old_ones_cache(
+    cached: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import observability.cache as cache
+    from observability.cache import fingerprints
+
+    svc, graph = cached
+    ask(graph, "Where is my order 1009?")
+    ask(graph, "Where is my order 1009?")
+    assert svc.knowledge.searches == 1
+    touched = cache.code_fingerprint() + "-edited"  # a deploy: a source file's mtime or size changed
+    monkeypatch.setattr(cache, "_CODE_FINGERPRINT", touched)
+    fingerprints(svc).refresh()
+    ask(graph, "Where is my order 1009?")
+    assert svc.knowledge.searches == 2
+
+
+def test_the_code_fingerprint_follows_the_project_sources(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import observability.cache as cache
+
+    first = cache.code_fingerprint()
+    assert first == cache.code_fingerprint()  # once per process
+    monkeypatch.setattr(cache, "_CODE_FINGERPRINT", None)
+    assert cache.code_fingerprint() == first  # the same files give the same value
+    monkeypatch.setattr(cache, "_CODE_FINGERPRINT", None)
+    monkeypatch.setattr(cache, "_files_fingerprint", lambda paths: str(len(paths)))
+    assert int(cache.code_fingerprint()) > 50, "the serving packages' sources are all read"
+
+
 def test_cache_keys_never_do_io_on_an_event_loop(services: Any) -> None:
     import asyncio
 
