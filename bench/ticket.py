@@ -13,8 +13,11 @@ runs `invoke` with durability "sync", as the CLI does. Round 0 warms caches and 
   graph runs so both see the same machine load, and the graph's per-ticket time is divided by the plain calls'
   (medians per ticket, summed over the mix);
 - `peak_rss_mb`: the process's peak resident memory;
-- `cold_start_s`: process start to the first answer of `python app.py ask ... --json` in a new process on a
-  seeded data dir (median of `--cold-runs` runs; each run's figure is in `cold_start_runs_s`).
+- `cold_start_s`: process start to the first answer of `python app.py ask ... --json` in a new process (median of
+  `--cold-runs` runs; each run's figure is in `cold_start_runs_s`). Each run gets its own copy of the data dir as
+  seeded, taken before the warm rounds: no checkpoints, no node cache (cache.sqlite), no store, no guard verdicts
+  but the seed's, so the ticket is computed, not served from a cache of an earlier run (`cold_start_state`). The OS
+  page cache is warm (the files were read by the copy).
 
 The node cache is off by default (every ticket computed, like a first-time ticket); `--cache` compiles with the
 served in-memory cache, where repeated rounds hit it. Goals (issue 11): p50 <= 30 ms, p95 <= 60 ms,
@@ -92,15 +95,27 @@ def replay(calls: list[tuple[Any, ...]]) -> float:
     return total * 1000
 
 
-def cold_start(data_dir: Path, model_cache: Path | None, runs: int) -> list[float]:
-    """Seconds from spawning `python app.py ask ... --json` to its answer on stdout, per run."""
-    env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(data_dir), "LANGSMITH_TRACING": "false"}
+COLD_START_STATE = ("a fresh copy of the seeded data dir per run (no checkpoints, node cache or store; the seed's "
+                    "models and article verdicts); a new process; OS page cache warm")
+SERVING_STATE = ("checkpointer: InMemorySaver (every superstep's checkpoint written and serialised), node cache off, "
+                 "no store")
+_RUNTIME_FILES = ("checkpoints.sqlite*", "cache.sqlite*", "store.sqlite*")
+
+
+def cold_start(seeded: Path, model_cache: Path | None, runs: int) -> list[float]:
+    """Seconds from spawning `python app.py ask ... --json` to its answer on stdout, per run, each on its own copy
+    of `seeded` (so no run is served from what an earlier one cached)."""
+    env = {**os.environ, "LANGSMITH_TRACING": "false"}
     env.pop("OPENAI_API_KEY", None)
     env.pop("SWITCHBOARD_LLM_BASE_URL", None)
     if model_cache is not None:
         env["SWITCHBOARD_MODEL_CACHE"] = str(model_cache)
     times = []
-    for _ in range(runs):
+    for n in range(runs):
+        data_dir = seeded.with_name(f"cold-{n}")
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.copytree(seeded, data_dir)
+        env["SWITCHBOARD_DATA_DIR"] = str(data_dir)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, str(REPO / "app.py"), "ask", COLD_TICKET, "--json"],
@@ -152,10 +167,12 @@ async def _run(
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-ticket-") as tmp:
         data = Path(tmp) / "data"
         if base.data_dir.exists():
-            shutil.copytree(base.data_dir, data, ignore=shutil.ignore_patterns("checkpoints.sqlite*", "cache.sqlite*"))
+            shutil.copytree(base.data_dir, data, ignore=shutil.ignore_patterns(*_RUNTIME_FILES))
         settings = base.model_copy(update={"data_dir": data})
         started = time.perf_counter()
-        services = build_services(settings)
+        services = build_services(settings)  # seeds `data` when it is not seeded yet
+        seeded = Path(tmp) / "seeded"  # as seeded, before any ticket: what each cold start starts from
+        shutil.copytree(data, seeded, ignore=shutil.ignore_patterns(*_RUNTIME_FILES))
         services = dataclasses.replace(services, decisions=SQLiteDecisionStore(Path(tmp) / "decisions.sqlite"))
         load_s = time.perf_counter() - started
         graph = build_supervisor(services).compile(
@@ -182,7 +199,7 @@ async def _run(
         graph_total = sum(statistics.median(ts) for ts in graph_ms.values())
         plain_total = sum(statistics.median(ts) for ts in plain_ms.values())
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        cold = cold_start(data, base.model_cache_dir, cold_runs) if cold_runs else []
+        cold = cold_start(seeded, base.model_cache_dir, cold_runs) if cold_runs else []
     report: dict[str, Any] = {
         "tickets": len(timings),
         "mix": len(mix),
@@ -196,6 +213,8 @@ async def _run(
         "peak_rss_mb": round(peak, 1),
         "cold_start_s": round(statistics.median(cold), 3) if cold else None,
         "cold_start_runs_s": cold,
+        "cold_start_state": COLD_START_STATE,
+        "graph_side": SERVING_STATE,
         "services_load_s": round(load_s, 2),
         "mode": mode,
         "checkpointer": "memory",

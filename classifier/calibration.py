@@ -1,19 +1,23 @@
-"""Probability calibration (temperature scaling) and calibration metrics."""
+"""Probability calibration (temperature scaling) and calibration metrics. Fitting uses SciPy; applying a
+temperature needs numpy only (serving imports no SciPy)."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
 
 
 def apply_temperature(log_probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax of `log_probs / temperature` (rows sum to 1)."""
-    return softmax(np.asarray(log_probs, dtype=np.float64) / temperature, axis=1)
+    """Softmax of `log_probs / temperature` (rows sum to 1; scipy.special.softmax's operations)."""
+    z = np.asarray(log_probs, dtype=np.float64) / temperature
+    e = np.exp(z - np.max(z, axis=1, keepdims=True))
+    return e / np.sum(e, axis=1, keepdims=True)
 
 
 def fit_temperature(log_probs: np.ndarray, y: np.ndarray) -> float:
     """The temperature in [0.05, 20] minimising validation negative log-likelihood."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
     lp = np.asarray(log_probs, dtype=np.float64)
     y = np.asarray(y)
 

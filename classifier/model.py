@@ -1,8 +1,10 @@
 """Trainable intent classifier: MiniLM sentence embeddings + TF-IDF, logistic regression, calibrated, with OOS.
 
-Serving needs numpy, scikit-learn and the embedder only (no torch). Fit on train; every choice (blend
-weights or feature combination, temperature, out-of-scope threshold) is made on validation; then, by default,
-refit on train + validation while keeping those choices.
+Fitting uses scikit-learn; serving needs numpy and the embedder only (no scikit-learn, SciPy or torch): `save`
+exports the fitted TF-IDF vocabularies, idf weights and logistic-regression coefficients to `weights.npz`
+(classifier.tfidf), and every prediction, the validation choices of `fit` included, is computed from those
+arrays. Fit on train; every choice (blend weights or feature combination, temperature, out-of-scope threshold)
+is made on validation; then, by default, refit on train + validation while keeping those choices.
 """
 
 from __future__ import annotations
@@ -15,25 +17,25 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
-import scipy.sparse as sp
-from scipy.special import expit, softmax
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import FeatureUnion
 from threadpoolctl import ThreadpoolController
 
 from classifier.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from classifier.config import ClassifierConfig
 from classifier.features import build_tfidf, knn_probabilities, top_k_similarities
 from classifier.oos import OOSDetector, oos_features
+from classifier.tfidf import NgramTfidf, Rows
 from memory.embedder import Embedder
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 FORMAT_VERSION = 1
 COMPONENTS = ("embedding", "tfidf", "knn")
+WEIGHTS_FILE = "weights.npz"
+"""The fitted arrays (no pickle). Models saved before it existed have model.joblib instead, still read."""
 ENCODER_FILE = "encoder.json"
 """`{"model_dir": "<folder>"}`: the fine-tuned encoder a model was trained with (absent: the caller's embedder)."""
 
@@ -51,26 +53,41 @@ class Prediction:
 
 @dataclass
 class _Core:
-    """The fitted models that turn (embeddings, texts) into a blended log-probability matrix."""
+    """The fitted models that turn (embeddings, texts) into a blended log-probability matrix, as arrays:
+    `tfidf` the lexical blocks in column order (word, char), `models` each logistic regression's
+    (coef (C, F), intercept (C,), in the dtypes scikit-learn fitted)."""
 
     combine: str
-    vectorizer: FeatureUnion
-    models: dict[str, LogisticRegression]
+    tfidf: list[NgramTfidf]
+    models: dict[str, tuple[np.ndarray, np.ndarray]]
     weights: dict[str, float] = field(default_factory=dict)
 
 
 def _lr(c: float, config: ClassifierConfig) -> LogisticRegression:
+    from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(C=c, max_iter=config.max_iter, tol=config.tol, random_state=config.seed)
 
 
 def _fit_core(texts: list[str], emb: np.ndarray, y: np.ndarray, combine: str, config: ClassifierConfig) -> _Core:
+    import scipy.sparse as sp
+
     vec = build_tfidf(config)
     tfidf = vec.fit_transform(texts)
     if combine == "concat":
         x = sp.hstack([sp.csr_matrix(emb * config.concat_embedding_scale), tfidf]).tocsr()
-        return _Core(combine, vec, {"concat": _lr(config.c_concat, config).fit(x, y)})
-    return _Core(combine, vec, {"embedding": _lr(config.c_embedding, config).fit(emb, y),
-                                "tfidf": _lr(config.c_tfidf, config).fit(tfidf, y)})
+        models = {"concat": _lr(config.c_concat, config).fit(x, y)}
+    else:
+        models = {"embedding": _lr(config.c_embedding, config).fit(emb, y),
+                  "tfidf": _lr(config.c_tfidf, config).fit(tfidf, y)}
+    return _export_core(combine, vec, models, {})
+
+
+def _export_core(combine: str, vectorizer: Any, models: dict[str, Any], weights: dict[str, float]) -> _Core:
+    """A `_Core` of arrays from a fitted FeatureUnion and logistic regressions."""
+    return _Core(combine, [NgramTfidf.from_sklearn(t) for _, t in vectorizer.transformer_list],
+                 {k: (np.asarray(m.coef_), np.asarray(m.intercept_)) for k, m in models.items()},  # dtypes kept
+                 dict(weights))
 
 
 _CONTROLLER: ThreadpoolController | None = None
@@ -90,18 +107,26 @@ def _blas_single_thread(n_queries: int) -> Iterator[None]:
         yield
 
 
-def _tfidf(vectorizer: FeatureUnion, texts: list[str]) -> sp.csr_matrix:
-    """FeatureUnion.transform without its joblib dispatch (about 5 ms per call saved at serving)."""
-    return sp.hstack([t.transform(texts) for _, t in vectorizer.transformer_list]).tocsr()
+def _tfidf(blocks: list[NgramTfidf], texts: list[str], dense: np.ndarray | None = None) -> Rows:
+    """The lexical blocks side by side (FeatureUnion.transform), after `dense` columns when given."""
+    parts = [b.transform(texts) for b in blocks]
+    return Rows.hstack(parts if dense is None else [Rows.from_dense(dense), *parts])
 
 
-def _lr_proba(model: LogisticRegression, x: np.ndarray | sp.csr_matrix) -> np.ndarray:
-    """`model.predict_proba(x)` computed directly (same numbers, without input-validation overhead)."""
-    z = np.asarray(x @ model.coef_.T) + model.intercept_
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """scipy.special.softmax(z, axis=1), the same operations."""
+    e = np.exp(z - np.max(z, axis=1, keepdims=True))
+    return e / np.sum(e, axis=1, keepdims=True)
+
+
+def _lr_proba(model: tuple[np.ndarray, np.ndarray], x: np.ndarray | Rows) -> np.ndarray:
+    """`predict_proba(x)` of a logistic regression from its (coef, intercept)."""
+    coef, intercept = model
+    z = (x.dot(coef.T) if isinstance(x, Rows) else np.asarray(x @ coef.T)) + intercept
     if z.shape[1] == 1:
-        p1 = expit(z[:, 0])
+        p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
         return np.column_stack([1 - p1, p1])
-    return softmax(z, axis=1)
+    return _softmax(z)
 
 
 def _weight_grid(step: float) -> list[dict[str, float]]:
@@ -136,16 +161,15 @@ class IntentClassifier:
     def _components(self, core: _Core, emb: np.ndarray, texts: list[str], bank: np.ndarray,
                     bank_labels: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Per-component probabilities and the sorted in-scope kNN similarities (for OOS)."""
-        tfidf = _tfidf(core.vectorizer, texts)
         n_classes = len(self.labels)
         sims, idx = top_k_similarities(emb, bank, self.config.knn_k)
         comps = {"knn": knn_probabilities(sims, idx, bank_labels, n_classes, self.config.knn_temperature)}
         if core.combine == "concat":
-            x = sp.hstack([sp.csr_matrix(emb * self.config.concat_embedding_scale), tfidf]).tocsr()
+            x = _tfidf(core.tfidf, texts, np.asarray(emb * self.config.concat_embedding_scale, dtype=np.float64))
             comps["concat"] = _lr_proba(core.models["concat"], x)
         else:
             comps["embedding"] = _lr_proba(core.models["embedding"], emb)
-            comps["tfidf"] = _lr_proba(core.models["tfidf"], tfidf)
+            comps["tfidf"] = _lr_proba(core.models["tfidf"], _tfidf(core.tfidf, texts))
         in_sims = sims
         if self._oos_index is not None and (bank_labels == self._oos_index).any():
             inscope = bank_labels != self._oos_index
@@ -231,7 +255,7 @@ class IntentClassifier:
         e_tr = np.asarray(embedder.embed(tr_x), dtype=np.float32)
         e_va = np.asarray(embedder.embed(va_x), dtype=np.float32)
 
-        shell = cls(labels=class_names, config=config, core=_Core("average", build_tfidf(config), {}),
+        shell = cls(labels=class_names, config=config, core=_Core("average", [], {}),
                     temperature=1.0, bank=e_tr, bank_labels=y_tr,
                     detector=OOSDetector("unsupervised", np.inf, np.zeros(5), np.ones(5)),
                     oos_label=oos_label, embedder=embedder, metrics={})
@@ -291,7 +315,8 @@ class IntentClassifier:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path, *, encoder_dir: Path | None = None) -> Path:
-        """Write manifest.json, model.joblib and knn.npz atomically (temp dir, then rename).
+        """Write manifest.json, weights.npz (TF-IDF vocabularies and idf, regression coefficients) and knn.npz
+        atomically (temp dir, then rename).
 
         `encoder_dir` names the fine-tuned encoder the model was trained with (written as encoder.json in the same
         atomic step), so `load` embeds with it rather than with the caller's embedder.
@@ -308,7 +333,12 @@ class IntentClassifier:
                 "combine": self.core.combine, "weights": self.core.weights, "detector": self.detector.to_dict(),
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float), encoding="utf-8")
-            joblib.dump({"vectorizer": self.core.vectorizer, "models": self.core.models}, tmp / "model.joblib")
+            weights: dict[str, Any] = {}
+            for i, block in enumerate(self.core.tfidf):
+                weights.update(block.to_arrays(f"tfidf{i}"))
+            for name, (coef, intercept) in self.core.models.items():
+                weights[f"model.{name}.coef"], weights[f"model.{name}.intercept"] = coef, intercept
+            np.savez(tmp / WEIGHTS_FILE, **weights)
             # Any, not ndarray: savez's own keyword allow_pickle (a bool) is among the names ** could fill.
             arrays: dict[str, Any] = {"bank": self.bank, "bank_labels": self.bank_labels}
             if self.detector.reference is not None:
@@ -319,7 +349,8 @@ class IntentClassifier:
 
     @classmethod
     def load(cls, directory: Path, embedder: Embedder) -> IntentClassifier:
-        """Load a model written by `save` (only load directories you wrote: joblib unpickles).
+        """Load a model written by `save`: from weights.npz (numpy only, nothing unpickled), or, for a model saved
+        before weights.npz existed, from model.joblib (scikit-learn; only load directories you wrote: it unpickles).
 
         The one loader of a trained model: when the directory holds encoder.json (a model trained on a fine-tuned
         encoder) the classifier embeds with that encoder, not with `embedder`.
@@ -333,10 +364,21 @@ class IntentClassifier:
             from memory.embeddings import MiniLMEmbedder
 
             embedder = MiniLMEmbedder(model_dir=encoder)
-        parts = joblib.load(directory / "model.joblib")
+        if (directory / WEIGHTS_FILE).is_file():
+            with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as data:
+                w = {k: data[k] for k in data.files}
+            n_blocks = len({k.split(".")[0] for k in w if k.startswith("tfidf")})
+            names = sorted({k.split(".")[1] for k in w if k.startswith("model.")})
+            core = _Core(manifest["combine"], [NgramTfidf.from_arrays(w, f"tfidf{i}") for i in range(n_blocks)],
+                         {n: (w[f"model.{n}.coef"], w[f"model.{n}.intercept"]) for n in names},
+                         dict(manifest["weights"]))
+        else:
+            import joblib
+
+            parts = joblib.load(directory / "model.joblib")
+            core = _export_core(manifest["combine"], parts["vectorizer"], parts["models"], manifest["weights"])
         with np.load(directory / "knn.npz") as data:
             arrays = {k: data[k] for k in data.files}
-        core = _Core(manifest["combine"], parts["vectorizer"], parts["models"], dict(manifest["weights"]))
         detector = OOSDetector.from_dict(manifest["detector"], arrays.get("oos_reference"))
         return cls(labels=list(manifest["labels"]), config=ClassifierConfig.from_dict(manifest["config"]),
                    core=core, temperature=float(manifest["temperature"]), bank=arrays["bank"],
@@ -385,6 +427,8 @@ def _holdout(x: list[str], y: list[str], fraction: float, seed: int) -> tuple[li
     n_val = max(n_classes, int(round(fraction * len(rest))))
     if not rest or n_val >= len(rest):
         raise ValueError("too few examples to hold out a validation split; give at least 2 per intent")
+    from sklearn.model_selection import train_test_split
+
     tr, va = train_test_split(rest, test_size=n_val, stratify=[y[i] for i in rest], random_state=seed)
     tr = list(tr) + solo
     return [x[i] for i in tr], [x[i] for i in va], [y[i] for i in tr], [y[i] for i in va]

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 FEATURES = ("max_inscope_prob", "entropy", "knn_top1", "knn_mean", "oos_class_prob")
 # +1: larger means more out-of-scope; -1: smaller means more out-of-scope.
@@ -89,6 +88,8 @@ class OOSDetector:
         is_oos = np.asarray(is_oos, dtype=bool)
         mean, scale = f.mean(axis=0), f.std(axis=0) + 1e-9
         if is_oos.sum() >= min_oos_examples and (~is_oos).sum() >= min_oos_examples:
+            from sklearn.linear_model import LogisticRegression
+
             lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000, random_state=seed)
             lr.fit((f - mean) / scale, is_oos.astype(int))
             det = cls("supervised", np.inf, mean, scale, coef=lr.coef_[0].copy(), intercept=float(lr.intercept_[0]))

@@ -51,12 +51,14 @@ ServicesProvider = Callable[[], Services]
 
 def seed(
     settings: Settings, *, reset: bool = False, embedder: Embedder | None = None, progress: bool = False,
-    guard_data: Path | None = None,
+    guard_data: Path | None = None, prescreen: bool = True,
 ) -> dict[str, Any]:
     """Seed the demo: shop database, knowledge base in Chroma, the shop intent classifier and the injection screen.
 
     The screen is trained on the project's examples plus `guard_data` (a labelled set) into the data directory;
     without `guard_data` the built-in screen is fitted (and cached) so the first ticket does not wait for it.
+    With `prescreen` the knowledge-base articles are screened as retrieval screens them and the verdicts kept in
+    the data directory (guards.injection.VERDICTS_FILE), so no first ticket screens them (~1 s).
     Idempotent: a second call changes nothing unless `reset` is true.
     """
     from classifier.cli import train_shop_classifier
@@ -70,7 +72,8 @@ def seed(
     with ShopDB(settings.shop_target) as shop:
         counts["shop"] = shop.seed(reset=reset)
     memory = ChromaMemory.open(settings.knowledge_target, embedder)
-    report = memory.upsert_articles(load_articles(settings.demo_dir / "kb"))
+    articles = load_articles(settings.demo_dir / "kb")
+    report = memory.upsert_articles(articles)
     counts["kb"] = getattr(report, "__dict__", report)
     cdir = settings.intent_model_dir
     if reset or not (cdir / "manifest.json").exists():
@@ -87,6 +90,13 @@ def seed(
     else:
         guard = get_guard(settings.data_dir, embedder=embedder)
         counts["guard"] = {"origin": guard.origin, "threshold": round(guard.threshold, 4)}
+    # Retrieval screens every article it returns (nodes/retrieve_knowledge.py); screened once here, the verdicts are
+    # kept in the data directory, so a new process's first ticket does not screen them again.
+    if prescreen:
+        guard = get_guard(settings.data_dir, embedder=embedder)
+        for article in articles:
+            guard.screen_document(memory.article_text(article.id, tenant_id=article.tenant_id))
+        counts["documents_screened"] = len(articles)
     return counts
 
 

@@ -23,7 +23,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
+import logging
 import re
+import sqlite3
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -38,6 +41,7 @@ from guards.injection_model import GuardModel, Row, fingerprint, fit, load_confi
 from memory.embedder import Embedder
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+log = logging.getLogger(__name__)
 
 THRESHOLD = 0.5
 """Score at or above which a text is treated as an injection attempt."""
@@ -388,17 +392,78 @@ def document_windows(text: str) -> list[str]:
     return sentences + pairs if sentences else ([text.strip()] if text.strip() else [])
 
 
+VERDICTS_FILE = "guard-verdicts.sqlite"
+"""Document verdicts kept across processes, in the data directory (see :class:`Guard`)."""
+_CODE = [Path(__file__), Path(__file__).with_name("injection_model.py"),
+         Path(__file__).resolve().parents[1] / "classifier" / "tfidf.py"]
+
+
 class Guard:
     """The screen bound to one learned model and the embedder it needs.
 
     ``origin`` says where the model came from: ``trained`` (a model under the data directory, written by
     ``seed`` or ``train-guard``) or ``built-in`` (fitted from the project's own examples).
+
+    Document verdicts are cached by content in memory and, with ``verdicts`` (a SQLite file), across processes:
+    keyed by the text's sha256 and the screen's identity (the model's weights and thresholds, the embedder's
+    weights, the screening code), so a new process does not screen the knowledge-base articles again (about 1 s of
+    a first ticket) and a retrained model or changed rules never reuse an old verdict.
     """
 
-    def __init__(self, model: GuardModel, embedder: Embedder | None, origin: str, path: Path | None = None) -> None:
+    def __init__(self, model: GuardModel, embedder: Embedder | None, origin: str, path: Path | None = None,
+                 *, verdicts: Path | None = None) -> None:
         self.model, self.embedder, self.origin, self.path = model, embedder, origin, path
         self._docs: OrderedDict[str, DocumentVerdict] = OrderedDict()
         self._lock = threading.Lock()
+        self._verdicts_path = verdicts
+        self._store: sqlite3.Connection | None = None
+        self._identity: str | None = None
+
+    def identity(self) -> str:
+        """A fingerprint of what decides a verdict: model arrays and thresholds, embedder weights, screening code."""
+        if self._identity is None:
+            m = self.model
+            self._identity = fingerprint(
+                m.coef.tobytes(), repr(m.intercept), repr(m.threshold), repr(m.document_threshold),
+                m.config.model_dump_json(), m.char.idf.tobytes(), m.word.idf.tobytes(),
+                "\n".join(m.char.vocabulary), "\n".join(m.word.vocabulary),
+                str(getattr(self.embedder, "weights_hash", type(self.embedder).__name__)),
+                *(p.read_bytes() for p in _CODE))
+        return self._identity
+
+    def _stored(self, key: str) -> DocumentVerdict | None:
+        """The verdict kept in the verdicts file, None without one (or without the file; errors are logged)."""
+        if self._verdicts_path is None:
+            return None
+        try:
+            if self._store is None:
+                self._verdicts_path.parent.mkdir(parents=True, exist_ok=True)
+                self._store = sqlite3.connect(self._verdicts_path, timeout=5, check_same_thread=False)
+                self._store.execute("CREATE TABLE IF NOT EXISTS verdicts "
+                                    "(screen TEXT, text_sha256 TEXT, verdict TEXT, PRIMARY KEY (screen, text_sha256))")
+            row = self._store.execute("SELECT verdict FROM verdicts WHERE screen = ? AND text_sha256 = ?",
+                                      (self.identity(), key)).fetchone()
+        except sqlite3.Error as exc:
+            log.warning("guard verdicts %s unreadable (%s): screening without them", self._verdicts_path, exc)
+            self._verdicts_path = None
+            return None
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return DocumentVerdict(bool(data["is_injection"]), list(data["reasons"]), list(data["flagged"]),
+                               int(data["windows"]))
+
+    def _keep(self, key: str, verdict: DocumentVerdict) -> None:
+        if self._store is None:
+            return
+        data = {"is_injection": verdict.is_injection, "reasons": verdict.reasons, "flagged": verdict.flagged,
+                "windows": verdict.windows}
+        try:
+            with self._store:
+                self._store.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?)",
+                                    (self.identity(), key, json.dumps(data)))
+        except sqlite3.Error as exc:
+            log.warning("guard verdicts %s not written (%s)", self._verdicts_path, exc)
 
     @property
     def threshold(self) -> float:
@@ -425,6 +490,10 @@ class Guard:
             if key in self._docs:
                 self._docs.move_to_end(key)
                 return self._docs[key]
+            stored = self._stored(key)
+        if stored is not None:
+            self._remember(key, stored)
+            return stored
         parts = document_windows(text)
         probs = self.model.scores(parts, self.embedder, sub_windows=False)[1]  # empty for no parts
         flagged: list[dict[str, Any]] = []
@@ -438,11 +507,16 @@ class Guard:
                 flagged.append({"window": i, "text": part[:160], "reasons": why})
                 reasons.update(r if not r.startswith("model:") else "model" for r in why)
         verdict = DocumentVerdict(bool(flagged), sorted(reasons), flagged, len(parts))
+        self._remember(key, verdict)
+        with self._lock:
+            self._keep(key, verdict)
+        return verdict
+
+    def _remember(self, key: str, verdict: DocumentVerdict) -> None:
         with self._lock:
             self._docs[key] = verdict
             while len(self._docs) > 1024:
                 self._docs.popitem(last=False)
-        return verdict
 
 
 BUILTIN_VERSION = "1"
@@ -506,10 +580,11 @@ def get_guard(data_dir: Path | None = None, *, embedder: Embedder | None = None)
         cached = _GUARDS.get(key)
         if cached is not None and cached[0] == mtime:
             return cached[1]
+        verdicts = Path(data_dir) / VERDICTS_FILE if data_dir is not None else None
         if trained is not None:
-            guard = Guard(GuardModel.load(trained.parent), embedder, "trained", trained.parent)
+            guard = Guard(GuardModel.load(trained.parent), embedder, "trained", trained.parent, verdicts=verdicts)
         else:
-            guard = Guard(builtin_model(embedder), embedder, "built-in")
+            guard = Guard(builtin_model(embedder), embedder, "built-in", verdicts=verdicts)
         _GUARDS[key] = (mtime, guard)
         return guard
 

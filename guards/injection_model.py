@@ -33,10 +33,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from classifier.features import ngram_tfidf
+from classifier.tfidf import NgramTfidf, Rows
 from memory.embedder import CachedEmbedder, Embedder
 
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "guard.yaml"
 FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.npz"
+"""The fitted arrays (no pickle); models saved before it existed have model.joblib instead, still read."""
 Source = Literal["data", "project", "support", "document"]
 
 
@@ -228,11 +231,12 @@ def _expit(z: np.ndarray) -> np.ndarray:
 
 @dataclass
 class GuardModel:
-    """A fitted learned stage: vectorisers, logistic-regression weights, threshold and what it was trained on."""
+    """A fitted learned stage: vectorisers, logistic-regression weights, threshold and what it was trained on.
+    Scoring needs numpy only (the vectorisers are scikit-learn's fitted ones exported to arrays)."""
 
     config: GuardConfig
-    char: Any  # sklearn TfidfVectorizer (char_wb)
-    word: Any  # sklearn TfidfVectorizer (word)
+    char: NgramTfidf
+    word: NgramTfidf
     coef: np.ndarray
     intercept: float
     threshold: float
@@ -240,19 +244,17 @@ class GuardModel:
     document_threshold: float = 0.99
     """Model probability at or above which one window of a document flags (see :func:`fit`)."""
 
-    def _features(self, texts: Sequence[str], vectors: np.ndarray | None) -> Any:
-        import scipy.sparse as sp
-
+    def _features(self, texts: Sequence[str], vectors: np.ndarray | None) -> Rows:
         norm = [_normalise(t) for t in texts]
         parts = [self.char.transform(norm), self.word.transform(norm)]
         if self.config.features.embedding_weight > 0:
             if vectors is None:
                 raise ValueError("this guard model needs sentence embeddings")
-            parts.append(sp.csr_matrix(np.asarray(vectors, dtype=np.float64) * self.config.features.embedding_weight))
-        return sp.hstack(parts).tocsr()
+            parts.append(Rows.from_dense(np.asarray(vectors, dtype=np.float64) * self.config.features.embedding_weight))
+        return Rows.hstack(parts)
 
     def _raw(self, texts: Sequence[str], vectors: np.ndarray | None) -> np.ndarray:
-        z = np.asarray(self._features(texts, vectors) @ self.coef).ravel() + self.intercept
+        z = self._features(texts, vectors).dot(self.coef) + self.intercept
         return _expit(z)
 
     def probabilities(self, texts: Sequence[str], embedder: Embedder | None) -> np.ndarray:
@@ -283,31 +285,41 @@ class GuardModel:
 
     # --- persistence
     def save(self, directory: Path) -> Path:
-        """Write ``manifest.json`` and ``model.joblib`` atomically (temp dir, then rename)."""
-        import joblib
-
+        """Write ``manifest.json`` and ``weights.npz`` (vocabularies, idf, coefficients) atomically."""
         from storage.files import write_dir_atomically
 
         def fill(tmp: Path) -> None:
             manifest = {"format_version": FORMAT_VERSION, "threshold": self.threshold,
                         "document_threshold": self.document_threshold,
                         "config": self.config.model_dump(mode="json"), "meta": self.meta}
-            joblib.dump({"char": self.char, "word": self.word, "coef": self.coef, "intercept": self.intercept},
-                        tmp / "model.joblib")
+            # Any, not ndarray: savez's own keyword allow_pickle (a bool) is among the names ** could fill.
+            arrays: dict[str, Any] = {**self.char.to_arrays("char"), **self.word.to_arrays("word"), "coef": self.coef,
+                                      "intercept": np.asarray(self.intercept, dtype=np.float64)}
+            np.savez(tmp / WEIGHTS_FILE, **arrays)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float) + "\n", encoding="utf-8")
 
         return write_dir_atomically(directory, fill)
 
     @classmethod
     def load(cls, directory: Path) -> GuardModel:
-        """Load a model written by :meth:`save` (only load directories you wrote: joblib unpickles)."""
-        import joblib
-
+        """Load a model written by :meth:`save`: weights.npz (nothing unpickled), or an older model.joblib (scikit-learn
+        vectorisers, exported to arrays here; only load directories you wrote: joblib unpickles)."""
         from storage.files import read_manifest
 
         directory = Path(directory)
         manifest = read_manifest(directory, FORMAT_VERSION, "guard model")
-        parts = joblib.load(directory / "model.joblib")
+        if (directory / WEIGHTS_FILE).is_file():
+            with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as data:
+                w = {k: data[k] for k in data.files}
+            parts: dict[str, Any] = {"char": NgramTfidf.from_arrays(w, "char"),
+                                     "word": NgramTfidf.from_arrays(w, "word"),
+                                     "coef": w["coef"], "intercept": w["intercept"]}
+        else:
+            import joblib
+
+            parts = joblib.load(directory / "model.joblib")
+            for name in ("char", "word"):
+                parts[name] = NgramTfidf.from_sklearn(parts[name])
         return cls(config=GuardConfig.model_validate(manifest["config"]), char=parts["char"], word=parts["word"],
                    coef=np.asarray(parts["coef"]), intercept=float(parts["intercept"]),
                    threshold=float(manifest["threshold"]), meta=dict(manifest.get("meta") or {}),
@@ -373,13 +385,20 @@ def _fit_once(config: GuardConfig, rows: Sequence[Row], vectors: CachedEmbedder 
     word = ngram_tfidf("word", f.word_ngrams)
     char.fit(norm)
     word.fit(norm)
-    model = GuardModel(config=config, char=char, word=word, coef=np.zeros(0), intercept=0.0,
-                       threshold=config.threshold.fallback)
-    x = model._features(texts, _vectors_of(vectors, texts))
+    model = GuardModel(config=config, char=NgramTfidf.from_sklearn(char), word=NgramTfidf.from_sklearn(word),
+                       coef=np.zeros(0), intercept=0.0, threshold=config.threshold.fallback)
+    x = _scipy_rows(model._features(texts, _vectors_of(vectors, texts)))
     clf = LogisticRegression(C=config.classifier.C, solver="lbfgs", max_iter=5000)
     clf.fit(x, y, sample_weight=w)
     model.coef, model.intercept = clf.coef_.ravel().astype(np.float64), float(clf.intercept_[0])
     return model
+
+
+def _scipy_rows(rows: Rows) -> Any:
+    """The rows as a scipy CSR matrix (for fitting)."""
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((rows.data, rows.indices, rows.indptr), shape=(len(rows), rows.n_features))
 
 
 def _near_duplicate_groups(texts: Sequence[str], vectors: np.ndarray | None) -> np.ndarray:

@@ -23,17 +23,17 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
-from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
 from guards.text import well_formed
 from memory.embedder import CachedEmbedder
+
+if TYPE_CHECKING:  # onnx builds the graph once; loading it needs onnxruntime only
+    import onnx
 
 __all__ = [
     "DIM",
@@ -82,6 +82,30 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _weights_hash(weights: Path, record: Path) -> str:
+    """sha256 of ``weights``, read from ``record`` while the file's path, size and mtime are those recorded there
+    (hashing 90 MB costs ~0.1 s of every start); otherwise hashed and recorded again."""
+    st = weights.stat()
+    stamp = {"path": str(weights.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    try:
+        known = json.loads(record.read_text(encoding="utf-8"))
+        same = isinstance(known, dict) and {k: known.get(k) for k in stamp} == stamp
+        if same and isinstance(known.get("sha256"), str):
+            return str(known["sha256"])
+    except (OSError, ValueError):
+        pass
+    digest = _sha256(weights)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=record.name + ".", suffix=".tmp", dir=record.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({**stamp, "sha256": digest}, fh)
+        os.replace(tmp, record)
+    except OSError:  # a read-only cache: hash again next time
+        pass
+    return digest
+
+
 class _GraphBuilder:
     """Collects nodes and initializers with unique names."""
 
@@ -93,6 +117,8 @@ class _GraphBuilder:
 
     def const(self, name: str, value: np.ndarray) -> str:
         """Add an initializer once; later calls with the same name reuse it."""
+        from onnx import numpy_helper
+
         if name not in self._names:
             self._names.add(name)
             self.inits.append(numpy_helper.from_array(np.array(value, order="C"), name))
@@ -100,6 +126,8 @@ class _GraphBuilder:
 
     def op(self, op_type: str, inputs: list[str], **attrs: Any) -> str:
         """Add a node with one output and return the output's name."""
+        from onnx import helper
+
         self._n += 1
         out = f"{op_type.lower()}_{self._n}"
         self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
@@ -112,6 +140,7 @@ def build_onnx_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> 
     ``weights`` are the tensors of a Hugging Face ``BertModel`` safetensors file, ``config`` its config.json.
     The output is the masked mean of the last hidden states, L2-normalised (float32, ``[batch, hidden]``).
     """
+    from onnx import TensorProto, helper
     hidden = int(config["hidden_size"])
     heads = int(config["num_attention_heads"])
     eps = float(config.get("layer_norm_eps", _LN_EPS))
@@ -226,6 +255,9 @@ def build_onnx_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> 
 
 def _write_onnx(src_dir: Path, target: Path, weights_hash: str) -> None:
     """Build the ONNX file from ``src_dir`` and move it into place atomically."""
+    from onnx import helper
+    from safetensors.numpy import load_file
+
     config = json.loads((src_dir / "config.json").read_text(encoding="utf-8"))
     model = build_onnx_model(load_file(str(src_dir / "model.safetensors")), config)
     helper.set_model_props(model, {_META_HASH: weights_hash, _META_VERSION: GRAPH_VERSION})
@@ -294,7 +326,8 @@ class MiniLMEmbedder:
         # and the case search; the model is deterministic, so the second and third are served from here.
         self._recent = CachedEmbedder(_Encoder(self), max_texts=RECENT_QUERIES)
         self.rebuilt = False
-        weights_hash = _sha256(src / "model.safetensors")
+        record = self.onnx_path.with_name(ONNX_FILENAME + ".source.json")
+        weights_hash = _weights_hash(src / "model.safetensors", record)
         self.weights_hash = weights_hash
         session = self._try_open()
         if session is None or not self._is_current(session, weights_hash):

@@ -2,7 +2,8 @@
 
 `ChromaMemory.search_knowledge` blends it with the embedding cosine (`lexical_weight`); the index of a tenant is
 built from its Chroma collection and rebuilt when the collection's record count changes or `clear()` is called
-(every write to the knowledge base calls it).
+(every write to the knowledge base calls it). Fitted with numpy (classifier.tfidf: scikit-learn's TF-IDF, same
+features and weights), so searching imports no scikit-learn.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class LexicalIndex:
             self._by_tenant.clear()
 
     def _index(self, tenant_id: str, collection: Any) -> tuple[Any, Any, dict[str, int]] | None:
-        from classifier.features import ngram_tfidf
+        from classifier.tfidf import NgramTfidf
 
         count = collection.count()
         with self._lock:
@@ -37,8 +38,8 @@ class LexicalIndex:
         texts = [f"{(m or {}).get('title', '')}\n{d or ''}" for d, m in pairs]
         if not texts:
             return None
-        vectorizer = ngram_tfidf("char_wb", (2, 5))
-        matrix = vectorizer.fit_transform(texts)
+        vectorizer = NgramTfidf.fit(texts, "char_wb", (2, 5))  # as classifier.features.ngram_tfidf("char_wb", (2, 5))
+        matrix = vectorizer.transform(texts)
         rows = {rid: n for n, rid in enumerate(got["ids"])}
         with self._lock:
             self._by_tenant[tenant_id] = (count, vectorizer, matrix, rows)
@@ -51,5 +52,5 @@ class LexicalIndex:
         if index is None:
             return None
         vectorizer, matrix, rows = index
-        sims = (matrix @ vectorizer.transform([query]).T).toarray().ravel()
+        sims = matrix.dot(vectorizer.transform([query]).dense_row(0))
         return [float(sims[rows[i]]) if i in rows else 0.0 for i in ids]

@@ -63,7 +63,7 @@ def seeded_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> 
     from graphs.services import seed
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("switchboard-data"))
-    seed(settings, embedder=embedder)
+    seed(settings, embedder=embedder, prescreen=False)  # articles are screened when retrieved (seconds saved here)
     return settings
 
 

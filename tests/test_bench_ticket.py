@@ -56,3 +56,37 @@ def test_the_cli_prints_one_json_object_and_writes_the_report(
     assert json.loads((tmp_path / "ticket.json").read_text())["tickets"] == report["tickets"] == 2
     assert (tmp_path / "ticket.png").stat().st_size > 1000
     assert bench_main(["ticket", "--rounds", "0"]) == 2
+
+
+def test_each_cold_start_is_a_computed_first_ticket_on_its_own_copy(
+    env: None, seeded_settings: Settings, model_cache: Path, tmp_path: Path
+) -> None:
+    """No cold run is served from what an earlier one cached: each starts from a copy of the seeded dir."""
+    import shutil
+
+    from bench.ticket import cold_start
+
+    seeded = tmp_path / "seeded"
+    shutil.copytree(seeded_settings.data_dir, seeded,
+                    ignore=shutil.ignore_patterns("checkpoints.sqlite*", "cache.sqlite*", "store.sqlite*"))
+    times = cold_start(seeded, model_cache, 2)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    assert not (seeded / "checkpoints.sqlite").exists() and not (seeded / "cache.sqlite").exists()
+    for n in (0, 1):  # each run wrote its own checkpoints and node cache
+        assert (tmp_path / f"cold-{n}" / "checkpoints.sqlite").is_file()
+
+
+def test_a_ticket_imports_no_scikit_learn_or_scipy(env: None) -> None:
+    """The served classifier and injection screen predict with numpy (classifier/tfidf.py): answering a ticket
+    in a new process never imports scikit-learn or SciPy (about 0.9 s of a cold start)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-X", "importtime", str(root / "app.py"), "ask", "Where is my order 1003?",
+                           "--json"], cwd=root, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["status"] == "completed"
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+    assert "langgraph" in imported  # the import log was read
+    assert not imported & {"sklearn", "scipy", "joblib"}

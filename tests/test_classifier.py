@@ -226,3 +226,87 @@ def test_train_shop_classifier_from_yaml(tmp_path: Path) -> None:
     assert (tmp_path / "shop" / "manifest.json").exists()
     assert set(clf.labels) == set(TEMPLATES) and clf.metrics["validation"].startswith("holdout 20%")
     assert clf.predict(["when will my parcel y9 arrive"])[0].intent == "track_order"
+
+
+def test_served_predictions_are_scikit_learns(tmp_path: Path) -> None:
+    """Serving computes from the exported arrays (weights.npz): the same probabilities as scikit-learn's own
+    vectoriser and logistic regressions, fitted on the same data with the same settings."""
+    import dataclasses
+
+    from sklearn.linear_model import LogisticRegression
+
+    from classifier.features import build_tfidf
+
+    config = dataclasses.replace(FAST, refit_on_all=False)  # the served models are the ones fitted on x
+    x, y = make_data(range(6))
+    vx, vy = make_data(range(6, 9))
+    embedder = FakeEmbedder()
+    clf = IntentClassifier.fit(x, y, embedder=embedder, val_texts=vx, val_labels=vy, config=config)
+    out = clf.save(tmp_path / "model")
+    assert (out / "weights.npz").is_file() and not (out / "model.joblib").exists()
+    served = IntentClassifier.load(out, embedder)
+
+    labels = sorted(set(y))
+    yi = np.array([labels.index(c) for c in y])
+    vec = build_tfidf(config)
+    lr = {"embedding": LogisticRegression(C=config.c_embedding, max_iter=config.max_iter, tol=config.tol,
+                                          random_state=config.seed).fit(embedder.embed(x), yi),
+          "tfidf": LogisticRegression(C=config.c_tfidf, max_iter=config.max_iter, tol=config.tol,
+                                      random_state=config.seed).fit(vec.fit_transform(x), yi)}
+    queries = [*vx[::3], "where is my order x77", "tell me a joke about cats x5", "zzz unseen words", "x"]
+    q = np.asarray(embedder.embed(queries), dtype=np.float32)
+    comps, _ = served._components(served.core, q, queries, served.bank, served.bank_labels)
+    want = {"embedding": lr["embedding"].predict_proba(q), "tfidf": lr["tfidf"].predict_proba(vec.transform(queries))}
+    assert np.allclose(comps["tfidf"], want["tfidf"], rtol=0, atol=1e-12)
+    assert np.allclose(comps["embedding"], want["embedding"], rtol=0, atol=1e-6)  # float32 embeddings
+    reference = apply_temperature(IntentClassifier._blend(served.core, {**comps, **want}), served.temperature)
+    assert np.allclose(served.predict_proba(queries), reference, rtol=0, atol=1e-6)
+    assert [p.intent for p in served.predict(queries)] == [p.intent for p in clf.predict(queries)]
+    assert list(served.predict_proba(queries).argmax(1)) == list(reference.argmax(1))
+
+
+def test_serving_a_saved_model_imports_no_scikit_learn_or_scipy(trained: IntentClassifier, tmp_path: Path) -> None:
+    import inspect
+    import subprocess
+    import sys
+
+    trained.save(tmp_path / "model")
+    code = "\n".join([
+        "import hashlib, re, sys", "import numpy as np", "from collections.abc import Sequence",
+        inspect.getsource(FakeEmbedder),
+        "from classifier.model import IntentClassifier",
+        "m = IntentClassifier.load(sys.argv[1], FakeEmbedder())",
+        "print(m.predict(['where is my order x5'])[0].intent)",
+        "print(sorted({k.split('.')[0] for k in sys.modules} & {'sklearn', 'scipy', 'joblib'}))",
+    ])
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model")], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["track_order", "[]"]
+
+
+def test_a_model_saved_before_weights_npz_still_loads(trained: IntentClassifier, tmp_path: Path) -> None:
+    """Older data dirs hold model.joblib (the scikit-learn objects): loaded and exported to arrays."""
+    import joblib
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion
+
+    from classifier.features import build_tfidf
+
+    x, y = make_data(range(4))
+    labels = sorted(set(y))
+    vec: FeatureUnion = build_tfidf(FAST)
+    tfidf = vec.fit_transform(x)
+    emb = FakeEmbedder().embed(x)
+    models = {"embedding": LogisticRegression(max_iter=200).fit(emb, [labels.index(c) for c in y]),
+              "tfidf": LogisticRegression(max_iter=200).fit(sp.csr_matrix(tfidf), [labels.index(c) for c in y])}
+    out = trained.save(tmp_path / "model")
+    (out / "weights.npz").unlink()
+    joblib.dump({"vectorizer": vec, "models": models}, out / "model.joblib")
+    old = IntentClassifier.load(out, FakeEmbedder())
+    assert np.array_equal(old.core.models["tfidf"][0], models["tfidf"].coef_)
+    q = ["track my package x2", "recipe for banana bread x1"]
+    assert np.allclose(old._components(old.core, FakeEmbedder().embed(q), q, old.bank, old.bank_labels)[0]["tfidf"],
+                       models["tfidf"].predict_proba(vec.transform(q)), rtol=0, atol=1e-12)

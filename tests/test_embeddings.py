@@ -47,7 +47,22 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_first_use_builds_onnx_atomically(embedder: MiniLMEmbedder, cache_dir: Path) -> None:
     assert embedder.rebuilt
-    assert sorted(p.name for p in cache_dir.iterdir()) == [ONNX_FILENAME]  # no temp file left behind
+    # no temp file left behind; the record of the weights' hash beside the graph
+    assert sorted(p.name for p in cache_dir.iterdir()) == [ONNX_FILENAME, ONNX_FILENAME + ".source.json"]
+
+
+def test_the_weights_hash_is_recorded_and_redone_when_the_file_changes(tmp_path: Path) -> None:
+    weights, record = tmp_path / "model.safetensors", tmp_path / "cache" / "record.json"
+    weights.write_bytes(b"weights v1")
+    first = emb._weights_hash(weights, record)
+    assert first == emb._sha256(weights) and record.is_file()
+    known = json.loads(record.read_text())
+    record.write_text(json.dumps({**known, "sha256": "recorded"}))
+    assert emb._weights_hash(weights, record) == "recorded"  # read back, not hashed again
+    weights.write_bytes(b"weights v2, longer")
+    assert emb._weights_hash(weights, record) == emb._sha256(weights) != first
+    record.write_text("not json")
+    assert emb._weights_hash(weights, record) == emb._sha256(weights)
 
 
 def test_onnx_file_is_valid_standard_onnx_with_hash(embedder: MiniLMEmbedder) -> None:
@@ -173,7 +188,7 @@ def test_stale_or_damaged_cache_is_rebuilt(tmp_path: Path, embedder: MiniLMEmbed
         rebuilt = MiniLMEmbedder(cache_dir=folder)
         assert rebuilt.rebuilt
         np.testing.assert_allclose(_one(rebuilt, "hello"), _one(embedder, "hello"), atol=1e-6)
-        assert sorted(p.name for p in folder.iterdir()) == [ONNX_FILENAME]
+        assert sorted(p.name for p in folder.iterdir()) == [ONNX_FILENAME, ONNX_FILENAME + ".source.json"]
 
 
 def test_get_embedder_is_one_instance_per_dir_across_threads(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
