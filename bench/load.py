@@ -6,9 +6,9 @@ Each client (langgraph-sdk, the API key in `Authorization: Bearer`) loops: a new
 read-only questions (order status, delivery, payment, returns: no approval, no model), streamed as `values`; the
 ticket is done when the run has ended and the thread's state holds an answer. `--stream-mode updates` streams each
 node's writes instead and reads the answer from the thread's state; `--durability sync|async|exit` asks each run for
-that checkpoint durability instead of the server's (bench/reports/load.md: the cost is per event and per checkpoint). Clients are spread round-robin over the
-URLs, so with two instances half the clients talk to each (with a Redis-backed Aegra, the run itself goes to whichever
-instance's worker is free).
+that checkpoint durability instead of the server's (bench/reports/load.md: the cost is per event and per checkpoint).
+Clients are spread round-robin over the URLs, so with two instances half the clients talk to each (with a
+Redis-backed Aegra, the run itself goes to whichever instance's worker is free).
 
 Under load these servers sometimes end an SSE stream without a single event; the client then falls back to joining
 the run and reading the thread state (counted in `empty_streams`, not an error). An error is a request that failed,
