@@ -43,7 +43,8 @@ class FakeClient:
     """A langgraph-sdk client whose stream comes back with `parts` (maybe none) and whose run ends `status`."""
 
     def __init__(self, parts: list[Part], status: str = "success") -> None:
-        self.parts, self.status, self.calls = parts, status, []
+        self.parts, self.status = parts, status
+        self.calls: list[str] = []
         outer = self
 
         class Threads:
