@@ -4,9 +4,11 @@
 
 Each client (langgraph-sdk, the API key in `Authorization: Bearer`) loops: a new thread, one ticket from a fixed mix of
 read-only questions (order status, delivery, payment, returns: no approval, no model), streamed as `values`; the
-ticket is done when the run has ended and the thread's state holds an answer. Clients are spread round-robin over the
-URLs, so with two instances half the clients talk to each (with a Redis-backed Aegra, the run itself goes to whichever
-instance's worker is free).
+ticket is done when the run has ended and the thread's state holds an answer. `--stream-mode updates` streams each
+node's writes instead and reads the answer from the thread's state; `--durability sync|async|exit` asks each run for
+that checkpoint durability instead of the server's (bench/reports/load.md: the cost is per event and per checkpoint).
+Clients are spread round-robin over the URLs, so with two instances half the clients talk to each (with a
+Redis-backed Aegra, the run itself goes to whichever instance's worker is free).
 
 Under load these servers sometimes end an SSE stream without a single event; the client then falls back to joining
 the run and reading the thread state (counted in `empty_streams`, not an error). An error is a request that failed,
@@ -78,17 +80,37 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def one_ticket(client: Any, text: str, *, timeout_s: float, mode: str = "stream") -> tuple[dict[str, Any], bool]:
-    """Run one ticket on a new thread; returns (thread values, whether the stream came back empty)."""
+async def one_ticket(
+    client: Any,
+    text: str,
+    *,
+    timeout_s: float,
+    mode: str = "stream",
+    stream_mode: str = "values",
+    durability: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Run one ticket on a new thread; returns (thread values, whether the stream came back empty).
+
+    `durability` None leaves the server's checkpoint durability (aegra.json: sync) in force; a mode asks for that one.
+
+    `stream_mode` "values" streams the whole state after every step (the answer arrives in the last event);
+    "updates" streams only each node's writes, and the answer is read from the thread's state once the run ended."""
     thread = (await client.threads.create())["thread_id"]
     run_id, last, events = None, None, 0
+    extra = {"durability": durability} if durability else {}
     if mode == "wait":  # no stream: the run's final state comes back in one response
         async with asyncio.timeout(timeout_s):
-            await client.runs.wait(thread, "supervisor", input={"messages": [{"role": "user", "content": text}]})
+            await client.runs.wait(
+                thread, "supervisor", input={"messages": [{"role": "user", "content": text}]}, **extra
+            )
             return (await client.threads.get_state(thread))["values"], False
     async with asyncio.timeout(timeout_s):
         async for part in client.runs.stream(
-            thread, "supervisor", input={"messages": [{"role": "user", "content": text}]}, stream_mode="values"
+            thread,
+            "supervisor",
+            input={"messages": [{"role": "user", "content": text}]},
+            stream_mode=stream_mode,
+            **extra,
         ):
             events += 1
             if part.event == "metadata" and isinstance(part.data, dict):
@@ -97,25 +119,40 @@ async def one_ticket(client: Any, text: str, *, timeout_s: float, mode: str = "s
                 last = part.data
             elif part.event == "error":
                 raise RuntimeError(f"run error: {str(part.data)[:200]}")
-        empty = events == 0 or last is None
+        # Nothing but metadata (or nothing at all) came back: the stream was cut before the run's own events.
+        empty = events <= int(run_id is not None) if stream_mode != "values" else (events == 0 or last is None)
         if empty or not (last or {}).get("answer"):
-            # An empty (or cut) stream: wait for the run itself, then read the thread's state.
+            # An empty (or cut) stream, or a mode that does not carry the state: wait for the run itself, then read
+            # the thread's state.
             if run_id is None:
                 runs = await client.runs.list(thread, limit=1)
                 run_id = runs[0]["run_id"] if runs else None
             if run_id is None:
                 raise RuntimeError("the stream was empty and the thread has no run")
-            await client.runs.join(thread, run_id)
+            if empty:
+                await client.runs.join(thread, run_id)
             last = (await client.threads.get_state(thread))["values"]
         if run_id is not None:
             status = (await client.runs.get(thread, run_id))["status"]
+            if status in ("pending", "running"):  # the stream was cut before the run ended
+                await client.runs.join(thread, run_id)
+                status = (await client.runs.get(thread, run_id))["status"]
+                last = (await client.threads.get_state(thread))["values"]
             if status not in DONE:
                 raise RuntimeError(f"run ended {status}")
     return last or {}, empty
 
 
 async def client_loop(
-    n: int, url: str, key: str, stop_at: float, tally: Tally, timeout_s: float, mode: str = "stream"
+    n: int,
+    url: str,
+    key: str,
+    stop_at: float,
+    tally: Tally,
+    timeout_s: float,
+    mode: str = "stream",
+    stream_mode: str = "values",
+    durability: str | None = None,
 ) -> None:
     from langgraph_sdk import get_client
 
@@ -126,7 +163,9 @@ async def client_loop(
         i += 1
         started = time.perf_counter()
         try:
-            values, empty = await one_ticket(client, text, timeout_s=timeout_s, mode=mode)
+            values, empty = await one_ticket(
+                client, text, timeout_s=timeout_s, mode=mode, stream_mode=stream_mode, durability=durability
+            )
             if not values.get("answer"):
                 raise RuntimeError(f"no answer (status {values.get('status')})")
         except Exception as exc:  # noqa: BLE001 - every failure is counted and reported, the load goes on
@@ -147,20 +186,28 @@ async def run_load(
     timeout_s: float = 120,
     mode: str = "stream",
     warmup_s: float = 5,
+    stream_mode: str = "values",
+    durability: str | None = None,
 ) -> dict[str, Any]:
     # Warm-up, not measured: every client's loop for `warmup_s` (an instance's first ticket builds its services, and
     # with a shared job queue any instance may run any ticket, so one ticket per URL would not warm them all).
     warm = Tally()
     warm_until = time.monotonic() + warmup_s
     await asyncio.gather(
-        *(client_loop(n, urls[n % len(urls)], key, warm_until, warm, timeout_s, mode) for n in range(clients))
+        *(
+            client_loop(n, urls[n % len(urls)], key, warm_until, warm, timeout_s, mode, stream_mode, durability)
+            for n in range(clients)
+        )
     )
     tally = Tally()
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     stop_at = started + seconds
     await asyncio.gather(
-        *(client_loop(n, urls[n % len(urls)], key, stop_at, tally, timeout_s, mode) for n in range(clients))
+        *(
+            client_loop(n, urls[n % len(urls)], key, stop_at, tally, timeout_s, mode, stream_mode, durability)
+            for n in range(clients)
+        )
     )
     elapsed = time.monotonic() - started  # includes the tickets in flight at the deadline
     done = len(tally.latencies_ms)
@@ -168,6 +215,8 @@ async def run_load(
         "urls": urls,
         "instances": len(urls),
         "mode": mode,
+        "stream_mode": stream_mode if mode == "stream" else None,
+        "durability": durability or "server default",
         "clients": clients,
         "seconds": seconds,
         "elapsed_s": round(elapsed, 2),
@@ -199,6 +248,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--timeout", type=float, default=120, help="per-ticket timeout (s)")
     p.add_argument("--warmup", type=float, default=5, help="seconds of unmeasured load first (default 5)")
     p.add_argument("--mode", choices=("stream", "wait"), default="stream", help="stream values (default) or wait")
+    p.add_argument(
+        "--stream-mode",
+        choices=("values", "updates"),
+        default="values",
+        help="what the stream carries: the whole state each step (values, default) or each node's writes"
+        " (updates; the answer is then read from the thread's state)",
+    )
+    p.add_argument(
+        "--durability",
+        choices=("sync", "async", "exit"),
+        help="checkpoint durability asked for each run (default: the server's, aegra.json sync)",
+    )
     p.add_argument("--out", type=Path, help="also write the report here (e.g. bench/reports/load-2.json)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
@@ -211,7 +272,9 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = asyncio.run(run_load(urls, a.key, a.clients, a.seconds, a.timeout, a.mode, a.warmup))
+    report = asyncio.run(
+        run_load(urls, a.key, a.clients, a.seconds, a.timeout, a.mode, a.warmup, a.stream_mode, a.durability)
+    )
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(report, indent=2) + "\n")

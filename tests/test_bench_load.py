@@ -43,7 +43,8 @@ class FakeClient:
     """A langgraph-sdk client whose stream comes back with `parts` (maybe none) and whose run ends `status`."""
 
     def __init__(self, parts: list[Part], status: str = "success") -> None:
-        self.parts, self.status, self.calls = parts, status, []
+        self.parts, self.status = parts, status
+        self.calls: list[str] = []
         outer = self
 
         class Threads:
@@ -90,3 +91,23 @@ def test_a_run_that_did_not_succeed_is_an_error() -> None:
     client = FakeClient([Part("metadata", {"run_id": "r9"}), Part("values", {"answer": "x"})], status="error")
     with pytest.raises(RuntimeError, match="run ended error"):
         asyncio.run(one_ticket(client, "hi", timeout_s=5))
+
+
+def test_an_updates_stream_reads_the_answer_from_the_thread_state() -> None:
+    client = FakeClient([Part("metadata", {"run_id": "r9"}), Part("updates", {"guard_input": {}})])
+    values, empty = asyncio.run(one_ticket(client, "hi", timeout_s=5, stream_mode="updates"))
+    assert not empty and values["answer"] == "from the state"
+    assert client.calls == ["get_state"]  # the stream ended, so the run did: no join
+
+
+def test_an_updates_stream_with_only_metadata_counts_as_empty() -> None:
+    client = FakeClient([Part("metadata", {"run_id": "r9"})])
+    values, empty = asyncio.run(one_ticket(client, "hi", timeout_s=5, stream_mode="updates"))
+    assert empty and values["answer"] == "from the state" and client.calls == ["join:r9", "get_state"]
+
+
+def test_a_stream_cut_while_the_run_still_runs_joins_it() -> None:
+    client = FakeClient([Part("metadata", {"run_id": "r9"}), Part("values", {"answer": "partial"})], status="running")
+    with pytest.raises(RuntimeError, match="run ended running"):
+        asyncio.run(one_ticket(client, "hi", timeout_s=5))
+    assert client.calls == ["join:r9", "get_state"]

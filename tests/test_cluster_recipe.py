@@ -19,6 +19,7 @@ def test_the_shipped_config_is_valid_and_env_overrides_the_urls() -> None:
                                "CLUSTER_REDIS_URL": "redis://127.0.0.1:6380/2", "CLUSTER_INSTANCES": "1"})  # fmt: skip
     assert over.database("x") == "postgresql://sb@127.0.0.1:6543/x" and over.redis_url.endswith(":6380/2")
     assert over.instances == 1
+    assert cfg.aegra.durability == "sync"  # a checkpoint after every step unless the operator chooses otherwise
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,7 @@ def test_the_shipped_config_is_valid_and_env_overrides_the_urls() -> None:
         ("instances: 0\n", "instances"),
         ("aegra_database: 'drop table'\n", "aegra_database"),
         ("postgress_url: x\n", "postgress_url"),
+        ("aegra: {durability: never}\n", "durability"),
         ("- just a list\n", "must hold a mapping"),
     ],
 )
