@@ -46,7 +46,7 @@ from config.settings import Settings
 from graphs.context import ASSISTANT_FIELDS
 
 SETTINGS = Settings.from_env()
-KEYS = KeyStore(SETTINGS.auth_path)
+KEYS = KeyStore(SETTINGS.auth_target)
 AUDIT = open_audit(SETTINGS)
 LIMITER = limiter_for(SETTINGS)
 

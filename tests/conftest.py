@@ -85,6 +85,22 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each store engine: the embedded SQLite default and Postgres (a database of the test's own, `pg_url`)."""
+    return request.param
+
+
+@pytest.fixture
+def sql_target(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Where a store lives on this test's `backend`: the SQLite file `name` under tmp_path, or the test's Postgres
+    database (every store in the one database, as with SWITCHBOARD_DATABASE_URL)."""
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_url")
+        return lambda name: url
+    return lambda name: str(tmp_path / name)
+
+
 def backend_of(request: pytest.FixtureRequest) -> str:
     """`postgres` when this test runs on the Postgres backend (its `checkpointer` or `backend` parameter)."""
     params = getattr(getattr(request.node, "callspec", None), "params", {})
