@@ -4,7 +4,8 @@
     python app.py apikey list [--json]
     python app.py apikey revoke KEY_ID [--json]
 
-`create` prints the key once; only its sha256 is stored (`Settings.auth_target`: SWITCHBOARD_AUTH_DB, else the database URL, else data_dir/auth.sqlite).
+`create` prints the key once; only its sha256 is stored (`Settings.auth_target`: SWITCHBOARD_AUTH_DB, else the
+database URL, else data_dir/auth.sqlite).
 Bad input exits with status 2 and one line on stderr, and writes nothing.
 """
 

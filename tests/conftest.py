@@ -114,7 +114,7 @@ def services(base_services: Any, tmp_path: Path, request: pytest.FixtureRequest)
     On the Postgres backend (a test parametrised with `checkpointer` or `backend` = postgres) the shop database,
     its ledger and audit log, and working memory live in the test's own Postgres database, beside the checkpoints.
     """
-    from auth.audit import SqliteAuditLog
+    from auth.audit import SqlAuditLog
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
     from observability.decisions import SQLiteDecisionStore
@@ -122,10 +122,10 @@ def services(base_services: Any, tmp_path: Path, request: pytest.FixtureRequest)
 
     if backend_of(request) == "postgres":
         url = request.getfixturevalue("pg_url")
-        audit = SqliteAuditLog(tmp_path / "audit.sqlite")
+        audit = SqlAuditLog(url)
         shop, working = ShopDB(url, audit=audit), WorkingMemory(url)
     else:
-        audit = SqliteAuditLog(tmp_path / "audit.sqlite")
+        audit = SqlAuditLog(tmp_path / "audit.sqlite")
         shop = ShopDB(tmp_path / "shop.sqlite", audit=audit)
         working = WorkingMemory(tmp_path / "working.sqlite")
     shop.seed()
