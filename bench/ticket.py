@@ -142,7 +142,7 @@ async def _run(
     from graphs.services import build_services
     from graphs.supervisor import build_supervisor
     from observability.cache import memory_cache
-    from observability.decisions import SQLiteDecisionStore
+    from observability.decisions import SqlDecisionStore
     from observability.metrics import recording
     from observability.progress import bar
 
@@ -156,7 +156,7 @@ async def _run(
         settings = base.model_copy(update={"data_dir": data})
         started = time.perf_counter()
         services = build_services(settings)
-        services = dataclasses.replace(services, decisions=SQLiteDecisionStore(Path(tmp) / "decisions.sqlite"))
+        services = dataclasses.replace(services, decisions=SqlDecisionStore(Path(tmp) / "decisions.sqlite"))
         load_s = time.perf_counter() - started
         graph = build_supervisor(services).compile(
             checkpointer=InMemorySaver(), cache=memory_cache() if cache else None

@@ -117,7 +117,7 @@ def services(base_services: Any, tmp_path: Path, request: pytest.FixtureRequest)
     from auth.audit import SqlAuditLog
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
-    from observability.decisions import SQLiteDecisionStore
+    from observability.decisions import SqlDecisionStore
     from tools.shop import ShopDB
 
     if backend_of(request) == "postgres":
@@ -134,7 +134,7 @@ def services(base_services: Any, tmp_path: Path, request: pytest.FixtureRequest)
         shop=shop,
         audit=audit,
         working=working,
-        decisions=SQLiteDecisionStore(tmp_path / "decisions.sqlite"),
+        decisions=SqlDecisionStore(tmp_path / "decisions.sqlite"),
         alerts=None,
         lessons=LessonQueue(tmp_path / "lessons.sqlite"),
     )
