@@ -235,7 +235,7 @@ def cmd_lessons(settings: Settings, a: argparse.Namespace) -> int:
     """Lessons wait for a reviewer; an approved one becomes a knowledge-base article of its tenant."""
     from memory.lessons import LessonQueue, as_dict
 
-    queue = LessonQueue(settings.data_dir / "lessons.sqlite")
+    queue = LessonQueue(settings.lessons_target)
     if a.action == "list":
         rows = queue.list(tenant_id=a.tenant, status=None if a.status == "all" else a.status)
         if a.json:
