@@ -76,8 +76,9 @@ class KeyStore:
         self._lock = threading.RLock()  # held for every statement: a revoke's transaction is its own
         self._conn: Any = None
 
-    def _db(self, *, create: bool) -> Any | None:
-        """The connection (schema created on first use), or None when nothing exists yet and `create` is False."""
+    def _db(self, *, create: bool) -> Any:
+        """The connection (schema created on first use), or None when nothing exists yet and `create` is False
+        (typed Any: with `create` it is never None)."""
         with self._lock:
             if self._conn is None:
                 if self.path is not None and not self.path.exists():
