@@ -219,13 +219,12 @@ def cmd_memory(settings: Settings, a: argparse.Namespace) -> int:
 
 def _user_memory(settings: Settings, a: argparse.Namespace) -> int:
     from graphs.context import Context
-    from graphs.tickets import store_path
-    from memory.user_store import load_preferences, load_working, open_store
+    from memory.user_store import load_preferences, load_working, open_store, store_exists
 
     ctx = Context(user_id=validate_id(a.user, "user"), tenant_id=validate_id(a.tenant, "tenant"))
     data: dict[str, Any] = {"tenant_id": ctx.tenant_id, "user_id": ctx.user_id, "preferences": {}, "working": {}}
-    if store_path(settings).exists():  # reading creates nothing
-        with open_store(store_path(settings)) as store:
+    if store_exists(settings.store_target):  # reading creates nothing
+        with open_store(settings.store_target) as store:
             data.update(preferences=load_preferences(store, ctx), working=load_working(store, ctx))
     print(json.dumps(data, default=str, indent=None if a.json else 2))
     return 0
@@ -235,7 +234,7 @@ def cmd_lessons(settings: Settings, a: argparse.Namespace) -> int:
     """Lessons wait for a reviewer; an approved one becomes a knowledge-base article of its tenant."""
     from memory.lessons import LessonQueue, as_dict
 
-    queue = LessonQueue(settings.data_dir / "lessons.sqlite")
+    queue = LessonQueue(settings.lessons_target)
     if a.action == "list":
         rows = queue.list(tenant_id=a.tenant, status=None if a.status == "all" else a.status)
         if a.json:

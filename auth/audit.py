@@ -5,10 +5,12 @@ permission denials), every approval, review and escalation decision (`auth.audit
 of the served API (`auth.handlers`: 401), every policy refusal (a handler's 403; a wrong-owner 404, `auth.refusals`)
 and every rate-limit refusal (`auth.ratelimit`).
 
-Storage sits behind a small interface (`AuditLog`: `append`, `query`), so a Postgres backend can be added
-beside the SQLite one; `open_audit(settings)` picks the backend from `Settings.audit_url` (default: SQLite
-file data_dir/audit.sqlite). There is no update or delete path: the SQLite table has triggers that RAISE on
-UPDATE and DELETE, and appends are idempotent by event id (a replayed node does not record twice).
+Storage sits behind a small interface (`AuditLog`: `append`, `query`): `SqlAuditLog` writes one SQL over
+storage.sql to a SQLite file or to Postgres, `MemoryAuditLog` keeps events in memory; `open_audit(settings)`
+picks the target from `Settings.audit_target` (SWITCHBOARD_AUDIT_URL, else SWITCHBOARD_DATABASE_URL, so every
+instance of a cluster writes one log, else data_dir/audit.sqlite). There is no update or delete path: the table
+has triggers that refuse UPDATE and DELETE, and appends are idempotent by event id (a replayed node does not
+record twice).
 
 Writes to the shop stay transactional: `run_tool` writes each write attempt's row into the shop's own
 `audit_log` table (tools/shop_db.py) in the same transaction as the change and the idempotency ledger, with
@@ -23,17 +25,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from storage.sql import connect, create_schema, is_postgres, redact, sqlite_file, table_exists
 
 log = logging.getLogger("switchboard.audit")
 
@@ -111,42 +113,44 @@ CREATE TABLE IF NOT EXISTS audit_events (
     id TEXT NOT NULL UNIQUE, ts TEXT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
     tenant TEXT NOT NULL, subject TEXT NOT NULL, action TEXT NOT NULL, outcome TEXT NOT NULL,
     thread_id TEXT NOT NULL, trace_id TEXT NOT NULL, node TEXT NOT NULL, detail_json TEXT NOT NULL);
-CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
-BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
-BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
 CREATE INDEX IF NOT EXISTS idx_audit_thread ON audit_events(thread_id);
 CREATE INDEX IF NOT EXISTS idx_audit_actor ON audit_events(actor);
 CREATE INDEX IF NOT EXISTS idx_audit_subject ON audit_events(subject);
 """
 COLUMNS = ("id", "ts", "kind", "actor", "role", "tenant", "subject", "action", "outcome", "thread_id", "trace_id",
            "node")  # fmt: skip
+_INSERT = (
+    f"INSERT INTO audit_events ({', '.join(COLUMNS)}, detail_json) VALUES ({', '.join('?' * (len(COLUMNS) + 1))}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
 
 
-class SqliteAuditLog:
+class SqlAuditLog:
     """Audit events in one SQLite file (WAL, synchronous=NORMAL like the shop: an append survives a crash of the
-    process). One connection per handle, serialised by a lock, so it is safe from any thread; several processes
-    may append to one file (a busy timeout waits for the other writer)."""
+    process; mode 600) or in Postgres (`target`: a path, ``sqlite:///path`` or a ``postgresql://`` URL, storage.sql),
+    where every instance of a cluster appends to one log. Append-only on both: triggers refuse UPDATE and DELETE
+    (storage.sql.append_only). One connection per handle, serialised by a lock, so it is safe from any thread;
+    several processes may append at once."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+    def __init__(self, target: Path | str) -> None:
+        self.target = str(target)
+        self.path = None if is_postgres(target) else sqlite_file(target)
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Any = None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self) -> Iterator[Any]:
         with self._lock:
             if self._conn is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fresh = not self.path.exists()
-                conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-                if fresh:
-                    os.chmod(self.path, 0o600)
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA busy_timeout=10000")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(SCHEMA)
+                if self.path is not None and not self.path.exists():
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self.path.touch(mode=0o600)
+                conn = connect(self.target, lock="audit_events")
+                try:
+                    create_schema(conn, SCHEMA, append_only_tables=("audit_events",))
+                except BaseException:
+                    conn.close()
+                    raise
                 self._conn = conn
             yield self._conn
 
@@ -161,11 +165,7 @@ class SqliteAuditLog:
         values = [str(row[c] if row[c] is not None else "") for c in COLUMNS]
         detail = json.dumps(masked(event.detail), sort_keys=True, default=str, ensure_ascii=False)
         with self._connect() as conn:
-            conn.execute(
-                f"INSERT OR IGNORE INTO audit_events ({', '.join(COLUMNS)}, detail_json) "
-                f"VALUES ({', '.join('?' * (len(COLUMNS) + 1))})",
-                (*values, detail),
-            )
+            conn.execute(_INSERT, (*values, detail))
 
     def query(
         self,
@@ -176,8 +176,8 @@ class SqliteAuditLog:
         kind: str | None = None,
         limit: int = 1000,
     ) -> list[AuditEvent]:
-        if not self.path.exists():
-            return []
+        if self.path is not None and not self.path.exists():
+            return []  # reading creates nothing
         where, params = _where(thread_id=thread_id, user_id=user_id, tenant=tenant, kind=kind)
         with self._connect() as conn:
             rows = conn.execute(
@@ -200,7 +200,7 @@ def _where(**filters: str | None) -> tuple[str, list[str]]:
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _event(row: sqlite3.Row) -> AuditEvent:
+def _event(row: Any) -> AuditEvent:
     return AuditEvent(**{c: row[c] for c in COLUMNS}, detail=json.loads(row["detail_json"] or "{}"))
 
 
@@ -236,17 +236,14 @@ def _matches(e: AuditEvent, thread_id: str | None, user_id: str | None, tenant: 
 
 
 def open_audit(settings: Any) -> AuditLog:
-    """The audit log the settings name: `audit_url` None or a file path -> SQLite; a postgres URL -> not yet."""
-    target = getattr(settings, "audit_url", None) or str(Path(settings.data_dir) / "audit.sqlite")
-    if "://" in target:
-        scheme = target.split("://", 1)[0]
-        if scheme.startswith("sqlite"):
-            return SqliteAuditLog(target.split("://", 1)[1])
+    """The audit log the settings name (`Settings.audit_target`: SWITCHBOARD_AUDIT_URL, else the database URL, else
+    data_dir/audit.sqlite): a SQLite file or Postgres. Anything else is a ValueError naming what is supported."""
+    target = settings.audit_target
+    if "://" in target and not is_postgres(target) and not target.startswith("sqlite:///"):
         raise ValueError(
-            f"audit log URL scheme {scheme!r} is not supported yet (SQLite only; a Postgres backend implements "
-            "auth.audit.AuditLog)"
+            f"audit log URL {redact(target)!r} is not supported: use a file path, sqlite:///path or postgresql://..."
         )
-    return SqliteAuditLog(target)
+    return SqlAuditLog(target)
 
 
 def record(audit: AuditLog | None, event: AuditEvent) -> None:
@@ -265,23 +262,23 @@ def record(audit: AuditLog | None, event: AuditEvent) -> None:
 # ---------------------------------------------------------------- the shop's transactional journal
 
 
-def shop_events(shop_path: Path | str) -> list[AuditEvent]:
-    """The write attempts the shop committed with their changes (tools/shop_db.py `audit_log`), as events."""
-    path = Path(shop_path)
-    if not path.exists():
+def shop_events(shop: Path | str) -> list[AuditEvent]:
+    """The write attempts the shop committed with their changes (tools/shop_db.py `audit_log`), as events; `shop`
+    is the shop database (`Settings.shop_target`: a SQLite file or Postgres). Reading creates nothing."""
+    if not is_postgres(shop) and not Path(shop).exists():
         return []
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-    with closing(conn):
-        conn.row_factory = sqlite3.Row
-        try:
-            rows = conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
-        except sqlite3.OperationalError:  # not a seeded shop database
+    conn = connect(str(shop), lock="shop")
+    try:
+        if not table_exists(conn, "audit_log"):  # not a seeded shop database
             return []
+        rows = conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
+    finally:
+        conn.close()
     events = []
     for r in rows:
         keys = r.keys()
 
-        def col(name: str, default: str = "", row: sqlite3.Row = r, keys: list[str] = keys) -> str:
+        def col(name: str, default: str = "", row: Any = r, keys: list[str] = keys) -> str:
             return str(row[name]) if name in keys and row[name] is not None else default
 
         outcome, _, why = col("outcome").partition(": ")
@@ -309,7 +306,7 @@ def shop_events(shop_path: Path | str) -> list[AuditEvent]:
 def query_events(
     audit: AuditLog,
     *,
-    shop_path: Path | str | None = None,
+    shop: Path | str | None = None,
     thread_id: str | None = None,
     user_id: str | None = None,
     tenant: str | None = None,
@@ -318,10 +315,10 @@ def query_events(
 ) -> list[AuditEvent]:
     """Events from the audit log plus the shop's committed write journal rows it does not have yet, by time."""
     events = audit.query(thread_id=thread_id, user_id=user_id, tenant=tenant, kind=kind, limit=limit)
-    if shop_path is not None:
+    if shop is not None:
         seen = {e.id for e in events}
         extra = [
-            e for e in shop_events(shop_path) if e.id not in seen and _matches(e, thread_id, user_id, tenant, kind)
+            e for e in shop_events(shop) if e.id not in seen and _matches(e, thread_id, user_id, tenant, kind)
         ]
         if extra:
             events = sorted(events + extra, key=lambda e: e.ts)[:limit]

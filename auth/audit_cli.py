@@ -61,7 +61,7 @@ def audit_main(argv: list[str], settings: Settings | None = None) -> int:
             raise UsageError(str(exc)) from None
         events = query_events(
             audit,
-            shop_path=settings.data_dir / "shop.sqlite",
+            shop=settings.shop_target,
             thread_id=args.thread,
             user_id=args.user,
             tenant=args.tenant,

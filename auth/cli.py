@@ -4,7 +4,8 @@
     python app.py apikey list [--json]
     python app.py apikey revoke KEY_ID [--json]
 
-`create` prints the key once; only its sha256 is stored (`Settings.auth_path`, default data_dir/auth.sqlite).
+`create` prints the key once; only its sha256 is stored (`Settings.auth_target`: SWITCHBOARD_AUTH_DB, else the
+database URL, else data_dir/auth.sqlite).
 Bad input exits with status 2 and one line on stderr, and writes nothing.
 """
 
@@ -67,7 +68,7 @@ def create(keys: KeyStore, args: argparse.Namespace) -> dict:
 
 def apikey_main(argv: list[str], settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
-    keys = KeyStore(settings.auth_path)
+    keys = KeyStore(settings.auth_target)
     try:
         args = build_parser().parse_args(argv)
         if args.action == "create":

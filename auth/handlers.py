@@ -47,7 +47,7 @@ from graphs.context import ASSISTANT_FIELDS
 from memory.user_store import store_label
 
 SETTINGS = Settings.from_env()
-KEYS = KeyStore(SETTINGS.auth_path)
+KEYS = KeyStore(SETTINGS.auth_target)
 AUDIT = open_audit(SETTINGS)
 LIMITER = limiter_for(SETTINGS)
 

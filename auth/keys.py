@@ -1,4 +1,4 @@
-"""API keys: `sb_<key id>_<secret>`, stored as a sha256 hash in SQLite, never in clear.
+"""API keys: `sb_<key id>_<secret>`, stored as a sha256 hash (SQLite, or Postgres by URL), never in clear.
 
 The key id (12 hex digits) is public: it names the key in `apikey list` and `apikey revoke`. The secret is
 32 random bytes (urlsafe base64), so one sha256 is enough (no password stretching needed); the comparison
@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from auth.identity import Identity, Role, parse_role
+from storage.sql import connect, is_postgres, sqlite_file, table_exists, transaction
 
 PREFIX = "sb_"
 KEY_RE = re.compile(r"^sb_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -68,36 +66,53 @@ def key_id_of(key: str) -> str | None:
 
 
 class KeyStore:
-    """API keys in one SQLite file. Opens a connection per call, so it is safe from any thread."""
+    """API keys in one SQLite file or in Postgres (`target`: a path or a ``postgresql://`` URL, storage.sql), so
+    every instance of a cluster accepts the same keys. One connection per store, serialised by a lock: safe from
+    any thread. Reading creates nothing: a lookup before the first key was made finds no file and no table."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, target: Path | str) -> None:
+        self.target = str(target)
+        self.path = None if is_postgres(target) else sqlite_file(target)
+        self._lock = threading.RLock()  # held for every statement: a revoke's transaction is its own
+        self._conn: Any = None
 
-    @contextmanager
-    def _connect(self, *, create: bool) -> Iterator[sqlite3.Connection]:
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not self.path.exists()
-            conn = sqlite3.connect(self.path, timeout=10)
-            if fresh:
-                os.chmod(self.path, 0o600)
-            conn.execute(SCHEMA)
-        else:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-        conn.row_factory = sqlite3.Row
-        with closing(conn):
-            with conn:
-                yield conn
+    def _db(self, *, create: bool) -> Any:
+        """The connection (schema created on first use), or None when nothing exists yet and `create` is False
+        (typed Any: with `create` it is never None)."""
+        with self._lock:
+            if self._conn is None:
+                if self.path is not None and not self.path.exists():
+                    if not create:
+                        return None
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self.path.touch(mode=0o600)
+                conn = connect(self.target, lock="api_keys")
+                try:
+                    if not create and not table_exists(conn, "api_keys"):
+                        conn.close()
+                        return None
+                    conn.executescript(SCHEMA)
+                except BaseException:
+                    conn.close()
+                    raise
+                self._conn = conn
+            return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def create(self, user: str, tenant: str = "default", role: str = "customer") -> tuple[str, KeyRecord]:
         """A new key for `user`; returns (the key, shown once, and its record). ValueError on bad input."""
         identity = Identity(user_id=user, tenant_id=tenant, role=parse_role(role))
         key_id, key = new_key()
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._connect(create=True) as conn:
-            conn.execute(
-                "INSERT INTO api_keys (key_id, key_hash, user_id, tenant_id, role, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+        with self._lock:
+            self._db(create=True).execute(
+                "INSERT INTO api_keys (key_id, key_hash, user_id, tenant_id, role, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (key_id, hash_key(key), identity.user_id, identity.tenant_id, identity.role, now),
             )
         return key, KeyRecord(
@@ -107,13 +122,12 @@ class KeyStore:
     def lookup(self, key: str) -> Identity | None:
         """The identity of a valid, unrevoked key; None for anything else."""
         key_id = key_id_of(key)
-        if key_id is None or not self.path.exists():
+        if key_id is None:
             return None
-        try:
-            with self._connect(create=False) as conn:
-                row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
-        except sqlite3.OperationalError:  # no table yet
-            return None
+        with self._lock:
+            conn = self._db(create=False)
+            found = None if conn is None else conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,))
+            row = None if found is None else found.fetchone()
         if row is None or row["revoked_at"] is not None:
             return None
         if not hmac.compare_digest(row["key_hash"], hash_key(key)):
@@ -121,16 +135,15 @@ class KeyStore:
         return Identity(user_id=row["user_id"], tenant_id=row["tenant_id"], role=row["role"], key_id=key_id)
 
     def list(self) -> list[KeyRecord]:
-        if not self.path.exists():
-            return []
-        with self._connect(create=True) as conn:
-            rows = conn.execute("SELECT * FROM api_keys ORDER BY created_at, key_id").fetchall()
+        with self._lock:
+            conn = self._db(create=False)
+            rows = [] if conn is None else conn.execute("SELECT * FROM api_keys ORDER BY created_at, key_id").fetchall()
         return [_record(r) for r in rows]
 
     def revoke(self, key_id: str) -> KeyRecord:
         """Revoke a key by id. KeyError if unknown, ValueError if already revoked."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._connect(create=True) as conn:
+        with self._lock, transaction(self._db(create=True)) as conn:
             row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
             if row is None:
                 raise KeyError(key_id)

@@ -157,7 +157,7 @@ async def _run(
     from graphs.services import build_services
     from graphs.supervisor import build_supervisor
     from observability.cache import memory_cache
-    from observability.decisions import SQLiteDecisionStore
+    from observability.decisions import SqlDecisionStore
     from observability.metrics import recording
     from observability.progress import bar
 
@@ -173,7 +173,7 @@ async def _run(
         services = build_services(settings)  # seeds `data` when it is not seeded yet
         seeded = Path(tmp) / "seeded"  # as seeded, before any ticket: what each cold start starts from
         shutil.copytree(data, seeded, ignore=shutil.ignore_patterns(*_RUNTIME_FILES))
-        services = dataclasses.replace(services, decisions=SQLiteDecisionStore(Path(tmp) / "decisions.sqlite"))
+        services = dataclasses.replace(services, decisions=SqlDecisionStore(Path(tmp) / "decisions.sqlite"))
         load_s = time.perf_counter() - started
         graph = build_supervisor(services).compile(
             checkpointer=InMemorySaver(), cache=memory_cache() if cache else None

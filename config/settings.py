@@ -204,8 +204,9 @@ class Settings(BaseModel):
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
     """One Postgres URL for the shared state of several instances: checkpoints (unless `checkpointer_url` says
-    otherwise), per-thread leases, the shop database with its idempotency ledger and audit log, working memory.
-    Default: SQLite files in data_dir."""
+    otherwise), per-thread leases, the shop database with its idempotency ledger and audit log, working memory,
+    the audit and decision logs (unless `audit_url` / `decisions_url` say otherwise), API keys (unless `auth_db`
+    does), the lesson queue and the LangGraph store of in-process runs. Default: SQLite files in data_dir."""
     checkpointer_url: str | None = None  # default: database_url, else a sqlite file in data_dir
     chroma_url: str | None = None  # http(s)://host:port of a Chroma server; default: embedded PersistentClient
     openai_api_key: str | None = None
@@ -216,13 +217,13 @@ class Settings(BaseModel):
     model_cache_dir: Path | None = None  # built ONNX encoder; default: data_dir/models
     config_dir: Path = CONFIG_DIR
     demo_dir: Path = DEMO_DIR
-    auth_db: Path | None = None  # API keys (hashed); default: data_dir/auth.sqlite
-    audit_url: str | None = None  # audit log (auth/audit.py); default: SQLite file data_dir/audit.sqlite
+    auth_db: Path | None = None  # API keys (hashed); default: database_url, else data_dir/auth.sqlite
+    audit_url: str | None = None  # audit log (auth/audit.py): a path or URL; default: database_url, else audit.sqlite
     auth_allow_studio: bool = False  # accept Studio's keyless requests from loopback (see README, Auth)
     studio_user: str = "demo"  # who such a Studio request acts as (role agent)
     studio_tenant: str = "default"
     cli_role: Literal["customer", "agent", "admin"] = "admin"  # the CLI's local operator answering interrupts
-    decisions_url: str | None = None  # decision log; default: SQLite (FTS5) file data_dir/decisions.sqlite
+    decisions_url: str | None = None  # decision log: a path or URL; default: database_url, else decisions.sqlite
     alert_webhook_url: str | None = None  # alerts are posted here (else config/observability.yaml's webhook_url)
     pii_key: str | None = Field(None, repr=False)  # SWITCHBOARD_PII_KEY (guards/vault.py); default: data_dir/pii.key
 
@@ -235,8 +236,9 @@ class Settings(BaseModel):
         return self.model_cache_dir or self.data_dir / "models"
 
     @property
-    def auth_path(self) -> Path:
-        return self.auth_db or self.data_dir / "auth.sqlite"
+    def auth_target(self) -> str:
+        """API keys (auth/keys.py): `auth_db`, else database_url, else a SQLite file."""
+        return str(self.auth_db) if self.auth_db else self.database_url or str(self.data_dir / "auth.sqlite")
 
     @property
     def intent_model_dir(self) -> Path:
@@ -292,6 +294,28 @@ class Settings(BaseModel):
     def working_target(self) -> str:
         """Working memory: database_url, else a SQLite file."""
         return self.database_url or str(self.data_dir / "working.sqlite")
+
+    @property
+    def audit_target(self) -> str:
+        """The audit log (auth/audit.py): `audit_url`, else database_url, else a SQLite file."""
+        return self.audit_url or self.database_url or str(self.data_dir / "audit.sqlite")
+
+    @property
+    def decisions_target(self) -> str:
+        """The decision log and alerts (observability/decisions.py): `decisions_url`, else database_url, else a
+        SQLite (FTS5) file."""
+        return self.decisions_url or self.database_url or str(self.data_dir / "decisions.sqlite")
+
+    @property
+    def lessons_target(self) -> str:
+        """The lesson review queue (memory/lessons.py): database_url, else a SQLite file."""
+        return self.database_url or str(self.data_dir / "lessons.sqlite")
+
+    @property
+    def store_target(self) -> str:
+        """The LangGraph store of in-process runs (memory/user_store.py): database_url (PostgresStore), else a
+        SQLite file (the served graph uses the server's store)."""
+        return self.database_url or str(self.data_dir / "store.sqlite")
 
     @property
     def knowledge_target(self) -> str:

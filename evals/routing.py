@@ -141,7 +141,7 @@ def graph_factory(services: Any, root: Path) -> Any:
 
     from graphs.supervisor import build_supervisor
     from memory.working import WorkingMemory
-    from observability.decisions import SQLiteDecisionStore
+    from observability.decisions import SqlDecisionStore
     from tools.shop import ShopDB
 
     counter = itertools.count()
@@ -155,7 +155,7 @@ def graph_factory(services: Any, root: Path) -> Any:
             services,
             shop=shop,
             working=WorkingMemory(run_dir / "working.sqlite"),
-            decisions=SQLiteDecisionStore(run_dir / "decisions.sqlite"),
+            decisions=SqlDecisionStore(run_dir / "decisions.sqlite"),
             alerts=None,
         )
         return build_supervisor(svc).compile(checkpointer=InMemorySaver())

@@ -154,7 +154,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None, auto
         working=WorkingMemory(settings.working_target, ttl_seconds=policy.working_memory.ttl_seconds),
         llm=build_llm(settings, policy.llm),
         embedder=embedder,
-        lessons=LessonQueue(settings.data_dir / "lessons.sqlite"),
+        lessons=LessonQueue(settings.lessons_target),
         audit=audit,
         decisions=decisions,
         alerts=AlertMonitor(observability.alerts, decisions, webhook_url=settings.alert_webhook_url),

@@ -54,18 +54,15 @@ def open_switchboard(settings: Settings) -> Iterator[Switchboard]:
     services = build_services(settings)
     # One ticket per CLI process: the node cache (classification, retrieval) lives in a file under the data dir.
     cache = sqlite_cache(settings.data_dir / "cache.sqlite") if settings.observability().cache.enabled else None
-    # Per-user memory (preferences, cross-thread working memory): the LangGraph store, embedded SQLite here.
+    # Per-user memory (preferences, cross-thread working memory): the LangGraph store, SQLite or Postgres.
     with (
         open_checkpointer(settings.checkpoint_target, serde=checkpoint_serde(settings)) as saver,
-        open_store(store_path(settings)) as store,
+        open_store(settings.store_target) as store,
     ):
         graph = build_supervisor(services).compile(checkpointer=saver, cache=cache, store=store)
         yield Switchboard(graph, services)
 
 
-def store_path(settings: Settings) -> Path:
-    """The embedded LangGraph store of in-process runs (the served graph uses the server's store)."""
-    return settings.data_dir / "store.sqlite"
 
 
 def thread_exists(settings: Settings, thread_id: str) -> bool:

@@ -519,7 +519,7 @@ class Guard:
                 self._docs.popitem(last=False)
 
 
-BUILTIN_VERSION = "1"
+BUILTIN_VERSION = "2"  # 2: weights.npz beside model.joblib (served without scikit-learn); 1-era caches are refit
 """Bump when the built-in model's training changes in code, so cached copies are refitted."""
 _GUARDS: dict[tuple[str, ...], tuple[float, Guard]] = {}
 _GUARDS_LOCK = threading.Lock()

@@ -6,6 +6,8 @@ cause, fix, in neutral words: greetings, sign-offs and names around them dropped
 numbers and amounts generalised — and `LessonQueue` keeps it *pending* until a reviewer approves it
 (`python app.py lessons approve ID`). Only then is it upserted into the tenant's knowledge base as an article of
 kind `lesson` (id `lesson-N`), retrieved and cited like any other article. Rejected lessons stay on record.
+The queue lives in the data directory (`lessons.sqlite`) or, with a database URL, in Postgres
+(`Settings.lessons_target`), so a lesson queued by one instance is reviewed from any other.
 
 A lesson is shared text, so it is screened for indirect prompt injection (guards.injection.screen_document):
 a reply that carries instructions to the assistant yields no lesson, and a flagged lesson cannot be approved.
@@ -14,7 +16,7 @@ a reply that carries instructions to the assistant yields no lesson, and a flagg
 from __future__ import annotations
 
 import re
-import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from typing import Any, Literal
 
 from dialogue.slots import ORDER_ID_RE
 from guards.pii import redact
+from storage.sql import connect, create_schema
 
 Status = Literal["pending", "approved", "rejected"]
 
@@ -111,36 +114,41 @@ def make_lesson(
     return {"problem": problem, "cause": neutral(cause)[:300], "fix": fix[:800], "intent": intent}
 
 
-class LessonQueue:
-    """Lessons awaiting review, in SQLite under the data directory (append and status changes only)."""
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lessons (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, intent TEXT NOT NULL, problem TEXT NOT NULL,
+    cause TEXT NOT NULL, fix TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', created_at REAL NOT NULL,
+    trace_id TEXT NOT NULL DEFAULT '', reviewed_by TEXT, reviewed_at REAL, UNIQUE (tenant_id, fix)
+);
+"""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._conn() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS lessons (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, "
-                "intent TEXT NOT NULL, problem TEXT NOT NULL, cause TEXT NOT NULL, fix TEXT NOT NULL, "
-                "status TEXT NOT NULL DEFAULT 'pending', created_at REAL NOT NULL, trace_id TEXT NOT NULL DEFAULT '', "
-                "reviewed_by TEXT, reviewed_at REAL, UNIQUE (tenant_id, fix))"
-            )
+
+class LessonQueue:
+    """Lessons awaiting review (append and status changes only): a SQLite file under the data directory, or
+    Postgres (`target`: a path or a ``postgresql://`` URL, storage.sql), where every instance queues to one
+    review list. One connection per queue, serialised by a lock."""
+
+    def __init__(self, target: Path | str) -> None:
+        self.target = str(target)
+        self._lock = threading.Lock()
+        self._db = connect(target, lock="lessons")
+        create_schema(self._db, _SCHEMA)
 
     @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.row_factory = sqlite3.Row
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _conn(self) -> Iterator[Any]:
+        with self._lock:
+            yield self._db
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
     def propose(self, lesson: dict[str, str], *, tenant_id: str, trace_id: str = "") -> int | None:
         """Queue a lesson for review; the same fix twice in a tenant is kept once. Returns its id."""
         with self._conn() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO lessons (tenant_id, intent, problem, cause, fix, created_at, trace_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO lessons (tenant_id, intent, problem, cause, fix, created_at, trace_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, fix) DO NOTHING",
                 (tenant_id, lesson["intent"], lesson["problem"], lesson["cause"], lesson["fix"], time.time(), trace_id),
             )
             row = conn.execute(
@@ -161,7 +169,7 @@ class LessonQueue:
         if status is not None:
             sql, params = sql + " AND status = ?", [*params, status]
         with self._conn() as conn:
-            return [_lesson(r) for r in conn.execute(sql + " ORDER BY id", params)]
+            return [_lesson(r) for r in conn.execute(sql + " ORDER BY id", params).fetchall()]
 
     def review(
         self, lesson_id: int, status: Status, *, knowledge: Any = None, reviewer: str = "cli", guard: Any = None
@@ -206,7 +214,7 @@ class LessonQueue:
         return reviewed
 
 
-def _lesson(row: sqlite3.Row) -> Lesson:
+def _lesson(row: Any) -> Lesson:
     return Lesson(
         id=row["id"], tenant_id=row["tenant_id"], intent=row["intent"], problem=row["problem"], cause=row["cause"],
         fix=row["fix"], status=row["status"], created_at=row["created_at"], trace_id=row["trace_id"],

@@ -1,9 +1,10 @@
 """Per-user memory in the LangGraph store: a customer's preferences and their cross-thread working memory.
 
 Nodes reach the store through `runtime.store`: under `langgraph dev` / the served API it is the server's store
-(Studio's memory view shows it), in-process (`graphs.tickets.open_switchboard`) an embedded SQLite store with TTL
-support (`open_store`). Namespaces are the caller's, from `runtime.context` (`Context.namespace`, the prefix the
-served API's store auth allows a customer):
+(Studio's memory view shows it), in-process (`graphs.tickets.open_switchboard`) the store `open_store` opens at
+`Settings.store_target`: embedded SQLite, or LangGraph's PostgresStore with the database URL (every instance sees the
+same memory), both with TTL support. Namespaces are the caller's, from `runtime.context` (`Context.namespace`,
+the prefix the served API's store auth allows a customer):
 
 - ``(tenant, user, "prefs")``: one item per preference key, ``{"value": ...}``, kept until `forget_user`;
 - ``(tenant, user, "working")``: what the user's latest tickets did (``last_action``: tool, ok, thread), with a
@@ -25,6 +26,7 @@ from typing import Any
 from langgraph.store.base import BaseStore
 
 from graphs.context import Context
+from storage.sql import connect, is_postgres
 
 __all__ = [
     "PREFS",
@@ -35,6 +37,7 @@ __all__ = [
     "namespace_of",
     "note_working",
     "open_store",
+    "store_exists",
     "save_preferences",
 ]
 
@@ -128,12 +131,49 @@ def forget_user(store: BaseStore, tenant_id: str, user_id: str) -> int:
 
 
 @contextmanager
-def open_store(path: Path | str) -> Iterator[BaseStore]:
-    """The embedded store of in-process runs: SQLite at `path`, expired items swept when it opens."""
+def open_store(target: Path | str) -> Iterator[BaseStore]:
+    """The store of in-process runs (`Settings.store_target`): LangGraph's PostgresStore for a ``postgresql://``
+    URL, so every instance reads the same per-user memory, else SQLite at the path. Its tables are set up (migrations
+    run once, idempotent) and expired items swept when it opens."""
+    target = str(target)
+    store: Any
+    if is_postgres(target):
+        from langgraph.store.postgres import PostgresStore
+
+        with PostgresStore.from_conn_string(target, ttl={"refresh_on_read": False}) as store:
+            _setup_once(store, target)
+            store.sweep_ttl()
+            yield store
+        return
     from langgraph.store.sqlite import SqliteStore
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with SqliteStore.from_conn_string(str(path), ttl={"refresh_on_read": False}) as store:
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    with SqliteStore.from_conn_string(target, ttl={"refresh_on_read": False}) as store:
         store.setup()
         store.sweep_ttl()
         yield store
+
+
+def _setup_once(store: Any, url: str, timeout_s: float = 30.0) -> None:
+    """`store.setup()` (migrations, idempotent) one instance at a time: instances starting at once would apply the
+    same migration twice. The lock is a session advisory lock taken with `pg_try_advisory_lock` between short
+    statements, never while a transaction is open: a migration's CREATE INDEX CONCURRENTLY waits for every open
+    transaction, a waiting one included."""
+    conn = connect(url, lock="langgraph_store")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not conn.execute("SELECT pg_try_advisory_lock(?)", (conn.lock_key,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"another instance held the store's setup lock for {timeout_s:g} s")
+            time.sleep(0.05)
+        try:
+            store.setup()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(?)", (conn.lock_key,))
+    finally:
+        conn.close()
+
+
+def store_exists(target: Path | str) -> bool:
+    """True when there is a store to read (reading a SQLite path that does not exist would create it)."""
+    return is_postgres(target) or Path(target).exists()

@@ -1,6 +1,6 @@
 """The decision log: one structured record per decision point, in a searchable store.
 
-    store = open_decision_store(settings)          # SQLite + FTS5 under the data dir (the default)
+    store = open_decision_store(settings)          # SQLite + FTS5 under the data dir, or Postgres by URL
     store.record(DecisionRecord(trace_id=..., node="classify_intent", action="classify", ...))
     store.by_trace(trace_id)                       # a ticket's decisions, in order
     store.search("refund approved")                # full-text over reasoning, action, tool, intent, outcome, ...
@@ -8,8 +8,9 @@
 Records are written by `observability.metrics.instrument` around every node (see `observability.decision_points`
 for what each node's record says), so a ticket's whole trail is there: input accepted or refused, intent and
 confidence, each routing hop, what was retrieved, the action planned, the human's answer, the tool's result,
-the review decision, the final status. A store is anything with the `DecisionStore` methods; SQLite is built
-in, a Postgres one can be added behind the same Protocol (`open_decision_store` picks by URL).
+the review decision, the final status. A store is anything with the `DecisionStore` methods; `SqlDecisionStore`
+writes one SQL to SQLite (FTS5) or Postgres (tsvector + GIN), with the same queries and results on both
+(`open_decision_store` picks by target: `Settings.decisions_target`).
 
 Alerts (observability.alerts) live in the same store, in their own table.
 """
@@ -21,7 +22,6 @@ import json
 import logging
 import queue
 import re
-import sqlite3
 import threading
 import time
 import weakref
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from storage.sql import transaction
+from storage.sql import connect, create_schema, is_postgres, redact, sqlite_file, transaction
 
 FIELDS = (
     "ts",
@@ -121,7 +121,7 @@ class DecisionStore(Protocol):
     def close(self) -> None: ...
 
 
-# ------------------------------------------------------------------ SQLite + FTS5
+# ------------------------------------------------------------------ SQLite + FTS5, Postgres + tsvector
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -147,21 +147,6 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_trace ON decisions (trace_id, id);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts);
-CREATE VIRTUAL TABLE IF NOT EXISTS decisions_fts USING fts5 (
-    node, action, tool, intent, reasoning, outcome, details,
-    content='decisions', content_rowid='id', tokenize='unicode61'
-);
-CREATE TRIGGER IF NOT EXISTS decisions_ai AFTER INSERT ON decisions BEGIN
-    INSERT INTO decisions_fts (rowid, node, action, tool, intent, reasoning, outcome, details)
-    VALUES (new.id, new.node, new.action, coalesce(new.tool, ''), coalesce(new.intent, ''), new.reasoning,
-            new.outcome, new.details);
-END;
-CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions BEGIN
-    SELECT RAISE(ABORT, 'the decision log is append-only');
-END;
-CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions BEGIN
-    SELECT RAISE(ABORT, 'the decision log is append-only');
-END;
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -174,11 +159,35 @@ CREATE TABLE IF NOT EXISTS alerts (
     delivered TEXT NOT NULL DEFAULT ''
 );
 """
+# The searched text, one engine each: an FTS5 index kept by a trigger, or a generated tsvector with a GIN index.
+# Both split on everything that is not a letter or digit and fold case (FTS5's unicode61; the regexp here).
+SQLITE_SEARCH = """
+CREATE VIRTUAL TABLE IF NOT EXISTS decisions_fts USING fts5 (
+    node, action, tool, intent, reasoning, outcome, details,
+    content='decisions', content_rowid='id', tokenize='unicode61'
+);
+CREATE TRIGGER IF NOT EXISTS decisions_ai AFTER INSERT ON decisions BEGIN
+    INSERT INTO decisions_fts (rowid, node, action, tool, intent, reasoning, outcome, details)
+    VALUES (new.id, new.node, new.action, coalesce(new.tool, ''), coalesce(new.intent, ''), new.reasoning,
+            new.outcome, new.details);
+END;
+"""
+POSTGRES_SEARCH = """
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS search tsvector GENERATED ALWAYS AS (to_tsvector('simple',
+    regexp_replace(lower(node || ' ' || action || ' ' || coalesce(tool, '') || ' ' || coalesce(intent, '') || ' '
+                         || reasoning || ' ' || outcome || ' ' || details), '[^[:alnum:]]+', ' ', 'g'))) STORED;
+CREATE INDEX IF NOT EXISTS decisions_search ON decisions USING GIN (search);
+"""
+_MATCH = {
+    "sqlite": "id IN (SELECT rowid FROM decisions_fts WHERE decisions_fts MATCH ?)",
+    "postgres": "search @@ to_tsquery('simple', ?)",
+}
+_COLUMNS = ", ".join(("id", *FIELDS, "details"))
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = object()
 IDLE_S = 5.0  # a writer thread with nothing to write for this long ends
-_live: weakref.WeakSet[SQLiteDecisionStore] = weakref.WeakSet()
+_live: weakref.WeakSet[SqlDecisionStore] = weakref.WeakSet()
 log = logging.getLogger("switchboard.decisions")
 
 
@@ -202,37 +211,54 @@ def fts_query(text: str) -> str:
     return " ".join(quoted)
 
 
+def ts_query(text: str) -> str:
+    """The same query for Postgres' `to_tsquery`: every word must occur (a word of several parts, like
+    `issue_refund`, as a phrase), prefix match on the last one; every lexeme is quoted, so no input is syntax."""
+    groups = [parts for w in _WORD.findall(text or "") if (parts := re.findall(r"[^\W_]+", w.lower()))]
+    if not groups:
+        return ""
+    phrases = [" <-> ".join(f"'{p}'" for p in parts) for parts in groups]
+    phrases[-1] += ":*"
+    return " & ".join(f"({p})" for p in phrases)
+
+
 _INSERT = f"INSERT INTO decisions ({', '.join(FIELDS)}, details) VALUES ({', '.join('?' * (len(FIELDS) + 1))})"
 
 
-class SQLiteDecisionStore:
-    """Decisions and alerts in one SQLite file (WAL); full-text search with FTS5. Append-only: triggers refuse
-    UPDATE and DELETE of decisions. Thread-safe (one connection behind a lock).
+class SqlDecisionStore:
+    """Decisions and alerts in one SQLite file (WAL; full-text search with FTS5) or in Postgres (`target`: a path,
+    ``sqlite:///path`` or a ``postgresql://`` URL, storage.sql; full-text search on a generated tsvector with a GIN
+    index), where every instance of a cluster writes one log. Append-only: triggers refuse UPDATE and DELETE of
+    decisions. Thread-safe (one connection behind a lock).
 
     `record()` only queues the record: a writer thread inserts whatever is queued in one transaction, so a node
     never waits for the disk. Every read flushes the queue first (a query always sees what was recorded before
     it), and so do `flush()`, `close()` and process exit. A crash loses at most the records of the last few
     milliseconds, never a half-written one."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, target: Path | str) -> None:
+        self.target = str(target)
+        self.engine = "postgres" if is_postgres(target) else "sqlite"
+        self.path = None if self.engine == "postgres" else sqlite_file(target)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
+        self._conn = connect(target, lock="decisions")
+        search = POSTGRES_SEARCH if self.engine == "postgres" else SQLITE_SEARCH
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
+            create_schema(self._conn, SCHEMA + search, append_only_tables=("decisions",))
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
         _live.add(self)
 
+    @property
+    def where(self) -> str:
+        """The store, for messages (a URL without its password)."""
+        return redact(self.target)
+
     def record(self, rec: DecisionRecord) -> None:
         if self._closed:
-            raise ValueError(f"decision store {self.path} is closed")
+            raise ValueError(f"decision store {self.where} is closed")
         from guards.text import well_formed
 
         row = [well_formed(v) if isinstance(v, str) else v for v in (getattr(rec, f) for f in FIELDS)]
@@ -267,7 +293,7 @@ class SQLiteDecisionStore:
                     with self._lock, transaction(self._conn, begin="BEGIN") as conn:
                         conn.executemany(_INSERT, rows)
                 except Exception:  # noqa: BLE001 - logged loudly; a full disk must not stop the graph
-                    log.error("%d decision record(s) not written to %s", len(rows), self.path, exc_info=True)
+                    log.error("%d decision record(s) not written to %s", len(rows), self.where, exc_info=True)
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
@@ -288,18 +314,20 @@ class SQLiteDecisionStore:
     def by_trace(self, trace_id: str) -> list[DecisionRecord]:
         self.flush()
         with self._lock:
-            rows = self._conn.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY id", (trace_id,)).fetchall()
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM decisions WHERE trace_id = ? ORDER BY id", (trace_id,)
+            ).fetchall()
         return [_decision(r) for r in rows]
 
     def search(self, text: str, *, limit: int = 50, tenant_id: str | None = None) -> list[DecisionRecord]:
         """Newest first; every word of `text` must occur in the record (any indexed field)."""
-        query = fts_query(text)
+        query = ts_query(text) if self.engine == "postgres" else fts_query(text)
         if not query:
             return []
         sql = (
-            "SELECT d.* FROM decisions_fts f JOIN decisions d ON d.id = f.rowid WHERE decisions_fts MATCH ?"
-            + (" AND d.tenant_id = ?" if tenant_id else "")
-            + " ORDER BY d.id DESC LIMIT ?"
+            f"SELECT {_COLUMNS} FROM decisions WHERE {_MATCH[self.engine]}"
+            + (" AND tenant_id = ?" if tenant_id else "")
+            + " ORDER BY id DESC LIMIT ?"
         )
         params: list[Any] = [query, *([tenant_id] if tenant_id else []), int(limit)]
         self.flush()
@@ -311,19 +339,19 @@ class SQLiteDecisionStore:
         self.flush()
         with self._lock:
             rows = self._conn.execute(
-                "SELECT * FROM decisions WHERE ts >= ? ORDER BY id DESC LIMIT ?", (since, int(limit))
+                f"SELECT {_COLUMNS} FROM decisions WHERE ts >= ? ORDER BY id DESC LIMIT ?", (since, int(limit))
             ).fetchall()
         return [_decision(r) for r in rows]
 
     def add_alert(self, alert: AlertRecord) -> int:
         with self._lock:
-            cur = self._conn.execute(
+            row = self._conn.execute(
                 "INSERT INTO alerts (ts, rule, state, value, threshold, window_s, message, delivered) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (alert.ts, alert.rule, alert.state, alert.value, alert.threshold, alert.window_s, alert.message,
                  alert.delivered),
-            )
-        alert.id = int(cur.lastrowid or 0)
+            ).fetchone()
+        alert.id = int(row[0])
         return alert.id
 
     def set_delivery(self, alert_id: int, delivered: str) -> None:
@@ -348,7 +376,7 @@ class SQLiteDecisionStore:
             self._conn.close()
 
 
-def _decision(row: sqlite3.Row) -> DecisionRecord:
+def _decision(row: Any) -> DecisionRecord:
     data = dict(row)
     data["details"] = json.loads(data.get("details") or "{}")
     return DecisionRecord(**data)
@@ -361,27 +389,23 @@ _open_lock = threading.Lock()
 
 
 def decision_target(settings: Any) -> str:
-    """Where a settings' decision log lives: `decisions_url` when set, else `<data_dir>/decisions.sqlite`."""
-    url = getattr(settings, "decisions_url", None)
-    return url or str(Path(settings.data_dir) / "decisions.sqlite")
+    """Where a settings' decision log lives (`Settings.decisions_target`: SWITCHBOARD_DECISIONS_URL, else the
+    database URL, else `<data_dir>/decisions.sqlite`)."""
+    return str(settings.decisions_target)
 
 
 def open_decision_store(target: Any) -> DecisionStore:
-    """The store for a target (a Settings, a path, or a URL); one per target per process, shared by threads.
-
-    `postgresql://...` is where a Postgres backend plugs in (not built yet: a clear error, never a silent
-    fallback to another store)."""
+    """The store for a target (a Settings, a path, ``sqlite:///path`` or a ``postgresql://`` URL); one per target
+    per process, shared by threads. Any other URL is a ValueError, never a silent fallback to another store."""
     where = target if isinstance(target, (str, Path)) else decision_target(target)
     key = str(where)
     with _open_lock:
         if key in _open:
             return _open[key]
-        if key.startswith(("postgres://", "postgresql://")):
+        if "://" in key and not is_postgres(key) and not key.startswith("sqlite:///"):
             raise ValueError(
-                "a Postgres decision store is not available yet; unset SWITCHBOARD_DECISIONS_URL to use SQLite"
+                f"decision log URL {redact(key)!r} is not supported: use a file path, sqlite:///path or postgresql://..."
             )
-        path = Path(key[len("sqlite:///"):] if key.startswith("sqlite:///") else key)
-        store = SQLiteDecisionStore(path)
+        store = SqlDecisionStore(key)
         _open[key] = store
         return store
-

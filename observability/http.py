@@ -8,9 +8,9 @@ routes are served at the paths the issue names and under `/switchboard/` too (al
 
 - `GET /health/live`: liveness, 200 while the process serves requests; nothing is checked.
 - `GET /health`: `{"status": "ok" | "degraded", "checks": {...}}`, 200 or 503. Checks are cheap and never build
-  anything: data dir writable, shop DB opens, knowledge base non-empty (only when services were already built,
-  else "not_loaded"), LLM configured or offline, circuit breakers of models and
-  tools.
+  anything: data dir writable, the configured shop DB (SQLite file or Postgres) answers, knowledge base non-empty
+  (only when services were already built, else "not_loaded"), LLM configured or offline, circuit breakers of models
+  and tools.
 - `GET /health/semantic`: a canned ticket must classify and route as expected within a time bound
   (observability.semantic, config/observability.yaml `semantic_health`); 503 otherwise.
 - `GET /switchboard/metrics`: `observability.metrics.REGISTRY` as Prometheus text, or OpenMetrics with exemplars
@@ -60,8 +60,23 @@ def check_data_dir(data_dir: Path) -> dict[str, Any]:
     return {"status": "ok" if target == data_dir else "not_created", "path": str(data_dir)}
 
 
-def check_shop_db(path: Path) -> dict[str, Any]:
-    """The shop database opens read-only and its schema page reads; a missing one is seeded on first run."""
+def check_shop_db(target: Path | str) -> dict[str, Any]:
+    """The configured shop database (`Settings.shop_target`) answers: a SQLite file opens read-only and its schema
+    page reads (a missing one is seeded on first run); Postgres connects within 2 s and has the shop's tables."""
+    from storage.sql import connect, database_errors, is_postgres, redact, table_exists
+
+    if is_postgres(target):
+        where = redact(str(target))
+        try:
+            conn = connect(str(target), lock="shop", timeout_s=2.0)
+            try:
+                seeded = table_exists(conn, "shop_meta")
+            finally:
+                conn.close()
+        except database_errors() as exc:
+            return {"status": "fail", "path": where, "detail": f"{type(exc).__name__}: {redact(str(exc))[:300]}"}
+        return {"status": "ok" if seeded else "not_seeded", "path": where}
+    path = Path(target)
     if not path.exists():
         return {"status": "not_seeded", "path": str(path)}
     try:
@@ -131,7 +146,7 @@ def health(settings: Settings | None = None, instances: Mapping[Path, Any] | Non
     services = loaded_services(settings, instances)
     checks = {
         "data_dir": check_data_dir(settings.data_dir),
-        "shop_db": check_shop_db(settings.data_dir / "shop.sqlite"),
+        "shop_db": check_shop_db(settings.shop_target),
         "knowledge": check_knowledge(services),
         "llm": check_llm(settings, services),
         "tools": check_tools(settings),

@@ -25,13 +25,14 @@ SQLite's flavour, and opens its connection with `connect(target, lock=...)`:
 `BEGIN IMMEDIATE` by default, so the writer lock is taken at once).
 
 What no statement can say in both dialects is a function here: `table_exists`, `append_only` (UPDATE, DELETE and
-TRUNCATE refused by triggers) and `sync_ids` (identity sequences after rows were inserted with explicit ids).
+TRUNCATE refused by triggers), `create_schema` (a script and its append-only tables, on Postgres in one transaction
+under the store's lock) and `sync_ids` (identity sequences after rows were inserted with explicit ids).
 `executescript` on Postgres runs the whole script in one transaction under the store's lock, so two processes
 creating the schema at once cannot collide. Statements otherwise keep their meaning: both engines run `ON CONFLICT
 ... DO UPDATE SET x = excluded.x`, `SAVEPOINT` / `ROLLBACK TO` / `RELEASE`, `COALESCE`, `||`.
 
-Other stores (the audit and decision logs) can use the same seam; the checkpointer and the per-thread leases have
-their own Postgres code (`langgraph-checkpoint-postgres`, `memory.locks`).
+The audit log, the decision log, API keys and the lesson queue use the same seam; the checkpointer, the LangGraph
+store and the per-thread leases have their own Postgres code (`langgraph-checkpoint-postgres`, `memory.locks`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
     "PostgresConnection",
     "append_only",
     "connect",
+    "create_schema",
     "database_errors",
     "is_postgres",
     "redact",
@@ -155,6 +157,20 @@ def append_only(conn: Any, table: str) -> None:
             f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action} BEFORE {action.upper()} ON {table} "
             f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
         )
+
+
+def create_schema(conn: Any, script: str, *, append_only_tables: Iterable[str] = ()) -> None:
+    """Run a store's schema script (``CREATE ... IF NOT EXISTS``) and make `append_only_tables` append-only. On
+    Postgres it is one transaction under the store's lock, so instances starting at once create it in turn."""
+    if not isinstance(conn, PostgresConnection):
+        conn.executescript(script)
+        for table in append_only_tables:
+            append_only(conn, table)
+        return
+    with transaction(conn):
+        conn.executescript(script)
+        for table in append_only_tables:
+            append_only(conn, table)
 
 
 def sync_ids(conn: Any, tables: Iterable[str]) -> None:

@@ -85,6 +85,22 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each store engine: the embedded SQLite default and Postgres (a database of the test's own, `pg_url`)."""
+    return request.param
+
+
+@pytest.fixture
+def sql_target(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Where a store lives on this test's `backend`: the SQLite file `name` under tmp_path, or the test's Postgres
+    database (every store in the one database, as with SWITCHBOARD_DATABASE_URL)."""
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_url")
+        return lambda name: url
+    return lambda name: str(tmp_path / name)
+
+
 def backend_of(request: pytest.FixtureRequest) -> str:
     """`postgres` when this test runs on the Postgres backend (its `checkpointer` or `backend` parameter)."""
     params = getattr(getattr(request.node, "callspec", None), "params", {})
@@ -93,37 +109,37 @@ def backend_of(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def services(base_services: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Services with a fresh shop, working memory and audit log for this test.
+    """Services with a fresh shop, working memory, audit and decision logs and lesson queue for this test.
 
-    On the Postgres backend (a test parametrised with `checkpointer` or `backend` = postgres) the shop database,
-    its ledger and audit log, and working memory live in the test's own Postgres database, beside the checkpoints.
+    On the Postgres backend (a test parametrised with `checkpointer` or `backend` = postgres) all of them live in the
+    test's own Postgres database, beside the checkpoints (as with SWITCHBOARD_DATABASE_URL).
     """
-    from auth.audit import SqliteAuditLog
+    from auth.audit import SqlAuditLog
     from memory.lessons import LessonQueue
     from memory.working import WorkingMemory
-    from observability.decisions import SQLiteDecisionStore
+    from observability.decisions import SqlDecisionStore
     from tools.shop import ShopDB
 
-    if backend_of(request) == "postgres":
-        url = request.getfixturevalue("pg_url")
-        audit = SqliteAuditLog(tmp_path / "audit.sqlite")
-        shop, working = ShopDB(url, audit=audit), WorkingMemory(url)
-    else:
-        audit = SqliteAuditLog(tmp_path / "audit.sqlite")
-        shop = ShopDB(tmp_path / "shop.sqlite", audit=audit)
-        working = WorkingMemory(tmp_path / "working.sqlite")
+    url = request.getfixturevalue("pg_url") if backend_of(request) == "postgres" else None
+
+    def at(name: str) -> str:
+        return url or str(tmp_path / name)
+
+    audit = SqlAuditLog(at("audit.sqlite"))
+    shop, working = ShopDB(at("shop.sqlite"), audit=audit), WorkingMemory(at("working.sqlite"))
+    decisions, lessons = SqlDecisionStore(at("decisions.sqlite")), LessonQueue(at("lessons.sqlite"))
     shop.seed()
     yield dataclasses.replace(
         base_services,
         shop=shop,
         audit=audit,
         working=working,
-        decisions=SQLiteDecisionStore(tmp_path / "decisions.sqlite"),
+        decisions=decisions,
         alerts=None,
-        lessons=LessonQueue(tmp_path / "lessons.sqlite"),
+        lessons=lessons,
     )
-    shop.close()
-    working.close()
+    for store in (shop, working, decisions, lessons, audit):
+        store.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from langchain_core.messages import HumanMessage
 from graphs.context import Context
 from observability.alerts import AlertMonitor
 from observability.config import Alerts
-from observability.decisions import SQLiteDecisionStore
+from observability.decisions import SqlDecisionStore
 
 
 class Clock:
@@ -29,11 +29,11 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteDecisionStore:
-    return SQLiteDecisionStore(tmp_path / "decisions.sqlite")
+def store(tmp_path: Path) -> SqlDecisionStore:
+    return SqlDecisionStore(tmp_path / "decisions.sqlite")
 
 
-def test_a_rule_fires_once_when_crossed_and_resolves_when_back(store: SQLiteDecisionStore) -> None:
+def test_a_rule_fires_once_when_crossed_and_resolves_when_back(store: SqlDecisionStore) -> None:
     clock = Clock()
     monitor = AlertMonitor(Alerts(window_s=60, min_tickets=4, escalation_rate=0.5, p95_latency_ms=None,
                                   error_rate=None, cost_per_hour_usd=None), store, clock=clock)
@@ -52,7 +52,7 @@ def test_a_rule_fires_once_when_crossed_and_resolves_when_back(store: SQLiteDeci
     assert monitor.status() == [{"rule": "escalation_rate", "threshold": 0.5, "value": 0.0, "firing": False}]
 
 
-def test_latency_error_and_cost_rules(store: SQLiteDecisionStore) -> None:
+def test_latency_error_and_cost_rules(store: SqlDecisionStore) -> None:
     clock = Clock()
     monitor = AlertMonitor(Alerts(window_s=600, min_tickets=2, p95_latency_ms=100, error_rate=0.4,
                                   escalation_rate=None, cost_per_hour_usd=1.0), store, clock=clock)
@@ -89,7 +89,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]], threading.Event]]:
 
 
 def test_a_crossing_posts_to_the_webhook_and_records_the_delivery(
-    store: SQLiteDecisionStore, webhook: tuple[str, list[dict[str, Any]], threading.Event]
+    store: SqlDecisionStore, webhook: tuple[str, list[dict[str, Any]], threading.Event]
 ) -> None:
     url, received, got = webhook
     monitor = AlertMonitor(Alerts(min_tickets=1, error_rate=0.1, p95_latency_ms=None, escalation_rate=None,
@@ -102,7 +102,7 @@ def test_a_crossing_posts_to_the_webhook_and_records_the_delivery(
     assert store.alerts()[0].delivered == "ok 204"
 
 
-def test_a_webhook_that_is_down_is_recorded_not_raised(store: SQLiteDecisionStore) -> None:
+def test_a_webhook_that_is_down_is_recorded_not_raised(store: SqlDecisionStore) -> None:
     import socket
 
     with socket.socket() as s:
@@ -116,7 +116,7 @@ def test_a_webhook_that_is_down_is_recorded_not_raised(store: SQLiteDecisionStor
 
 
 def test_tickets_through_the_graph_feed_the_monitor_and_the_dashboard(
-    with_intent: Any, make_graph: Any, store: SQLiteDecisionStore
+    with_intent: Any, make_graph: Any, store: SqlDecisionStore
 ) -> None:
     import dataclasses
 

@@ -4,7 +4,8 @@ merged in by event id, and `python app.py audit`."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ from langgraph_sdk import Auth
 
 import tools.registry as registry
 from auth import handlers
-from auth.audit import AuditEvent, MemoryAuditLog, SqliteAuditLog, open_audit, query_events
+from auth.audit import AuditEvent, MemoryAuditLog, SqlAuditLog, open_audit, query_events
 from auth.identity import Identity
 from auth.keys import KeyStore
 from config.settings import Settings
 from graphs.context import Context
+from storage.sql import connect, database_errors
 from tools.shop import Caller, ShopDB, run_tool
 
 
@@ -31,26 +33,43 @@ def event(**over: Any) -> AuditEvent:
 # ---------------------------------------------------------------- the store
 
 
-def test_the_sqlite_log_is_append_only(tmp_path: Path) -> None:
-    log = SqliteAuditLog(tmp_path / "audit.sqlite")
-    log.append(event(id="e1"))
-    assert not any(hasattr(log, name) for name in ("update", "delete", "remove", "clear"))
-    conn = sqlite3.connect(log.path)
+@pytest.fixture
+def log(sql_target: Callable[[str], str]) -> Iterator[SqlAuditLog]:
+    """The audit log on each backend: a SQLite file, the test's Postgres database."""
+    store = SqlAuditLog(sql_target("audit.sqlite"))
+    yield store
+    store.close()
+
+
+def raw(target: str, sql: str) -> list[tuple]:
+    conn = connect(target, lock="test")
     try:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            conn.execute("UPDATE audit_events SET outcome = 'forged'")
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            conn.execute("DELETE FROM audit_events")
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
     finally:
         conn.close()
+
+
+def test_the_log_is_append_only(log: SqlAuditLog) -> None:
+    log.append(event(id="e1"))
+    assert not any(hasattr(log, name) for name in ("update", "delete", "remove", "clear"))
+    for forgery in ("UPDATE audit_events SET outcome = 'forged'", "DELETE FROM audit_events"):
+        with pytest.raises(database_errors(), match="append-only"):
+            raw(log.target, forgery)
     log.append(event(id="e1", outcome="replayed"))  # the same event again (a replayed node) is not a second row
     assert [(e.id, e.outcome) for e in log.query()] == [("e1", "ok")]
-    assert log.path.stat().st_mode & 0o077 == 0, "the audit file is private to its owner"
+    if log.path is not None:
+        assert log.path.stat().st_mode & 0o077 == 0, "the audit file is private to its owner"
 
 
-@pytest.mark.parametrize("store", ["sqlite", "memory"])
-def test_queries_filter_by_thread_user_tenant_and_kind(tmp_path: Path, store: str) -> None:
-    log = SqliteAuditLog(tmp_path / "a.sqlite") if store == "sqlite" else MemoryAuditLog()
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def any_log(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "memory":
+        return MemoryAuditLog()
+    return SqlAuditLog(request.getfixturevalue("pg_url") if request.param == "postgres" else tmp_path / "a.sqlite")
+
+
+def test_queries_filter_by_thread_user_tenant_and_kind(any_log: Any) -> None:
+    log = any_log
     log.append(event(id="1", actor="demo", subject="demo", tenant="default"))
     log.append(event(id="2", kind="approval", actor="rita", role="agent", subject="demo", action="cancel_order"))
     log.append(event(id="3", actor="alice", subject="alice", thread_id="t2", tenant="other"))
@@ -61,28 +80,36 @@ def test_queries_filter_by_thread_user_tenant_and_kind(tmp_path: Path, store: st
     assert [e.id for e in log.query(tenant="other")] == ["3"]
 
 
-def test_personal_data_in_details_is_masked(tmp_path: Path) -> None:
-    log = SqliteAuditLog(tmp_path / "audit.sqlite")
+def test_personal_data_in_details_is_masked(log: SqlAuditLog) -> None:
     log.append(event(id="x", detail={"args": {"field": "email", "value": "dana.new@example.com"}}))
     [stored] = log.query()
     assert stored.detail["args"]["value"] == "d***@example.com"
-    assert "dana.new@example.com" not in log.path.read_bytes().decode("utf-8", "ignore")
+    assert "dana.new@example.com" not in str(raw(log.target, "SELECT * FROM audit_events"))
+    if log.path is not None:
+        assert "dana.new@example.com" not in log.path.read_bytes().decode("utf-8", "ignore")
 
 
-def test_an_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'postgresql' is not supported yet"):
-        open_audit(Settings(data_dir=tmp_path, audit_url="postgresql://localhost/audit"))
-    assert isinstance(open_audit(Settings(data_dir=tmp_path)), SqliteAuditLog)
+def test_the_settings_pick_the_backend(tmp_path: Path) -> None:
+    url = "postgresql://localhost/shared"
+    assert open_audit(Settings(data_dir=tmp_path)).target == str(tmp_path / "audit.sqlite")  # type: ignore[attr-defined]
+    assert open_audit(Settings(data_dir=tmp_path, database_url=url)).target == url  # type: ignore[attr-defined]
+    own = Settings(data_dir=tmp_path, database_url=url, audit_url=str(tmp_path / "own.sqlite"))
+    assert open_audit(own).target == str(tmp_path / "own.sqlite")  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="is not supported: use a file path, sqlite:///path or postgresql://"):
+        open_audit(Settings(data_dir=tmp_path, audit_url="mysql://u:pw@db/audit"))
+    assert not (tmp_path / "audit.sqlite").exists(), "opening connects to nothing"
 
 
 # ---------------------------------------------------------------- tool calls
 
 
 @pytest.fixture
-def shop(tmp_path: Path) -> ShopDB:
-    db = ShopDB(tmp_path / "shop.sqlite", audit=SqliteAuditLog(tmp_path / "audit.sqlite"))
+def shop(sql_target: Callable[[str], str]) -> Iterator[ShopDB]:
+    """The shop with its journal and the audit log on each backend (on Postgres in one database, as deployed)."""
+    db = ShopDB(sql_target("shop.sqlite"), audit=SqlAuditLog(sql_target("audit.sqlite")))
     db.seed()
-    return db
+    yield db
+    db.close()
 
 
 def test_every_tool_call_is_recorded_with_who_what_and_trace(shop: ShopDB) -> None:
@@ -117,16 +144,16 @@ def test_a_committed_write_is_in_the_audit_even_when_its_copy_is_lost(
     monkeypatch.setattr(registry, "record", lambda audit, e: lost.append(e))  # the process "died" after commit
     assert run_tool(shop, "cancel_order", {"order_id": 1009}, caller=Caller("execute_action", "demo")).ok
     assert shop.audit.query() == [] and len(lost) == 1
-    merged = query_events(shop.audit, shop_path=shop.path)
+    merged = query_events(shop.audit, shop=shop.target)
     assert [(e.id, e.action, e.outcome) for e in merged] == [(lost[0].id, "cancel_order", "ok")]
     shop.audit.append(lost[0])  # once the copy arrives, the event is listed once
-    assert [e.id for e in query_events(shop.audit, shop_path=shop.path)] == [lost[0].id]
+    assert [e.id for e in query_events(shop.audit, shop=shop.target)] == [lost[0].id]
 
 
 # ---------------------------------------------------------------- approvals, reviews, escalations
 
 
-def test_approvals_and_escalations_are_recorded_once(services: Any, make_graph: Any) -> None:
+def test_approvals_and_escalations_are_recorded_once(services: Any, make_graph: Any, backend: str) -> None:
     graph = make_graph(services)
     config = {"configurable": {"thread_id": "audit-1"}}
     reviewer = Context(user_id="demo", role="agent", approver_id="rita")
@@ -209,3 +236,26 @@ def test_app_audit_queries_by_thread_and_user(cli: Any) -> None:
     assert code == 0 and "approval" in text and "rita for demo" in text and text.rstrip().endswith("event(s)")
     code, _, err = cli("audit", "--thread", "bad id!")
     assert code == 2 and "invalid thread id" in err and len(err.strip().splitlines()) == 1
+
+
+def test_app_audit_reads_the_postgres_log_and_the_shop_journal(
+    cli: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SWITCHBOARD_DATABASE_URL the CLI reads the cluster's log (and the shop's journal in the same database),
+    not a file in its own data directory."""
+    shop = ShopDB(pg_url, audit=SqlAuditLog(pg_url))
+    shop.seed()
+    lost: list[AuditEvent] = []
+    monkeypatch.setattr(registry, "record", lambda audit, e: lost.append(e))  # this copy never reached the log
+    assert run_tool(shop, "cancel_order", {"order_id": 1009}, caller=Caller("execute_action", "demo",
+                                                                              thread_id="pg-1")).ok  # fmt: skip
+    shop.audit.append(event(id="pg-approval", kind="approval", actor="rita", role="agent", subject="demo",
+                            action="cancel_order", outcome="accept", thread_id="pg-1"))  # fmt: skip
+    shop.close()
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", pg_url)
+    code, got, _ = cli("audit", "--thread", "pg-1", "--json")
+    assert code == 0
+    assert sorted((e["id"], e["kind"], e["outcome"]) for e in got["events"]) == sorted(
+        [(lost[0].id, "tool_call", "ok"), ("pg-approval", "approval", "accept")]
+    )
+    assert not (Path(os.environ["SWITCHBOARD_DATA_DIR"]) / "audit.sqlite").exists()

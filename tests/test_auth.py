@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from auth.identity import Identity, identity_of, parse_role
 from auth.keys import KeyStore, key_id_of
 from config.settings import Settings
 from graphs.context import Context, context_of
+from storage.sql import connect
 
 
 @pytest.fixture(autouse=True)
@@ -35,19 +36,27 @@ def private_audit(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> KeyStore:
-    return KeyStore(tmp_path / "auth.sqlite")
+def keys(sql_target: Callable[[str], str]) -> Iterator[KeyStore]:
+    """API keys on each backend (SQLite file, Postgres database)."""
+    store = KeyStore(sql_target("auth.sqlite"))
+    yield store
+    store.close()
 
 
 def test_a_key_is_stored_only_as_its_sha256(keys: KeyStore) -> None:
     key, record = keys.create("demo", "default", "customer")
     assert key.startswith(f"sb_{record.key_id}_") and key_id_of(key) == record.key_id
     assert len(key.split("_", 2)[2]) == 43  # 32 random bytes, urlsafe base64
-    with sqlite3.connect(keys.path) as conn:
-        rows = conn.execute("SELECT key_id, key_hash FROM api_keys").fetchall()
+    conn = connect(keys.target, lock="test")
+    try:
+        rows = [tuple(r) for r in conn.execute("SELECT key_id, key_hash FROM api_keys").fetchall()]
+        assert key.split("_", 2)[2] not in str([tuple(r) for r in conn.execute("SELECT * FROM api_keys")])
+    finally:
+        conn.close()
     assert rows == [(record.key_id, hashlib.sha256(key.encode()).hexdigest())]
-    assert key.split("_", 2)[2].encode() not in keys.path.read_bytes()
-    assert keys.path.stat().st_mode & 0o077 == 0, "the key file is private to its owner"
+    if keys.path is not None:
+        assert key.split("_", 2)[2].encode() not in keys.path.read_bytes()
+        assert keys.path.stat().st_mode & 0o077 == 0, "the key file is private to its owner"
     other, _ = keys.create("demo")
     assert other != key
 
@@ -394,7 +403,7 @@ def test_apikey_create_prints_one_json_object_with_a_working_key(apikey: Any) ->
     created = json.loads(out)
     assert set(created) >= {"key", "key_id", "user", "tenant", "role"}
     assert (created["user"], created["tenant"], created["role"]) == ("rita", "shop2", "agent")
-    identity = KeyStore(apikey.settings.auth_path).lookup(created["key"])
+    identity = KeyStore(apikey.settings.auth_target).lookup(created["key"])
     assert identity is not None and identity.role == "agent"
 
     code, out, _ = apikey("list", "--json")
@@ -404,7 +413,7 @@ def test_apikey_create_prints_one_json_object_with_a_working_key(apikey: Any) ->
 
     code, out, _ = apikey("revoke", created["key_id"], "--json")
     assert code == 0 and json.loads(out)["revoked_at"]
-    assert KeyStore(apikey.settings.auth_path).lookup(created["key"]) is None
+    assert KeyStore(apikey.settings.auth_target).lookup(created["key"]) is None
 
 
 @pytest.mark.parametrize(
@@ -422,7 +431,7 @@ def test_apikey_create_prints_one_json_object_with_a_working_key(apikey: Any) ->
 def test_apikey_bad_input_is_one_line_exit_2_and_writes_nothing(apikey: Any, argv: tuple, message: str) -> None:
     code, out, err = apikey(*argv)
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1, err
-    assert KeyStore(apikey.settings.auth_path).list() == []
+    assert KeyStore(apikey.settings.auth_target).list() == []
 
 
 def test_apikey_revoking_twice_is_refused(apikey: Any) -> None:

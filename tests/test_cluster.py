@@ -95,7 +95,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, seeded_settings: Settings,
         try:
             settings = Settings(data_dir=data, database_url=shop_db, chroma_url=chroma.url, model_cache_dir=model_cache)
             seed(settings, embedder=embedder)  # the shop into Postgres, the knowledge base into the Chroma server
-            store = KeyStore(settings.auth_path)
+            store = KeyStore(settings.auth_target)
             keys = {
                 "demo": store.create("demo")[0],
                 "alice": store.create("alice")[0],

@@ -1,9 +1,11 @@
-"""The decision log: the SQLite/FTS5 store, the records the graph writes, and tokens/cost per node and model."""
+"""The decision log: the store on both engines (SQLite + FTS5, Postgres + tsvector), the records the graph writes,
+and tokens/cost per node and model."""
 
 from __future__ import annotations
 
-import sqlite3
+import json
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,19 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from config.settings import Settings
 from graphs.context import Context
-from observability.decisions import DecisionRecord, SQLiteDecisionStore, fts_query, open_decision_store
+from observability.decisions import (
+    AlertRecord,
+    DecisionRecord,
+    SqlDecisionStore,
+    decision_target,
+    fts_query,
+    open_decision_store,
+    ts_query,
+)
 from observability.metrics import REGISTRY, instrument
+from storage.sql import connect, database_errors
 
 
 def value(name: str, **labels: str) -> float:
@@ -22,8 +34,11 @@ def value(name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteDecisionStore:
-    return SQLiteDecisionStore(tmp_path / "decisions.sqlite")
+def store(sql_target: Callable[[str], str]) -> Iterator[SqlDecisionStore]:
+    """The decision log on each backend: SQLite + FTS5, Postgres + tsvector."""
+    store = SqlDecisionStore(sql_target("decisions.sqlite"))
+    yield store
+    store.close()
 
 
 def rec(trace: str, node: str, **kw: Any) -> DecisionRecord:
@@ -31,7 +46,7 @@ def rec(trace: str, node: str, **kw: Any) -> DecisionRecord:
                           outcome=kw.pop("outcome", "ok"), **kw)
 
 
-def test_records_come_back_by_trace_in_order_with_their_details(store: SQLiteDecisionStore) -> None:
+def test_records_come_back_by_trace_in_order_with_their_details(store: SqlDecisionStore) -> None:
     store.record(rec("t1", "classify_intent", intent="get_refund", confidence=0.91, details={"candidates": [1, 2]}))
     store.record(rec("t2", "classify_intent", intent="track_order"))
     store.record(rec("t1", "plan_action", tool="issue_refund", outcome="needs_approval", reasoning="refund EUR 20"))
@@ -42,18 +57,19 @@ def test_records_come_back_by_trace_in_order_with_their_details(store: SQLiteDec
     assert store.by_trace("nope") == []
 
 
-def test_records_are_written_in_the_background_and_kept_on_close(tmp_path: Path) -> None:
-    store = SQLiteDecisionStore(tmp_path / "d.sqlite")
+def test_records_are_written_in_the_background_and_kept_on_close(sql_target: Callable[[str], str]) -> None:
+    store = SqlDecisionStore(sql_target("d.sqlite"))
     for i in range(250):
         store.record(rec("bulk", f"n{i}"))
     store.close()
     with pytest.raises(ValueError, match="closed"):
         store.record(rec("bulk", "late"))
-    again = SQLiteDecisionStore(tmp_path / "d.sqlite")
+    again = SqlDecisionStore(sql_target("d.sqlite"))
     assert [r.node for r in again.by_trace("bulk")] == [f"n{i}" for i in range(250)]
+    again.close()
 
 
-def test_full_text_search_needs_every_word_and_ignores_query_syntax(store: SQLiteDecisionStore) -> None:
+def test_full_text_search_needs_every_word_and_ignores_query_syntax(store: SqlDecisionStore) -> None:
     store.record(rec("a", "request_approval", tool="issue_refund", outcome="approved", reasoning="accept by rita",
                      tenant_id="shop1"))
     store.record(rec("b", "request_approval", tool="cancel_order", outcome="refused", reasoning="ignore by sam",
@@ -62,29 +78,69 @@ def test_full_text_search_needs_every_word_and_ignores_query_syntax(store: SQLit
     assert [r.trace_id for r in store.search("request_approval")] == ["b", "a"]  # newest first
     assert store.search("rita refused") == []  # every word must occur in one record
     assert [r.trace_id for r in store.search("issue_ref")] == ["a"]  # prefix on the last word
+    assert store.search("issue_ref request") == []  # ... only the last
+    assert [r.trace_id for r in store.search("Approval REQUEST")] == ["b", "a"]  # case and order do not matter
+    assert store.search("approval_request") == []  # the parts of one word are a phrase
     assert [r.trace_id for r in store.search("request_approval", tenant_id="shop2")] == ["b"]
-    for nasty in ('"', "NEAR(", "rita OR", "*", "approved AND NOT", "col:rita", "'); DROP TABLE decisions; --"):
-        store.search(nasty)  # never an FTS5 syntax error
-    assert store.search("   ") == [] and fts_query("!!") == ""
+    for nasty in ('"', "NEAR(", "rita OR", "*", "approved AND NOT", "col:rita", "'); DROP TABLE decisions; --",
+                  "a & !b", "x:*", "<->", "rita's"):
+        store.search(nasty)  # never a query syntax error (FTS5 or tsquery)
+    assert store.search("   ") == [] and fts_query("!!") == "" and ts_query("!!") == ""
+    assert ts_query("issue_ref rita") == "('issue' <-> 'ref') & ('rita':*)"
     assert len(store.by_trace("a")) == 1
 
 
-def test_the_log_is_append_only(store: SQLiteDecisionStore) -> None:
+def test_the_log_is_append_only(store: SqlDecisionStore) -> None:
     store.record(rec("t", "remember", outcome="completed"))
     store.flush()
-    with sqlite3.connect(store.path) as conn:
+    conn = connect(store.target, lock="test")
+    try:
         for sql in ("UPDATE decisions SET outcome = 'forged'", "DELETE FROM decisions"):
-            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            with pytest.raises(database_errors(), match="append-only"):
                 conn.execute(sql)
+    finally:
+        conn.close()
     assert store.by_trace("t")[0].outcome == "completed"
+
+
+def test_alerts_are_stored_with_their_delivery(store: SqlDecisionStore) -> None:
+    first = store.add_alert(AlertRecord(rule="error_rate", state="firing", value=0.5, threshold=0.2, message="up"))
+    second = store.add_alert(AlertRecord(rule="error_rate", state="resolved", value=0.1, threshold=0.2, message="ok"))
+    store.set_delivery(first, "ok")
+    assert second > first
+    assert [(a.id, a.state, a.delivered) for a in store.alerts()] == [(second, "resolved", ""), (first, "firing", "ok")]
 
 
 def test_open_picks_the_backend_by_target(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite"
     assert open_decision_store(path) is open_decision_store(str(path))  # one store per target per process
-    assert isinstance(open_decision_store(f"sqlite:///{tmp_path / 'e.sqlite'}"), SQLiteDecisionStore)
-    with pytest.raises(ValueError, match="Postgres decision store is not available"):
-        open_decision_store("postgresql://postgres@127.0.0.1/test")
+    assert isinstance(open_decision_store(f"sqlite:///{tmp_path / 'e.sqlite'}"), SqlDecisionStore)
+    with pytest.raises(ValueError, match="'mysql://u:\\*\\*\\*@db/x' is not supported"):
+        open_decision_store("mysql://u:pw@db/x")
+    url = "postgresql://db.internal/shared"
+    assert decision_target(Settings(data_dir=tmp_path)) == str(tmp_path / "decisions.sqlite")
+    assert decision_target(Settings(data_dir=tmp_path, database_url=url)) == url
+    assert decision_target(Settings(data_dir=tmp_path, database_url=url, decisions_url=str(path))) == str(path)
+
+
+def test_app_decisions_reads_the_postgres_log(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import app
+
+    store = SqlDecisionStore(pg_url)
+    store.record(rec("pg-trace", "classify_intent", intent="get_refund", reasoning="refund asked"))
+    store.record(rec("pg-trace", "plan_action", tool="issue_refund", outcome="needs_approval"))
+    store.close()
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", pg_url)
+    assert app.main(["decisions", "--trace", "pg-trace", "--json"]) == 0
+    assert [(r["node"], r["outcome"]) for r in json.loads(capsys.readouterr().out)] == [
+        ("classify_intent", "ok"), ("plan_action", "needs_approval")
+    ]
+    assert app.main(["decisions", "--search", "issue_ref", "--json"]) == 0
+    assert [r["node"] for r in json.loads(capsys.readouterr().out)] == ["plan_action"]
+    assert not (tmp_path / "data" / "decisions.sqlite").exists()
 
 
 def test_a_rejected_empty_input_is_recorded_as_refused_not_escalated(services: Any, make_graph: Any) -> None:
@@ -135,7 +191,7 @@ class PricedChat(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
 
-def test_tokens_and_cost_are_counted_per_node_and_model(store: SQLiteDecisionStore) -> None:
+def test_tokens_and_cost_are_counted_per_node_and_model(store: SqlDecisionStore) -> None:
     from llm import LLM
     from llm.prices import PRICES
 

@@ -334,3 +334,21 @@ def test_progress_bars_only_for_a_terminal_and_never_with_json(
     with bar(2, "work", enabled=True) as advance:  # on stderr, whatever stdout is
         advance(2, description="done")
     assert capsys.readouterr().out == ""
+
+
+def test_health_checks_the_configured_postgres_shop_not_the_file(tmp_path: Path, pg_url: str) -> None:
+    from config.settings import Settings
+    from observability.http import health
+    from tools.shop import ShopDB
+
+    (tmp_path / "shop.sqlite").write_bytes(b"this is not a database" * 100)  # ignored: the shop is in Postgres
+    settings = Settings(data_dir=tmp_path, database_url=pg_url)
+    assert health(settings, instances={})["checks"]["shop_db"]["status"] == "not_seeded"
+    with ShopDB(pg_url) as shop:
+        shop.seed()
+    check = health(settings, instances={})["checks"]["shop_db"]
+    assert check == {"status": "ok", "path": pg_url}
+    down = Settings(data_dir=tmp_path, database_url="postgresql://nobody:secret@127.0.0.1:1/none")
+    body = health(down, instances={})
+    assert body["status"] == "degraded" and body["checks"]["shop_db"]["status"] == "fail"
+    assert "secret" not in str(body) and body["checks"]["shop_db"]["path"] == "postgresql://nobody:***@127.0.0.1:1/none"

@@ -85,10 +85,10 @@ def test_the_report_counts_every_kind(local_results: list[redteam.Result], api_r
 def test_wrong_owner_requests_are_audited_as_policy_refusals(
     served: redteam.Api, api_results: list[redteam.Result]
 ) -> None:
-    from auth.audit import SqliteAuditLog
+    from auth.audit import SqlAuditLog
 
     assert served.data_dir is not None
-    events = SqliteAuditLog(served.data_dir / "audit.sqlite").query(kind="policy_refusal", limit=10_000)
+    events = SqlAuditLog(served.data_dir / "audit.sqlite").query(kind="policy_refusal", limit=10_000)
     alice = [e for e in events if e.actor == "alice"]
     hidden = [e for e in alice if e.outcome == "404" and e.thread_id == served.demo_thread]
     assert {e.action for e in hidden} >= {
@@ -191,10 +191,10 @@ def test_a_5xx_is_a_violation_not_a_refusal() -> None:
 
 def test_a_lone_surrogate_never_costs_an_audit_record(tmp_path: Path) -> None:
     """Found by the suite (kind encoding): a reviewer reply with '\\ud800' made the audit append fail (record lost)."""
-    from auth.audit import AuditEvent, SqliteAuditLog
+    from auth.audit import AuditEvent, SqlAuditLog
     from guards.text import well_formed
 
-    log = SqliteAuditLog(tmp_path / "audit.sqlite")
+    log = SqlAuditLog(tmp_path / "audit.sqlite")
     log.append(AuditEvent(kind="approval", actor="rita", action="approve issue_refund", outcome="response",
                           detail={"reason": "No refund \ud800 sorry"}))  # fmt: skip
     [event] = log.query()

@@ -148,7 +148,7 @@ def test_over_the_limit_a_run_is_refused_with_429_and_retry_after(served: Served
     assert info.value.response.status_code == 429 and "tenant crowd" in info.value.response.text
     assert ticket(served, "bo", "How long does standard delivery take?")  # another tenant is not affected
 
-    from auth.audit import SqliteAuditLog
+    from auth.audit import SqlAuditLog
 
-    refusals = SqliteAuditLog(served.data / "audit.sqlite").query(kind="rate_limited")
+    refusals = SqlAuditLog(served.data / "audit.sqlite").query(kind="rate_limited")
     assert [(e.actor, e.tenant, e.outcome) for e in refusals] == [("ann", "crowd", "429"), ("cid", "crowd", "429")]

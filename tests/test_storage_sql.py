@@ -82,11 +82,6 @@ def test_bad_urls_are_refused_at_start_up(env: dict[str, str], phrase: str) -> N
 
 
 # ------------------------------------------------------------------------------------------ stores on both engines
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 @pytest.fixture
 def target(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("pg_url") if backend == "postgres" else str(tmp_path / "shop.sqlite")

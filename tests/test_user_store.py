@@ -4,6 +4,7 @@ namespaced by (tenant, user) from the run context, read back in another thread o
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,21 @@ BOB = Context(tenant_id="t1", user_id="bob")
 ALICE_T2 = Context(tenant_id="t2", user_id="alice")
 
 
-def test_preferences_are_per_user_and_tenant_in_the_sqlite_store(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite"
+def stored_rows(target: str, query: str = "SELECT prefix, key FROM store ORDER BY prefix, key") -> list[tuple]:
+    """Rows of the store's own table, read straight from the database."""
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target) as conn:
+            cur = conn.execute(query)  # type: ignore[arg-type]
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []
+    with sqlite3.connect(target) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_preferences_are_per_user_and_tenant_in_the_store(sql_target: Callable[[str], str]) -> None:
+    """On each backend Settings.store_target selects: a SQLite file, or Postgres (PostgresStore) with a URL."""
+    path = sql_target("store.sqlite")
     with open_store(path) as store:
         save_preferences(store, ALICE, {"contact": "email", "language": {"code": "de"}})
         save_preferences(store, ALICE, {"contact": "sms"})  # a later value replaces
@@ -39,8 +53,7 @@ def test_preferences_are_per_user_and_tenant_in_the_sqlite_store(tmp_path: Path)
         assert load_preferences(store, ALICE_T2) == {}
         item = store.get(("t1", "alice", "prefs"), "contact")
         assert item is not None and item.value == {"value": "sms"}
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT prefix, key FROM store ORDER BY prefix, key").fetchall()
+    rows = stored_rows(path)
     assert rows == [("t1.alice.prefs", "contact"), ("t1.alice.prefs", "language"), ("t1.bob.prefs", "contact")]
 
 
@@ -74,9 +87,10 @@ def test_a_read_drops_items_outside_the_callers_namespace() -> None:
     assert load_preferences(store, ALICE) == {"contact": "email"}
 
 
-def test_working_memory_expires_and_the_store_gets_its_ttl(tmp_path: Path) -> None:
+def test_working_memory_expires_and_the_store_gets_its_ttl(sql_target: Callable[[str], str]) -> None:
     now = [1_000.0]
-    with open_store(tmp_path / "store.sqlite") as store:
+    target = sql_target("store.sqlite")
+    with open_store(target) as store:
         note_working(store, ALICE, "last_action", {"tool": "cancel_order", "ok": True}, ttl_seconds=600,
                      clock=lambda: now[0])  # fmt: skip
         assert load_working(store, ALICE, clock=lambda: now[0] + 599) == {
@@ -84,10 +98,21 @@ def test_working_memory_expires_and_the_store_gets_its_ttl(tmp_path: Path) -> No
         }
         assert load_working(store, ALICE, clock=lambda: now[0] + 600) == {}
         assert load_working(store, BOB, clock=lambda: now[0]) == {}
-        (ttl,) = store.conn.execute("SELECT ttl_minutes FROM store WHERE key = 'last_action'").fetchone()
-        assert ttl == pytest.approx(10.0)
+        [(ttl,)] = stored_rows(target, "SELECT ttl_minutes FROM store WHERE key = 'last_action'")
+        assert float(ttl) == pytest.approx(10.0)
         with pytest.raises(ValueError):
             note_working(store, ALICE, "last_action", {}, ttl_seconds=0)
+
+
+def test_opening_the_store_sweeps_expired_items(sql_target: Callable[[str], str]) -> None:
+    target = sql_target("store.sqlite")
+    with open_store(target) as store:
+        note_working(store, ALICE, "last_action", {"tool": "cancel_order"}, ttl_seconds=600)
+        note_working(store, BOB, "last_action", {"tool": "issue_refund"}, ttl_seconds=600)
+    stored_rows(target, "UPDATE store SET expires_at = '2000-01-01 00:00:00' WHERE prefix LIKE '%alice%'")
+    with open_store(target) as store:  # setup again (idempotent), then the sweep
+        assert [prefix for prefix, _ in stored_rows(target)] == [".".join(namespace_of(BOB, "working"))]
+        assert list(load_working(store, BOB)) == ["last_action"]
 
 
 def test_forget_user_removes_preferences_and_working_memory_of_that_user_only() -> None:

@@ -17,7 +17,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from storage.sql import append_only, connect, database_errors, is_postgres, redact, sqlite_file, sync_ids, table_exists
+from storage.sql import (
+    append_only,
+    connect,
+    create_schema,
+    database_errors,
+    is_postgres,
+    redact,
+    sqlite_file,
+    sync_ids,
+    table_exists,
+)
 from storage.sql import transaction as sql_transaction
 
 logger = logging.getLogger(__name__)
@@ -242,16 +252,9 @@ class ShopDB:
 
     @staticmethod
     def _create_schema(conn: Any) -> None:
-        if isinstance(conn, sqlite3.Connection):
-            conn.executescript(SCHEMA)
+        create_schema(conn, SCHEMA, append_only_tables=APPEND_ONLY)
+        if isinstance(conn, sqlite3.Connection):  # files older than the audit columns
             _add_audit_columns(conn)
-            for table in APPEND_ONLY:
-                append_only(conn, table)
-            return
-        with sql_transaction(conn):  # one transaction under the shop's lock: instances starting at once wait in turn
-            conn.execute(SCHEMA)
-            for table in APPEND_ONLY:
-                append_only(conn, table)
 
     # ------------------------------------------------------------------------------------ access
     def now(self) -> datetime:
