@@ -343,7 +343,7 @@ def rendered(driver: Any, action: str, args: dict[str, Any], approve: str) -> di
     """What the page shows of the interrupt; ClientCheckFailed unless it is a form with the action's arguments."""
     text = page_text(driver)
     fields = driver.execute_script("return [...document.querySelectorAll('textarea, input')].map(e => e.value)")
-    seen = {
+    seen: dict[str, Any] = {
         "action": action in text,
         # each argument in a form field (editable), not only somewhere in the description
         "args": {k: any(str(v) in f or f"{v:g}" in f if isinstance(v, float) else str(v) in f for f in fields)
@@ -474,7 +474,8 @@ def run_app(name: str, apps: Path, served: Served, out: Path, work: Path) -> App
 
     before = refunds(served.data, order_id)
     result.thread_id = ticket_waiting(served, text)
-    with next_app(app_dir(apps, name), work / f"{name}.log") as app_url, browser(Path(tempfile.mkdtemp(prefix=f"{name}-profile-", dir=work))) as driver:
+    profile = Path(tempfile.mkdtemp(prefix=f"{name}-profile-", dir=work))  # a fresh browser: no stored inboxes
+    with next_app(app_dir(apps, name), work / f"{name}.log") as app_url, browser(profile) as driver:
         try:
             result.rendered = DRIVERS[name](driver, app_url, served, result.thread_id, action, shots)
             result.outcome = outcome(served, result.thread_id, order_id, before, says)
@@ -516,14 +517,14 @@ def run(apps: Path, out: Path = OUT, *, data: Path | None = None, model_cache: P
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.clients", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="npm install + next build of both apps")
-    b.add_argument("--apps", type=Path, required=True)
-    r = sub.add_parser("run", help="both apps approve a waiting action")
-    r.add_argument("--apps", type=Path, required=True)
-    r.add_argument("--out", type=Path, default=OUT)
-    r.add_argument("--data", type=Path, help="a seeded data directory to copy (default: seed one)")
-    r.add_argument("--model-cache", type=Path)
-    r.add_argument("--json", action="store_true")
+    bp = sub.add_parser("build", help="npm install + next build of both apps")
+    bp.add_argument("--apps", type=Path, required=True)
+    rp = sub.add_parser("run", help="both apps approve a waiting action")
+    rp.add_argument("--apps", type=Path, required=True)
+    rp.add_argument("--out", type=Path, default=OUT)
+    rp.add_argument("--data", type=Path, help="a seeded data directory to copy (default: seed one)")
+    rp.add_argument("--model-cache", type=Path)
+    rp.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "build":
