@@ -123,6 +123,7 @@ clean:
 # Chromium against langgraph dev. Screenshots: evals/reports/clients/.
 CLIENTS_DIR ?= ../clients
 test-clients: dev-install
+	$(PIP) install -e '.[clients]' 2> >(grep -v "^WARNING: Location" >&2)
 	@test -d "$(CLIENTS_DIR)" || { echo "CLIENTS_DIR=$(CLIENTS_DIR): clone langchain-ai/agent-inbox and agent-chat-ui there"; exit 1; }
 	$(PY) -m evals.clients build --apps $(CLIENTS_DIR)
 	SWITCHBOARD_CLIENTS_DIR=$(abspath $(CLIENTS_DIR)) $(PY) -m pytest tests/test_real_clients.py -p no:cacheprovider -q
