@@ -23,7 +23,7 @@ AEGRA_PY := $(AEGRA_VENV)/bin/python
 AEGRA_PIP := $(AEGRA_VENV)/bin/pip --disable-pip-version-check -q
 
 .PHONY: help install dev-install demo test check lint typecheck serve eval bench train-venv clean aegra-venv cluster cluster-down \
-	cluster-status test-cluster bench-load
+	cluster-status test-cluster bench-load test-clients
 
 help:
 	@echo "make demo    - install, seed the demo shop, run sample tickets (one stops for approval, then is approved)"
@@ -35,6 +35,7 @@ help:
 	@echo "make typecheck - mypy on every package and app.py ([tool.mypy] in pyproject.toml)"
 	@echo "make train-venv - optional torch 2.13.0 (CPU) venv for fine-tuning (app.py train-intents --finetune)"
 	@echo "make cluster - two Aegra instances on Postgres + Redis + a Chroma server, on loopback (cluster-down stops them)"
+	@echo "make test-clients CLIENTS_DIR=DIR - the real Agent Inbox + Agent Chat UI approve an action (opt-in, heavy)"
 	@echo "make test-cluster - the cluster tests (cross-instance approval, kill -9 of an instance mid-ticket)"
 
 $(VENV)/.installed: pyproject.toml
@@ -117,3 +118,12 @@ bench-load: install
 
 clean:
 	rm -rf .switchboard .langgraph_api
+
+# Opt-in: the real Agent Inbox and Agent Chat UI (checkouts in CLIENTS_DIR, built by evals.clients build) in headless
+# Chromium against langgraph dev. Screenshots: evals/reports/clients/.
+CLIENTS_DIR ?= ../clients
+test-clients: dev-install
+	$(PIP) install -e '.[clients]' 2> >(grep -v "^WARNING: Location" >&2)
+	@test -d "$(CLIENTS_DIR)" || { echo "CLIENTS_DIR=$(CLIENTS_DIR): clone langchain-ai/agent-inbox and agent-chat-ui there"; exit 1; }
+	$(PY) -m evals.clients build --apps $(CLIENTS_DIR)
+	SWITCHBOARD_CLIENTS_DIR=$(abspath $(CLIENTS_DIR)) $(PY) -m pytest tests/test_real_clients.py -p no:cacheprovider -q

@@ -5,7 +5,8 @@ A request speaks both dialects at once, so every client can show it and answer i
 - Agent Inbox's HumanInterrupt: `action_request` {action, args}, `config` {allow_accept, allow_edit,
   allow_respond, allow_ignore}, `description` (Markdown);
 - LangChain v1's HITLRequest (`HumanInTheLoopMiddleware`, read by the Agent Chat UI): `action_requests`
-  [{name, args, description}] and `review_configs` [{action_name, allowed_decisions, args_schema?}].
+  [{name, args, description}] (plus `arguments`, the copy of `args` the Agent Inbox reads) and
+  `review_configs` [{action_name, allowed_decisions, args_schema?}].
 
 The payload holds no null anywhere (unset arguments are left out: Agent Inbox's detail view cannot render a
 null argument). A reply comes in either dialect:
@@ -106,7 +107,9 @@ def request(
         "action_request": {"action": action, "args": clean},
         "config": {flag: kind in allowed for kind, flag in FLAG_OF_KIND.items()},
         "description": text,
-        "action_requests": [{"name": action, "args": clean, "description": text}],
+        # `arguments` mirrors `args` for the Agent Inbox, whose HITL reader takes `arguments` (agent-inbox
+        # f38301b, contexts/utils.ts normalizeInterrupt): without it the Inbox shows no fields to edit.
+        "action_requests": [{"name": action, "args": clean, "arguments": clean, "description": text}],
         "review_configs": [review],
     }
     if error:

@@ -75,7 +75,11 @@ def test_an_approval_request_speaks_agent_inbox_and_langchain_v1_without_nulls(
     args = {"order_id": 1004, "reason": FULL_REFUND}  # a full refund names no amount: it is left out, not null
     assert payload["action_request"] == {"action": "issue_refund", "args": args}
     assert payload["config"] == {"allow_accept": True, "allow_edit": True, "allow_respond": True, "allow_ignore": True}
-    assert payload["action_requests"] == [{"name": "issue_refund", "args": args, "description": payload["description"]}]
+    # `arguments` too: the real Agent Inbox (agent-inbox f38301b) reads a HITL action's arguments from there and
+    # showed an empty Edit/Accept form without it (evals/reports/clients.md).
+    assert payload["action_requests"] == [
+        {"name": "issue_refund", "args": args, "arguments": args, "description": payload["description"]}
+    ]
     (review,) = payload["review_configs"]
     assert review["action_name"] == "issue_refund" and review["allowed_decisions"] == ["approve", "edit", "reject"]
     assert "amount" in review["args_schema"]["properties"]
