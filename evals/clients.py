@@ -379,22 +379,54 @@ def drive_inbox(driver: Any, app_url: str, served: Served, tid: str, action: str
     click_button(driver, "Add Inbox", within="form")
     until("the inbox saved", lambda: driver.execute_script("return localStorage.getItem('inbox:agent_inboxes')"))
     listing = app_url + "/?inbox=interrupted&offset=0&limit=10"
+    # The app reloads the page once by itself: when its first list comes back empty (it does: that search goes out
+    # without a key and gets 401) inbox-view.tsx sets localStorage `inbox-refreshed-<date>`, re-runs its inbox-id
+    # backfill and calls window.location.reload() 100 ms later. Acting before that reload loses the work (a popover
+    # closes, a navigation races it), so wait until the page in front of us was loaded with that flag already set.
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FLAGGED_AT_LOAD})
+    driver.get(listing)
+    until("the Inbox's one-time reload", lambda: driver.execute_script(RELOADED))
     driver.get(listing)
     until("the inbox list", lambda: "Interrupted" in page_text(driver) and not driver.find_elements(By.ID, "graph-id"))
+    until("the list loaded", lambda: "Loading" not in page_text(driver))
     # The key goes in Settings (the add dialog asks for one only for https hosts); its field writes it to
-    # localStorage on every change. Typing into the popover raced the list's re-renders here (the popover closed),
-    # so the key is put where that field stores it.
+    # localStorage on every change. Even after the reload, clicking the Settings trigger found it re-mounted
+    # (stale) on every try for 20 s here, so the key is put where that field stores it and the list reloaded.
     driver.execute_script("localStorage.setItem('inbox:langchain_api_key', arguments[0])", served.keys["rita"])
     driver.get(listing)
-    until(f"the waiting {action} in the list", lambda: action in page_text(driver))
+    until(f"the waiting {action} in the list", lambda: action in (text := page_text(driver)) and "Loading" not in text)
     shots("inbox-list")
-    until("the thread's row", lambda: driver.execute_script(CLICK_TEXT, action))
-    until("the thread view", lambda: "Accept" in buttons(driver))
+    clicked: list[float] = []
+
+    def thread_view() -> bool:
+        if "Accept" in buttons(driver):
+            return True
+        if not clicked or time.monotonic() - clicked[-1] > 3:  # a click before the row hydrated does nothing
+            if driver.execute_script(CLICK_TEXT, action):  # the newest row first: this run's thread
+                clicked.append(time.monotonic())
+        return False
+
+    try:
+        until("the thread view", thread_view)
+    except ClientCheckFailed as exc:
+        inboxes = driver.execute_script("return localStorage.getItem('inbox:agent_inboxes')")
+        raise ClientCheckFailed(
+            f"{exc}: at {driver.current_url}, inboxes {inboxes}\npage text:\n{page_text(driver)[:1500]}"
+        ) from None
     args = _interrupt_args(served, tid)
     seen = rendered(driver, action, args, "Accept")
     shots("inbox-thread")
     click_button(driver, "Accept")
     return seen
+
+
+# Run before each document's own scripts (CDP): whether the Inbox's auto-refresh flag was already stored when this
+# document loaded; such a document never reloads itself.
+FLAGGED_AT_LOAD = """
+window.__sbFlaggedAtLoad = Object.keys(localStorage).some(k => k.startsWith('inbox-refreshed-'));
+"""
+# The Inbox's one-time reload is behind us: the current document was loaded with the flag already set.
+RELOADED = "return window.__sbFlaggedAtLoad === true && document.readyState === 'complete'"
 
 
 def _wait_briefly(probe: Callable[[], Any], timeout_s: float = 3.0) -> Any:
