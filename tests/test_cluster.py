@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cluster.launch import REPO, Server, aegra_env, aegra_migrate, start_aegra, start_chroma, wait_ready
 from config.settings import Settings
@@ -88,6 +89,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, seeded_settings: Settings,
     root = tmp_path_factory.mktemp("cluster")
     data, logs, fault_dir = root / "data", root / "logs", root / "fault"
     fault_dir.mkdir()
+    # The shipped per-user limit (a burst of 10, 30 a minute) would refuse the short load below within a second on
+    # an idle machine; the limiter still runs, with a budget a load test does not exhaust (tests/test_ratelimit.py
+    # tests the limits themselves).
+    config_dir = root / "config"
+    shutil.copytree(REPO / "config", config_dir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    policy = yaml.safe_load((config_dir / "policy.yaml").read_text())
+    policy["rate_limits"]["user"] = {"capacity": 10_000, "per_minute": 100_000}
+    policy["rate_limits"]["tenant"] = {"capacity": 10_000, "per_minute": 100_000}
+    (config_dir / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
     shutil.copytree(seeded_settings.intent_model_dir, data / "models" / "intents")  # trained once per session
     with fresh_database("sbaegra") as aegra_db, fresh_database("sbshop") as shop_db:
         chroma = start_chroma(AEGRA_VENV, root / "chroma", logs / "chroma.log")
@@ -124,6 +134,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, seeded_settings: Settings,
                     "SWITCHBOARD_DATABASE_URL": shop_db,
                     "SWITCHBOARD_CHROMA_URL": chroma.url,
                     "SWITCHBOARD_TEST_FAULT_DIR": str(fault_dir),
+                    "SWITCHBOARD_CONFIG_DIR": str(config_dir),
                 },
                 extra={
                     "REDIS_CHANNEL_PREFIX": prefix,
