@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,8 @@ class Fingerprints:
     """
 
     def __init__(self, svc: Any, interval_s: float = 1.0) -> None:
-        self.svc, self.interval_s = svc, interval_s
+        # Weak: the refresher of a Services object nobody holds any more stops (tests build hundreds of them).
+        self._svc, self.interval_s = weakref.ref(svc), interval_s
         self.values: dict[str, Any] | None = None
         self.local_writes = 0
         self._lock = threading.Lock()
@@ -96,7 +98,10 @@ class Fingerprints:
 
     def refresh(self) -> dict[str, Any]:
         """Recompute now (the refresher thread; tests)."""
-        svc, settings = self.svc, self.svc.settings
+        svc = self.svc
+        if svc is None:
+            raise LookupError("the services this refresher served are gone")
+        settings = svc.settings
         files = [settings.intent_model_dir / "manifest.json", settings.config_dir / "policy.yaml",
                  settings.config_dir / "workflows.yaml"]
         values = {
@@ -108,8 +113,12 @@ class Fingerprints:
         self.values = values
         return values
 
+    @property
+    def svc(self) -> Any:
+        return self._svc()
+
     def _run(self) -> None:
-        while True:
+        while self.svc is not None:
             try:
                 self.refresh()
             except Exception:  # noqa: BLE001 - a failed refresh keeps the last values; the next one retries

@@ -216,3 +216,21 @@ def test_the_memory_cache_is_bounded_and_the_file_cache_persists(tmp_path: Any) 
     path = tmp_path / "cache.sqlite"
     sqlite_cache(path).set({(ns, "k"): ([("route", ["k"])], 60)})
     assert [tuple(w) for w in sqlite_cache(path).get([(ns, "k")])[(ns, "k")]] == [("route", ["k"])]
+
+
+def test_a_refresher_stops_when_its_services_are_gone() -> None:
+    """One refresher thread per Services object: it must not outlive them (the suite builds hundreds)."""
+    import gc
+
+    from observability.cache import Fingerprints
+
+    class Gone:  # no settings: every refresh fails (and is retried) while the object lives
+        pass
+
+    svc = Gone()
+    fp = Fingerprints(svc, interval_s=0.01)
+    assert fp.get() is None and fp._thread is not None and fp._thread.is_alive()
+    del svc
+    gc.collect()
+    fp._thread.join(timeout=5)
+    assert not fp._thread.is_alive()
