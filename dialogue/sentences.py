@@ -4,6 +4,7 @@ the ticket by meaning (MiniLM cosine), word overlap and the kind of answer the q
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -63,16 +64,23 @@ QUESTION = re.compile(
 )
 
 
-def contradicts(sentence: str, ticket: str) -> bool:
-    """True when `sentence` denies what the customer reports: a negation followed closely by two consecutive
-    content words of what the ticket states. "I was charged twice" is not answered by "you will never be charged
-    twice"; a question ("Can I pay cash on delivery?") is answered by a "no", so questions state nothing."""
+@functools.lru_cache(maxsize=256)
+def _stated_pairs(ticket: str) -> frozenset[str]:
+    """Consecutive content-word pairs of the ticket's statements (its questions left out), read once per ticket."""
     pairs: set[str] = set()
     for clause in re.split(r"(?<=[.!?])\s+|\n+", ticket):
         if clause.rstrip().endswith("?") or QUESTION.match(clause):
             continue
         said = [w for w in WORD.findall(clause.lower()) if w not in STOP]
         pairs |= {f"{a} {b}" for a, b in zip(said, said[1:], strict=False) if len(a) > 2 and len(b) > 2}
+    return frozenset(pairs)
+
+
+def contradicts(sentence: str, ticket: str) -> bool:
+    """True when `sentence` denies what the customer reports: a negation followed closely by two consecutive
+    content words of what the ticket states. "I was charged twice" is not answered by "you will never be charged
+    twice"; a question ("Can I pay cash on delivery?") is answered by a "no", so questions state nothing."""
+    pairs = _stated_pairs(ticket)
     if not pairs:
         return False
     for m in NEGATION.finditer(sentence):
