@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from memory import embeddings as emb
-from memory.embeddings import DIM, ONNX_FILENAME, MiniLMEmbedder, get_embedder
+from memory.embeddings import DIM, ONNX_FILENAME, MiniLMEmbedder, get_embedder, optimized_filename
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,9 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def test_first_use_builds_onnx_atomically(embedder: MiniLMEmbedder, cache_dir: Path) -> None:
     assert embedder.rebuilt
     # no temp file left behind; the record of the weights' hash beside the graph
-    assert sorted(p.name for p in cache_dir.iterdir()) == [ONNX_FILENAME, ONNX_FILENAME + ".source.json"]
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(
+        [ONNX_FILENAME, ONNX_FILENAME + ".source.json", optimized_filename()]
+    )
 
 
 def test_the_weights_hash_is_recorded_and_redone_when_the_file_changes(tmp_path: Path) -> None:
@@ -143,6 +145,68 @@ def test_cached_onnx_is_reused(embedder: MiniLMEmbedder, cache_dir: Path) -> Non
     np.testing.assert_allclose(_one(again, "hello"), _one(embedder, "hello"), atol=1e-6)
 
 
+def _count_sessions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+    """Record every onnxruntime session opened: (path, graph optimisation level)."""
+    opened: list[tuple[str, object]] = []
+    real = emb.ort.InferenceSession
+
+    def counting(path: str, options: emb.ort.SessionOptions, **kwargs: object) -> emb.ort.InferenceSession:
+        opened.append((Path(path).name, options.graph_optimization_level))
+        return real(path, options, **kwargs)
+
+    monkeypatch.setattr(emb.ort, "InferenceSession", counting)
+    return opened
+
+
+def test_the_optimised_graph_is_opened_as_it_is_and_once_per_ticket(
+    embedder: MiniLMEmbedder, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    optimized = cache_dir / optimized_filename()
+    before = optimized.stat().st_mtime_ns
+    opened = _count_sessions(monkeypatch)
+    again = MiniLMEmbedder(cache_dir=cache_dir, threads=2)
+    one = _one(again, "where is my parcel")  # a ticket's single query
+    # One session, on the optimised file, not optimised again (that costs a cold start most of a second).
+    assert opened == [(optimized_filename(), emb.ort.GraphOptimizationLevel.ORT_DISABLE_ALL)]
+    assert not again.rebuilt and optimized.stat().st_mtime_ns == before
+    np.testing.assert_allclose(one, _one(embedder, "where is my parcel"), atol=1e-6)
+    again.embed([f"text {i}" for i in range(8)], batch_size=2)  # whole batches: the per-core session opens now
+    assert opened[1:] == [(optimized_filename(), emb.ort.GraphOptimizationLevel.ORT_DISABLE_ALL)]
+
+
+@pytest.mark.parametrize("fault", ["stale", "damaged"])
+def test_a_stale_or_damaged_optimised_graph_is_made_again_from_the_onnx_file(
+    tmp_path: Path, embedder: MiniLMEmbedder, cache_dir: Path, fault: str
+) -> None:
+    import shutil
+
+    folder = tmp_path / fault
+    folder.mkdir()
+    for name in (ONNX_FILENAME, ONNX_FILENAME + ".source.json"):
+        shutil.copy(cache_dir / name, folder / name)
+    if fault == "stale":  # a graph of other weights: its recorded hash differs
+        import onnx
+
+        model = onnx.load(str(cache_dir / optimized_filename()))
+        for prop in model.metadata_props:
+            if prop.key == "switchboard.safetensors_sha256":
+                prop.value = "0" * 64
+        onnx.save(model, folder / optimized_filename())
+    else:
+        (folder / optimized_filename()).write_bytes(b"half-written")
+    remade = MiniLMEmbedder(cache_dir=folder)
+    assert not remade.rebuilt  # the ONNX file itself was current
+    np.testing.assert_allclose(_one(remade, "hello"), _one(embedder, "hello"), atol=1e-6)
+    assert (folder / optimized_filename()).read_bytes() != b"half-written"
+    assert MiniLMEmbedder._is_current(
+        emb.ort.InferenceSession(str(folder / optimized_filename()), providers=["CPUExecutionProvider"]),
+        remade.weights_hash,
+    )
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [ONNX_FILENAME, ONNX_FILENAME + ".source.json", optimized_filename()]
+    )
+
+
 def test_intra_op_mode_and_concurrent_callers_agree(embedder: MiniLMEmbedder, cache_dir: Path) -> None:
     texts = [f"order {i} has not arrived" + " yet" * (i % 5) for i in range(20)]
     expected = embedder.embed(texts, batch_size=4)
@@ -188,7 +252,9 @@ def test_stale_or_damaged_cache_is_rebuilt(tmp_path: Path, embedder: MiniLMEmbed
         rebuilt = MiniLMEmbedder(cache_dir=folder)
         assert rebuilt.rebuilt
         np.testing.assert_allclose(_one(rebuilt, "hello"), _one(embedder, "hello"), atol=1e-6)
-        assert sorted(p.name for p in folder.iterdir()) == [ONNX_FILENAME, ONNX_FILENAME + ".source.json"]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [ONNX_FILENAME, ONNX_FILENAME + ".source.json", optimized_filename()]
+        )
 
 
 def test_get_embedder_is_one_instance_per_dir_across_threads(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
