@@ -241,6 +241,12 @@ class Settings(BaseModel):
         return str(self.auth_db) if self.auth_db else self.database_url or str(self.data_dir / "auth.sqlite")
 
     @property
+    def lexical_cache_dir(self) -> Path:
+        """Fitted lexical (TF-IDF) indexes of the knowledge base, keyed by the content they were fitted on
+        (memory.lexical)."""
+        return self.data_dir / "lexical"
+
+    @property
     def intent_model_dir(self) -> Path:
         """The intent classifier: `app.py train-intents` and `seed` write it, `build_services` loads it
         (`IntentClassifier.load`, with the fine-tuned encoder its `encoder.json` names)."""

@@ -155,6 +155,7 @@ class ChromaMemory:
         clock: Callable[[], float] = time.time,
         prefix: str = "switchboard",
         lexical_weight: float = 0.4,
+        lexical_cache: Path | None = None,
     ) -> None:
         check_prefix(prefix)
         self.client = client
@@ -172,7 +173,7 @@ class ChromaMemory:
         # Knowledge-base relevance = (1 - w) * MiniLM cosine + w * character n-gram TF-IDF cosine; w was chosen on
         # Bitext questions outside the benchmark's held-out split (recall@5 0.933 -> 0.951 there).
         self.lexical_weight = lexical_weight
-        self._lexical = LexicalIndex()
+        self._lexical = LexicalIndex(lexical_cache)  # fitted indexes kept on disk there, when given
         self._articles: dict[tuple[str, str], str] = {}  # whole-article texts, cleared on every write
 
     @classmethod
@@ -518,6 +519,12 @@ class ChromaMemory:
             if key not in best:
                 best[key] = hit
         return list(best.values())[:k]
+
+    def prepare_lexical(self, tenant_id: str = "default") -> bool:
+        """Fit (or load) the tenant's lexical index now, so a first search does not; kept on disk when this memory
+        has a `lexical_cache`. False when the tenant has no knowledge base."""
+        coll = self.collection(KB, tenant_id)
+        return coll is not None and self._lexical.similarities(tenant_id, coll, "", []) is not None
 
     def _blend_lexical(self, tenant_id: str, query: str, hits: list[Hit]) -> list[Hit]:
         coll = self.collection(KB, tenant_id)
