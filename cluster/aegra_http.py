@@ -38,6 +38,7 @@ from aegra_api.models import Thread, ThreadSearchRequest, User
 from aegra_api.models.search_limit import effective_search_limit
 from fastapi import Depends, FastAPI, HTTPException, Request
 from langgraph_sdk import Auth
+from sqlalchemy import select
 
 from auth import handlers
 from auth.audit import AuditEvent, record
@@ -96,8 +97,6 @@ async def search_threads(
     identity = identity_of(user)
     if identity is None or not identity.is_staff:
         return await aegra_threads.search_threads(request, user, session)
-    from sqlalchemy import select
-
     filters = await handle_event(build_auth_context(user, "threads", "search"), request.model_dump())
     auth_filter = build_metadata_filter(ThreadORM.metadata_json, filters)
     if auth_filter is None and identity.role != "admin":  # an agent's search is its tenant's, never everyone's
