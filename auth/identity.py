@@ -7,6 +7,10 @@ Roles:
 
 The authenticated user travels from `auth.handlers.authenticate` to the graph in the run config
 (`config["configurable"]["langgraph_auth_user"]`, also `runtime.server_info.user`); `identity_of` reads it back.
+
+The user object names the caller twice: `identity` is the principal the server scopes its own rows by, `user_id` is
+who is calling. They are the same except on Aegra, where a reviewer working a customer's thread is served under the
+thread owner's principal (cluster/aegra_http.py); `identity_of` always answers with `user_id`, the caller.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Identity(BaseModel):
         """The user object the authenticate handler returns (LangGraph's MinimalUserDict plus our fields)."""
         return {
             "identity": self.user_id,
+            "user_id": self.user_id,
             "display_name": self.user_id,
             "is_authenticated": True,
             "permissions": [f"role:{self.role}", f"tenant:{self.tenant_id}"],
@@ -78,7 +83,10 @@ def identity_of(user: Any) -> Identity | None:
     created by the server itself, or an unauthenticated placeholder). Callers must treat None as "no access"."""
     if user is None:
         return None
-    user_id, tenant, role = _field(user, "identity"), _field(user, "tenant"), _field(user, "role")
+    user_id = _field(user, "user_id")
+    if user_id is None:  # a user made before `as_user` named the caller apart from the principal
+        user_id = _field(user, "identity")
+    tenant, role = _field(user, "tenant"), _field(user, "role")
     if not isinstance(user_id, str) or not isinstance(tenant, str) or role not in ROLES:
         return None
     via = _field(user, "via")

@@ -1,32 +1,47 @@
 """The project's custom auth, as Aegra calls it (aegra.json: "auth": {"path": "./cluster/aegra_auth.py:auth"}).
 
 Every rule stays in auth/handlers.py; this module only fits its calls to Aegra (0.11), which differs from the
-LangGraph server in three places:
+LangGraph server in these places:
 
 - Authentication: Aegra awaits the handler with the request headers alone (`await handler(headers)`), where the
   LangGraph server passes the parameters a handler names (auth/handlers.py takes `headers` and `scope`, and is
   synchronous). Here an async handler of the headers runs the same key lookup (`authenticate_request`, in a worker
   thread: it is SQLite I/O). Aegra hands over no client address, so keyless Studio requests are refused whatever
-  SWITCHBOARD_AUTH_ALLOW_STUDIO says: every request to an Aegra instance needs a key.
+  SWITCHBOARD_AUTH_ALLOW_STUDIO says: every request to an Aegra instance needs a key. (Failed authentications are
+  audited by cluster/aegra_http.py, which sees the method and path.)
+- Filters: the LangGraph server applies the filter a handler returns (`visible_to`, `owned_by`) to every read of
+  the thread; Aegra only on the thread get, search and delete routes, and drops it on state, history, runs, join,
+  stream and run creation. Here the filter of every thread handler is applied to the thread the request names
+  (`filtered`, `visible_thread`: 404 when it hides the thread, as the LangGraph server answers). This is what stops
+  a reviewer's new message on a customer's thread, and the same user id in another tenant (Aegra's principal is
+  the user id alone) from reading a thread.
 - `threads.create_run`: Aegra passes the run request's fields at the top level (LangGraph: under `kwargs`) and takes
   the run's `config` and `context` from the handler's returned dict. The request is shaped as the project's handler
-  expects, and the context and config it rewrote (identity from the key, never from the client) are returned.
+  expects, and the context and config it rewrote (identity from the key, never from the client) are returned, with
+  the thread's owner and tenant in the config metadata, where the LangGraph server puts the thread's metadata and
+  the graph reads whose thread a reviewer answers (graphs.context).
 - `threads.update`: a run cancel reaches Aegra's handler as the run's ids (LangGraph: with an `action`); it is
-  marked as one, so cancelling one's own run is not taken for a state write (staff only).
+  marked as one, so cancelling one's own run is not taken for a state write (staff only). A metadata patch naming
+  `owner`/`tenant` gets them back with the thread's own values: the handler drops them, but Aegra merges the
+  request's original metadata under the handler's, which would otherwise let a client rewrite its thread's tenant.
 
-Everything else is the project's handlers, unchanged. Aegra itself also scopes every thread and run to the identity
-that created it (`thread.user_id == identity`), before any handler runs: on Aegra a reviewer's key cannot open a
-customer's thread (see README, Scale-out).
+Aegra also scopes every thread, run and checkpoint query to the principal that created the thread
+(`thread.user_id == user.identity`) before any handler runs; cluster/aegra_http.py serves staff the project's rules
+admit to a thread under its owner's principal, so a reviewer opens and answers a customer's thread on any instance.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, cast
 
 from langgraph_sdk import Auth
 
 from auth import handlers
+from auth.identity import OWNER_KEY, TENANT_KEY
+from cluster.aegra_threads import ThreadRow, admits, thread_row
 
 RUN_FIELDS = ("input", "command", "config", "context", "stream_mode", "checkpoint", "interrupt_before",
               "interrupt_after", "multitask_strategy")  # fmt: skip
@@ -44,22 +59,68 @@ async def authenticate(headers: dict) -> dict[str, Any]:
     return identity.as_user()
 
 
+def not_found(thread_id: str) -> NoReturn:
+    raise Auth.exceptions.HTTPException(status_code=404, detail=f"Thread '{thread_id}' not found")
+
+
+async def visible_thread(ctx: Auth.types.AuthContext, value: Any, rule: Any) -> ThreadRow | None:
+    """The thread the request names, after applying the handler's filter to it as the LangGraph server does (404
+    when it hides the thread); None when the request names none or it does not exist (Aegra answers that)."""
+    thread_id = value.get("thread_id") if isinstance(value, dict) else None
+    if not thread_id:
+        return None
+    row = await thread_row(str(thread_id))
+    if row is not None and isinstance(rule, dict) and not admits(rule, row, handlers.caller(ctx)):
+        not_found(row.thread_id)  # not a 403: the LangGraph server's filter answers 404, and so ids cannot be probed
+    return row
+
+
+def filtered(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """`handler`, with the filter it returns applied to the thread the request names (Aegra applies it only on the
+    thread get, search and delete routes)."""
+
+    @functools.wraps(handler)
+    async def checked(ctx: Auth.types.AuthContext, value: Any) -> Any:
+        rule = await handler(ctx=ctx, value=value)
+        await visible_thread(ctx, value, rule)
+        return rule
+
+    return checked
+
+
 async def on_create_run(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> dict[str, Any]:
     kwargs = {field: value.get(field) for field in RUN_FIELDS}
-    kwargs["config"] = dict(kwargs["config"] or {})
+    config = kwargs["config"] = dict(kwargs["config"] or {})
     shaped = {"thread_id": value.get("thread_id"), "assistant_id": value.get("assistant_id"), "kwargs": kwargs,
               "metadata": dict(value.get("metadata") or {})}  # fmt: skip
     # Shaped as the LangGraph server's RunsCreate (cast: Aegra's fields, unchecked until the handler reads them).
-    await handlers.on_create_run(ctx=ctx, value=cast(Auth.types.RunsCreate, shaped))  # 403 where the rules refuse
-    return {"config": kwargs["config"], "context": kwargs["context"]}
+    rule = await handlers.on_create_run(ctx=ctx, value=cast(Auth.types.RunsCreate, shaped))  # 403 where rules refuse
+    row = await visible_thread(ctx, value, rule)  # a reviewer's new message on a customer's thread: 404
+    if row is not None:
+        # The LangGraph server merges the thread's metadata into the run's config metadata, where the graph reads
+        # whose thread a reviewer is answering (graphs.context); Aegra does not, so its ownership keys go in here.
+        # (The handler has dropped any the client sent.)
+        metadata = config["metadata"] = dict(config.get("metadata") or {})
+        metadata.update({k: row.metadata[k] for k in (OWNER_KEY, TENANT_KEY) if k in row.metadata})
+    return {"config": config, "context": kwargs["context"]}
 
 
 async def on_thread_update(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> Any:
     if "run_id" in value and "action" not in value:
         value = {**value, "action": "cancel"}
+    patch = value.get("metadata")
+    named = [k for k in (OWNER_KEY, TENANT_KEY) if isinstance(patch, dict) and k in patch]
     # Cast: Aegra's payload, read as the LangGraph server's ThreadsUpdate (its "cancel" action is Aegra's own word).
-    return await handlers.on_thread_update(ctx=ctx, value=cast(Auth.types.ThreadsUpdate, value))
+    rule = await handlers.on_thread_update(ctx=ctx, value=cast(Auth.types.ThreadsUpdate, value))
+    row = await visible_thread(ctx, value, rule)
+    if named and isinstance(patch, dict):
+        # The handler dropped the ownership keys from the patch, but Aegra merges the request's own metadata under
+        # the handler's: the keys are put back with the thread's values, so the patch leaves them as they are.
+        patch.update({k: row.metadata.get(k) if row else None for k in named})
+    return rule
 
 
 auth._handlers[("threads", "create_run")] = [on_create_run]
 auth._handlers[("threads", "update")] = [on_thread_update]
+for action in ("read", "search", "delete"):
+    auth._handlers[("threads", action)] = [filtered(fn) for fn in auth._handlers[("threads", action)]]

@@ -1,14 +1,118 @@
-"""The project's metrics and health routes for Aegra (aegra.json: "http": {"app": "./cluster/aegra_http.py:app"}).
+"""The project's HTTP layer for Aegra (aegra.json: "http": {"app": "./cluster/aegra_http.py:app"}).
 
-Aegra mounts only FastAPI apps; observability/http.py is a Starlette app (what `langgraph dev` mounts), so its
-routes are carried over unchanged into a FastAPI app: `GET /switchboard/metrics`, `GET /switchboard/health`.
+Aegra mounts only FastAPI apps, and the app it is given becomes the server: Aegra includes its own routers into it,
+after the routes declared here. This one carries:
+
+- the project's metrics and health routes: observability/http.py is a Starlette app (what `langgraph dev` mounts),
+  so its routes are carried over unchanged: `GET /switchboard/metrics`, `GET /switchboard/health`;
+- the wrong-owner 404s into the audit log (auth.refusals, as under `langgraph dev`), and failed authentications
+  (401, `auth_failure`, as auth.handlers records them under `langgraph dev`);
+- reviewers on customers' threads. Aegra scopes every thread, run and checkpoint query to the principal that created
+  the thread (`thread.user_id == user.identity`, in each route's SQL), before and whatever our handlers decide. So
+  Aegra's authentication dependency (`require_auth`) is overridden: on a route naming a thread (`{thread_id}`), a
+  caller the project's rules admit to it as staff (an agent of the thread's tenant, an admin:
+  `auth.handlers.visible_to`) is served under the thread owner's principal (`identity`), the caller staying in
+  `user_id`, which is what every handler and the graph read (`auth.identity.identity_of`). Customers are always
+  served under their own principal, so for them Aegra's own scoping holds unchanged;
+- thread search for staff (`POST /threads/search`, declared before Aegra's so it answers first): Aegra's search is
+  the caller's principal's threads only; staff get every thread their handler's filter admits (an agent: the
+  tenant's), customers Aegra's own search.
+
+The per-thread filters Aegra does not apply (state, history, runs, join, stream: the handler's filter is dropped)
+are applied by cluster/aegra_auth.py. The Aegra names used here (`require_auth`, its request-scope cache key, the
+thread ORM and search helpers) are 0.11.0's; tests/test_cluster.py runs against that release.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+from typing import Annotated, Any
 
+from aegra_api.api import threads as aegra_threads
+from aegra_api.core.auth_deps import _AUTH_RESULT_SCOPE_KEY, require_auth
+from aegra_api.core.auth_filters import build_metadata_filter
+from aegra_api.core.auth_handlers import build_auth_context, handle_event
+from aegra_api.core.orm import Thread as ThreadORM
+from aegra_api.core.orm import get_session
+from aegra_api.models import Thread, ThreadSearchRequest, User
+from aegra_api.models.search_limit import effective_search_limit
+from fastapi import Depends, FastAPI, HTTPException, Request
+from langgraph_sdk import Auth
+from sqlalchemy import select
+
+from auth import handlers
+from auth.audit import AuditEvent, record
+from auth.identity import identity_of
+from auth.refusals import AuditRefusals
+from cluster.aegra_threads import acting_principal, thread_row
 from observability.http import app as switchboard_routes
 
 app = FastAPI(title="Switchboard", docs_url=None, redoc_url=None, openapi_url=None)
 app.router.routes.extend(switchboard_routes.routes)
+app.add_middleware(AuditRefusals)  # innermost: it sees the user require_auth put on the request scope
+
+
+async def require_auth_acting(request: Request) -> User:
+    """Aegra's `require_auth`, then, on a thread-scoped route, the thread owner's principal for staff the project's
+    rules admit to the thread (see the module docstring)."""
+    try:
+        user = await require_auth(request)
+    except HTTPException as exc:
+        if exc.status_code == 401:
+            await asyncio.to_thread(record, handlers.AUDIT, failed_authentication(request, exc))
+        raise
+    thread_id = request.path_params.get("thread_id")
+    identity = identity_of(user)
+    if not thread_id or identity is None or user.identity != identity.user_id:  # no thread, or served already
+        return user
+    if not identity.is_staff:
+        return user
+    row = await thread_row(str(thread_id))
+    principal = acting_principal(handlers.visible_to(identity), row, identity) if row else None
+    if principal is None:
+        return user
+    acting = User.model_validate({**user.model_dump(), "identity": principal})
+    request.scope["user"] = acting  # what Aegra's routes read (get_current_user)
+    request.scope[_AUTH_RESULT_SCOPE_KEY] = acting  # what a second require_auth on this request returns
+    return acting
+
+
+def failed_authentication(request: Request, exc: HTTPException) -> AuditEvent:
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    scope = {"method": request.method, "path": request.url.path}
+    refused = Auth.exceptions.HTTPException(status_code=401, detail=str(exc.detail))
+    return handlers.failed_authentication(refused, headers, scope)
+
+
+app.dependency_overrides[require_auth] = require_auth_acting
+
+
+@app.post("/threads/search", response_model=list[Thread])
+async def search_threads(
+    request: ThreadSearchRequest,
+    user: Annotated[User, Depends(require_auth)],
+    session: Annotated[Any, Depends(get_session)],
+) -> list[Thread]:
+    """Aegra's thread search, across principals for staff (the filter their handler returns is applied)."""
+    identity = identity_of(user)
+    if identity is None or not identity.is_staff:
+        return await aegra_threads.search_threads(request, user, session)
+    filters = await handle_event(build_auth_context(user, "threads", "search"), request.model_dump())
+    auth_filter = build_metadata_filter(ThreadORM.metadata_json, filters)
+    if auth_filter is None and identity.role != "admin":  # an agent's search is its tenant's, never everyone's
+        raise HTTPException(403, "thread search needs the caller's tenant filter")
+    stmt = select(ThreadORM)
+    if auth_filter is not None:
+        stmt = stmt.where(auth_filter)
+    # From here as Aegra's own search (aegra_api.api.threads.search_threads), less its `user_id == identity`.
+    if request.status:
+        stmt = stmt.where(ThreadORM.status == request.status)
+    if request.metadata:
+        stmt = stmt.where(ThreadORM.metadata_json.op("@>")(request.metadata))
+    offset = request.offset or 0
+    limit = request.limit if request.limit is not None else effective_search_limit()
+    column, asc = aegra_threads._resolve_sort(request)
+    direction = column.asc() if asc else column.desc()
+    stmt = stmt.order_by(direction, ThreadORM.thread_id.asc()).offset(offset).limit(limit)
+    rows = (await session.scalars(stmt)).all()
+    return [aegra_threads._serialize_thread(row) for row in rows]

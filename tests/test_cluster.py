@@ -2,7 +2,10 @@
 
 - both instances answer tickets; a thread made on one is the same thread on the other; keys and ownership hold on
   either (no key: 401; another customer's thread: 404; a customer cannot resume: 403);
-- a ticket interrupted for approval on instance A is approved on instance B;
+- a customer's ticket interrupted for approval on instance A is read, found in search and approved (or rejected) by
+  a reviewer (role agent, same tenant) on instance B, the reviewer recorded as the approver; another customer of the
+  tenant, the same user id in another tenant and a reviewer of another tenant get 404 on it (reads, runs, search),
+  and those refusals are in the audit log, as under `langgraph dev`;
 - kill -9 of the instance running an approved write, right after the write committed and before the step's
   checkpoint: the survivor re-queues the run (Aegra's lease reaper) and re-runs the node from its start; the
   ledger replays the write, so the shop changes once and the ticket ends with one answer.
@@ -10,9 +13,6 @@
 These start real servers (about two minutes), so they run only when asked: `make test-cluster`, or
 SWITCHBOARD_CLUSTER_TESTS=1 with the Aegra virtualenv at SWITCHBOARD_AEGRA_VENV (default .venv-aegra, made by
 `make aegra-venv`). Under SWITCHBOARD_REQUIRE_SERVICES=1 a missing Postgres or Redis fails them.
-
-Aegra itself scopes a thread to the identity that created it, so a reviewer's key cannot open a customer's thread
-on Aegra (README, Scale-out): approvals here come from a key with role agent acting for customer demo.
 """
 
 from __future__ import annotations
@@ -108,8 +108,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, seeded_settings: Settings,
             store = KeyStore(settings.auth_target)
             keys = {
                 "demo": store.create("demo")[0],
-                "alice": store.create("alice")[0],
-                "desk": store.create("demo", role="agent")[0],  # a desk agent working demo's tickets
+                "alice": store.create("alice")[0],  # another customer of demo's tenant
+                "rita": store.create("rita", role="agent")[0],  # a reviewer of demo's tenant
+                "otto": store.create("otto", "other", role="agent")[0],  # a reviewer of another tenant
+                "mallory": store.create("demo", "other")[0],  # demo's user id, in another tenant
             }
             prefix = f"aegra:test{uuid.uuid4().hex[:8]}:"  # this cluster's own queue and channels in Redis
             config = root / "aegra.json"
@@ -197,6 +199,10 @@ def test_both_instances_serve_tickets_with_the_project_auth(cluster: Cluster) ->
     for i in range(2):
         response = httpx.post(f"{cluster.instances[i].url}/threads", json={}, timeout=10)
         assert response.status_code == 401 and "missing API key" in response.text
+    from auth.audit import SqlAuditLog
+
+    failures = [(e.actor, e.action, e.outcome) for e in SqlAuditLog(cluster.shop_url).query(kind="auth_failure")]
+    assert failures.count(("anonymous", "POST /threads", "401")) >= 2, failures  # audited, as under langgraph dev
     alice = _ticket(cluster, 1, "Where is my order 1012?", who="alice")
     assert alice["status"] == "completed" and "1012" in alice["answer"]
     mine = _ticket(cluster, 1, "Where is my order 1012?")  # demo asking about alice's order learns nothing
@@ -208,25 +214,88 @@ def test_both_instances_serve_tickets_with_the_project_auth(cluster: Cluster) ->
     assert "ok" in knowledge and set(knowledge) <= {"ok", "not_loaded"}, knowledge
 
 
-def test_a_thread_interrupted_on_one_instance_is_approved_on_the_other(cluster: Cluster) -> None:
+def _status_of(call: Any) -> int:
     import httpx
 
-    waiting = _ticket(cluster, 0, "Please cancel order 1008, I ordered the wrong keyboard.", who="desk")
+    try:
+        call()
+    except httpx.HTTPStatusError as exc:
+        return exc.response.status_code
+    return 200
+
+
+def _refusals(cluster: Cluster, thread: str) -> list[tuple[str, str, str, str, str]]:
+    from auth.audit import SqlAuditLog
+
+    events = SqlAuditLog(cluster.shop_url).query(thread_id=thread, kind="policy_refusal")
+    return [(e.actor, e.tenant, e.role, e.action, e.outcome) for e in events]
+
+
+def test_a_reviewer_approves_a_customers_ticket_on_the_other_instance(cluster: Cluster) -> None:
+    waiting = _ticket(cluster, 0, "Please cancel order 1008, I ordered the wrong keyboard.")  # customer demo, on A
+    thread = waiting["thread"]
     assert _waiting_on(waiting) == "request_approval" and waiting["status"] == "awaiting_approval"
     with cluster.shop() as shop:
         assert shop.query("SELECT status FROM orders WHERE id = 1008")[0]["status"] == "processing"
-    on_b = cluster.client(1, "desk")
-    assert _waiting_on(on_b.threads.get_state(waiting["thread"])) == "request_approval"
-    with pytest.raises(httpx.HTTPStatusError) as refused:  # the customer may not approve their own refund
-        cluster.client(1, "demo").runs.wait(waiting["thread"], "supervisor", command={"resume": {"type": "accept"}})
-    assert refused.value.response.status_code in (403, 404)
-    on_b.runs.wait(waiting["thread"], "supervisor", command={"resume": {"type": "accept"}})
-    done = on_b.threads.get_state(waiting["thread"])
+
+    # A metadata patch cannot move the thread to another owner or tenant (Aegra merges the client's own keys back
+    # in under the handler's, so they are reset to the thread's): otto below still may not see it.
+    patched = cluster.client(0).threads.update(thread, metadata={"owner": "alice", "tenant": "other", "topic": "kb"})
+    assert {k: patched["metadata"].get(k) for k in ("owner", "tenant", "topic")} == {
+        "owner": "demo", "tenant": "default", "topic": "kb"}  # fmt: skip
+
+    rita = cluster.client(1, "rita")  # a reviewer of demo's tenant, on B
+    assert _waiting_on(rita.threads.get_state(thread)) == "request_approval"
+    assert rita.threads.get(thread)["metadata"]["owner"] == "demo"
+    assert thread in {t["thread_id"] for t in rita.threads.search(status="interrupted", limit=100)}
+    assert rita.threads.get_history(thread, limit=3) and rita.runs.list(thread)
+
+    # Another customer of the tenant, demo's user id in another tenant, a reviewer of another tenant: not found.
+    for i, who in ((1, "alice"), (0, "mallory"), (1, "otto")):
+        other = cluster.client(i, who)
+        reads = {
+            "get": lambda c=other: c.threads.get(thread),
+            "state": lambda c=other: c.threads.get_state(thread),
+            "history": lambda c=other: c.threads.get_history(thread, limit=3),
+            "runs": lambda c=other: c.runs.list(thread),
+        }
+        assert {name: _status_of(read) for name, read in reads.items()} == dict.fromkeys(reads, 404), who
+        assert thread not in {t["thread_id"] for t in other.threads.search(limit=100)}, who
+        # A resume from them is refused too: 404 where Aegra's run route finds another principal's thread before any
+        # handler runs (alice, otto), the handler's 403 for a customer's command where it does not (mallory).
+        resume = _status_of(lambda c=other: c.runs.wait(thread, "supervisor", command={"resume": {"type": "accept"}}))
+        assert resume == (403 if who == "mallory" else 404), who
+    demo_b = cluster.client(1, "demo")
+    approve = {"resume": {"type": "accept"}}
+    assert _status_of(lambda: demo_b.runs.wait(thread, "supervisor", command=approve)) == 403  # not their own refund
+    assert _waiting_on(rita.threads.get_state(thread)) == "request_approval"  # none of that moved the ticket
+
+    rita.runs.wait(thread, "supervisor", command={"resume": {"type": "accept"}})
+    done = cluster.client(0).threads.get_state(thread)  # the customer sees the outcome, on A
     assert done["values"]["status"] == "completed" and not done["next"]
-    assert done["values"]["approval"]["approver"] == "demo"  # from the key, never from the client
+    assert done["values"]["approval"]["approver"] == "rita"  # from the reviewer's key, never from the client
     with cluster.shop() as shop:
         assert shop.query("SELECT status FROM orders WHERE id = 1008")[0]["status"] == "cancelled"
         assert shop.query("SELECT COUNT(*) AS n FROM refunds WHERE order_id = 1008")[0]["n"] == 1
+
+    refusals = _refusals(cluster, thread)
+    hidden = {(actor, tenant, role) for actor, tenant, role, _, outcome in refusals if outcome == "404"}
+    assert hidden == {("alice", "default", "customer"), ("demo", "other", "customer"), ("otto", "other", "agent")}
+    assert {action for actor, _, _, action, outcome in refusals if actor == "alice" and outcome == "404"} >= {
+        f"GET /threads/{thread}", f"GET /threads/{thread}/state", f"POST /threads/{thread}/history"}  # fmt: skip
+    assert ("demo", "default", "customer", "threads.create_run", "403") in refusals
+    assert not [r for r in refusals if r[0] == "rita"], "the reviewer's own requests are no refusals"
+
+
+def test_a_reviewer_rejects_a_customers_ticket_on_the_other_instance(cluster: Cluster) -> None:
+    waiting = _ticket(cluster, 1, "Please cancel order 1010, I don't need the charger any more.")  # on B
+    assert _waiting_on(waiting) == "request_approval", waiting
+    rita = cluster.client(0, "rita")  # on A
+    rita.runs.wait(waiting["thread"], "supervisor", command={"resume": {"type": "ignore"}})
+    state = cluster.client(1).threads.get_state(waiting["thread"])
+    assert state["values"]["status"] == "rejected" and not state["next"]
+    with cluster.shop() as shop:
+        assert shop.query("SELECT status FROM orders WHERE id = 1010")[0]["status"] == "pending"
 
 
 def test_a_short_load_on_both_instances_has_no_errors(cluster: Cluster) -> None:
@@ -243,12 +312,12 @@ def test_a_short_load_on_both_instances_has_no_errors(cluster: Cluster) -> None:
 
 
 def test_kill_9_mid_ticket_the_other_instance_finishes_it_with_one_effect(cluster: Cluster) -> None:
-    desk = cluster.client(0, "desk")
-    waiting = _ticket(cluster, 0, "Please cancel order 1009, I ordered too many bottles.", who="desk")
+    rita = cluster.client(0, "rita")
+    waiting = _ticket(cluster, 0, "Please cancel order 1009, I ordered too many bottles.")
     assert _waiting_on(waiting) == "request_approval"
     key = waiting["action"]["idempotency_key"]
     (cluster.fault_dir / "armed").touch()
-    run = desk.runs.create(waiting["thread"], "supervisor", command={"resume": {"type": "accept"}})
+    run = rita.runs.create(waiting["thread"], "supervisor", command={"resume": {"type": "accept"}})
     committed = cluster.fault_dir / "committed"
     deadline = time.monotonic() + 120
     while not committed.exists() or not committed.read_text():
@@ -260,7 +329,7 @@ def test_kill_9_mid_ticket_the_other_instance_finishes_it_with_one_effect(cluste
         assert shop.query("SELECT status FROM orders WHERE id = 1009")[0]["status"] == "cancelled"
     os.kill(pid, signal.SIGKILL)
     cluster.instances[victim].proc.wait(timeout=30)
-    survivor = cluster.client(1 - victim, "desk")
+    survivor = cluster.client(1 - victim, "rita")
 
     started = time.monotonic()
     deadline = started + 180
