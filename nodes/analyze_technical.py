@@ -12,11 +12,12 @@ No model is needed for this job. `build(services)` returns the subgraph uncompil
 `TechnicalState`, input `TechnicalInput`, context `Context`); each step's update is checked against
 `TechnicalState` (graphs.validation) and reported on the `custom` stream (nodes.progress). `subgraph(services)`
 compiles it without a checkpointer of its own, so it checkpoints into the parent's (namespace
-`analyze_technical:<task id>`) and a replayed or forked parent step runs it again. `make(services, graph)` is the
-parent graph's node (the Node contract): it runs the compiled subgraph on the ticket with the run's context (the
-store and stream reach the steps through the parent's config) and writes what the specialist writes, its name on
-`route`, `analysis`, and `knowledge` when a known issue matched; graphs/supervisor.py adds it with every node's
-wrappers and marks it as running the subgraph (Studio's xray view, `GET /assistants/{id}/subgraphs`).
+`analyze_technical:<task id>`) and a parent step replayed from an earlier checkpoint runs it again.
+`make(services, graph)` is the parent graph's node (the Node contract): it runs the compiled subgraph on the ticket
+with the run's context (the store and stream reach the steps through the parent's config) and writes what the
+specialist writes, its name on `route`, `analysis`, and `knowledge` when a known issue matched; graphs/supervisor.py
+adds it with every node's wrappers and marks it as running the subgraph (Studio's xray view,
+`GET /assistants/{id}/subgraphs`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class TechnicalInput(TypedDict):
 
 
 class TechnicalState(TypedDict):
-    """Working state of one technical analysis (one run of the subgraph per ticket)."""
+    """Working state of one technical analysis (one run of the subgraph per call of the specialist)."""
 
     ticket: str
     """The customer's message (PII redacted)."""

@@ -297,7 +297,8 @@ def test_studio_streams_the_technical_subgraphs_steps_and_a_past_checkpoint_runs
     text = "Payment failed at checkout: error PAY-402 card declined (HTTP 402)."
 
     def stream(body: dict[str, Any]) -> list[tuple[str, Any]]:
-        run = {"assistant_id": aid, "stream_mode": ["updates", "custom"], "stream_subgraphs": True, **body}
+        modes = ["values", "messages-tuple", "updates", "custom", "debug"]  # what Studio streams
+        run = {"assistant_id": aid, "stream_mode": modes, "stream_subgraphs": True, **body}
         events: list[tuple[str, Any]] = []
         with httpx.stream("POST", f"{server}/threads/{tid}/runs/stream", json=run, headers=STUDIO,
                           timeout=60) as response:  # fmt: skip
@@ -319,6 +320,7 @@ def test_studio_streams_the_technical_subgraphs_steps_and_a_past_checkpoint_runs
     assert triaged["error_codes"] == ["PAY-402"]
     assert [d["node"] for n, d in inner if n.startswith("custom|")] == ["triage_log", "match_known_issues"]
     assert "analyze_technical" in [d.get("node") for n, d in events if n == "custom"]  # the parent's own event
+    assert any(n.startswith("debug|analyze_technical:") for n, _ in events)  # Studio's debug view of the steps
     first = studio_call(server, "GET", f"/threads/{tid}/state")["values"]
     assert first["status"] == "completed" and "kb-ki-pay-402-card-declined" in [
         k["id"] for k in first["analysis"]["known_issues"]]  # fmt: skip
