@@ -3,7 +3,9 @@
 `reporting(name, fn)` wraps a node (sync or async; the signature is kept, so LangGraph still injects `runtime`):
 when the node returns it writes `{"node", "event": "done", ...found}` with `get_stream_writer()`, and when it stops
 for a human `{"node", "event": "waiting", "action"}`. `found` is a small JSON summary of the node's update (intent,
-confidence, decision, status, next node, tool, knowledge ids, ...), never the whole state. Outside a run, or when
+confidence, decision, status, next node, tool, knowledge ids, a triage's severity and codes, ...), never the whole
+state. The steps of a subgraph (analyze_technical's) report too; a client sees their events when it streams
+subgraphs (`subgraphs=True`, the API's `stream_subgraphs`), under the subgraph's namespace. Outside a run, or when
 nobody streams `custom`, the writer does nothing.
 """
 
@@ -52,6 +54,13 @@ def found(update: Any) -> dict[str, Any]:
         value = body.get(key)
         if isinstance(value, Mapping) and value.get("type"):
             out[key] = value["type"]
+    triage = body.get("triage")  # analyze_technical's triage_log step
+    if isinstance(triage, Mapping):
+        out["severity"] = str(triage.get("severity", ""))
+        for key in ("error_codes", "exceptions", "http_statuses"):
+            values = [v for v in triage.get(key) or [] if isinstance(v, (str, int))]
+            if values:
+                out[key] = values[:5]
     result = body.get("action_result")
     if isinstance(result, Mapping):
         out["action_ok"] = bool(result.get("ok"))

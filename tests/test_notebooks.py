@@ -34,6 +34,9 @@ def test_notebook_code_cells_run(path: Path, seeded_settings, model_cache, tmp_p
         import re
 
         assert "graph TD;" in printed and "request_approval" in printed
+        # The xray drawing opens the technical analyst's subgraph into its steps.
+        assert "\tsubgraph analyze_technical\n\tanalyze_technical\\3atriage_log(triage_log)" in printed
+        assert "subgraphs: ['analyze_technical']" in printed
         assert "store ('default', 'demo', 'working') last_action -> {'tool': 'cancel_order', 'ok': True" in printed
         assert re.search(r"knowledge 0\.\d\d \[kb-", printed)
         assert re.search(r"request_approval +approve +approved", printed)

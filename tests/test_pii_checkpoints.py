@@ -41,12 +41,19 @@ def leaks(blob: str | bytes) -> list[str]:
 
 
 def history_text(graph: Any, saver: Any, thread: str) -> str:
-    """Every snapshot of the thread (values, tasks, interrupts, metadata) and every checkpoint's pending writes."""
+    """Every snapshot of the thread (values, tasks, interrupts, metadata), and every checkpoint with its pending
+    writes in every namespace: the thread's own and its subgraph runs' (`analyze_technical:<task id>`)."""
     config = {"configurable": {"thread_id": thread}}
     snapshots = list(graph.get_state_history(config))
     tuples = list(saver.list(config))
-    assert len(snapshots) >= 5 and len(tuples) == len(snapshots)  # the input checkpoint and every step
-    return "\n".join([*(repr(s) for s in snapshots), *(repr(t.pending_writes) for t in tuples)])
+    own = [t for t in tuples if not t.config["configurable"].get("checkpoint_ns")]
+    assert len(snapshots) >= 5 and len(own) == len(snapshots)  # the input checkpoint and every step
+    return "\n".join([*(repr(s) for s in snapshots), *(repr((t.checkpoint, t.pending_writes)) for t in tuples)])
+
+
+def subgraph_checkpoints(saver: Any, thread: str) -> int:
+    return sum(bool(t.config["configurable"].get("checkpoint_ns")) for t in saver.list({"configurable": {
+        "thread_id": thread}}))  # fmt: skip
 
 
 def stored_bytes(saver: Any, target: str) -> bytes:
@@ -92,6 +99,8 @@ def test_no_checkpoint_of_a_direct_invoke_holds_the_raw_pii(
     graph.invoke({"messages": [HumanMessage(TICKET)]}, {"configurable": {"thread_id": thread}}, context=Context())
     state = graph.get_state({"configurable": {"thread_id": thread}}).values
     assert "pii_redacted" in state["flags"] and "[CARD]" in state["ticket"]
+    # A payment ticket: the technical analyst's subgraph ran and checkpointed the ticket's text in its own namespace.
+    assert "analyze_technical" in state["route"] and subgraph_checkpoints(saver, thread) >= 2
     assert leaks(history_text(graph, saver, thread)) == []
     if target != "memory":
         raw = stored_bytes(saver, target)

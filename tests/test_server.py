@@ -11,17 +11,20 @@ its views, with its headers:
 |--------------------------------|------------------------------------------------------------------------------------|
 | connect                        | `GET /info`, CORS preflight from the Studio origin                                 |
 | graph picker, assistants       | `POST /assistants/search` (`metadata.created_by: system`), `GET /assistants/{id}`  |
-| graph ("xray")                 | `GET /assistants/{id}/graph?xray=true` (on a fresh server), `GET .../subgraphs`    |
+| graph ("xray"), subgraphs      | `GET /assistants/{id}/graph?xray=true` (on a fresh server), `GET .../subgraphs`    |
 | input / state / configuration  | `GET /assistants/{id}/schemas`                                                     |
 | threads list                   | `POST /threads/search`, `POST /threads`                                            |
-| run (graph and chat mode)      | `POST /threads/{id}/runs/stream` (values, updates, messages-tuple, custom, debug)  |
+| run (graph and chat mode)      | `POST /threads/{id}/runs/stream` (values, updates, messages-tuple, custom, debug;  |
+|                                | `stream_subgraphs`: the technical analyst's steps under its namespace)             |
 | interrupt, resume              | `GET /threads/{id}/state`, `command.resume` on `POST /threads/{id}/runs/wait`      |
 | history, past checkpoint       | `POST /threads/{id}/history`, `GET .../state/{checkpoint_id}`, `POST .../checkpoint`|
+| time travel                    | a run from a past `checkpoint_id` (the subgraph runs again)                        |
 | memory                         | `POST /store/namespaces`, `POST /store/items/search`                               |
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,14 +79,25 @@ def test_studio_draws_the_graph_with_xray_on_a_fresh_server_and_reads_non_null_s
     assert client.assistants.get(aid)["graph_id"] == "supervisor"
     drawn = client.assistants.get_graph(aid, xray=True)
     ids = {n["id"] for n in drawn["nodes"]}
-    # Every node is drawn, and xray finds no inner nodes: each specialist is one node of the one graph, not a
-    # subgraph (a subgraph's nodes would be drawn as "parent:child").
-    assert ids == {"__start__", "__end__", *NODE_NAMES}, ids ^ {"__start__", "__end__", *NODE_NAMES}
+    # Every node is drawn; xray opens the one subgraph, the technical analyst, into its steps ("parent:child").
+    steps = {"analyze_technical:triage_log", "analyze_technical:match_known_issues"}
+    expected = {"__start__", "__end__", *steps, *(set(NODE_NAMES) - {"analyze_technical"})}
+    assert ids == expected, ids ^ expected
     edges = {(e["source"], e["target"]) for e in drawn["edges"]}
-    assert {("__start__", "guard_input"), ("generate_response", "review_gate"), ("guard_output", "remember")} <= edges
-    assert {e["target"] for e in drawn["edges"] if e["source"] == "supervisor" and e.get("conditional")} >= {
-        "retrieve_knowledge", "plan_action", "generate_response", "escalate"}  # fmt: skip
-    assert client.assistants.get_subgraphs(aid, recurse=True) == {}
+    assert {("__start__", "guard_input"), ("generate_response", "review_gate"), ("guard_output", "remember"),
+            ("analyze_technical:triage_log", "analyze_technical:match_known_issues"),
+            ("analyze_technical:match_known_issues", "supervisor")} <= edges  # fmt: skip
+    routed = {e["target"] for e in drawn["edges"] if e["source"] == "supervisor" and e.get("conditional")}
+    assert routed >= {"retrieve_knowledge", "analyze_technical:triage_log", "plan_action", "generate_response",
+                      "escalate"}  # fmt: skip
+    subgraphs = client.assistants.get_subgraphs(aid, recurse=True)
+    assert set(subgraphs) == {"analyze_technical"}, subgraphs
+    technical = subgraphs["analyze_technical"]
+    for kind in ("input_schema", "output_schema", "state_schema", "context_schema"):
+        assert technical[kind] and technical[kind]["properties"], kind
+    assert set(technical["input_schema"]["properties"]) == {"ticket"}
+    assert {"ticket", "triage", "analysis", "knowledge"} == set(technical["state_schema"]["properties"])
+    assert "tenant_id" in technical["context_schema"]["properties"]
     schemas = client.assistants.get_schemas(aid)
     for kind in ("input_schema", "output_schema", "state_schema", "context_schema"):
         assert schemas[kind] and schemas[kind]["properties"], kind
@@ -240,7 +254,7 @@ def test_studio_routes_answer_keyless_from_loopback_under_studio_1(server: str) 
     assert studio_call(server, "GET", f"/assistants/{aid}")["graph_id"] == "supervisor"
     drawn = studio_call(server, "GET", f"/assistants/{aid}/graph", xray="true")
     assert "review_gate" in {n["id"] for n in drawn["nodes"]}
-    assert studio_call(server, "GET", f"/assistants/{aid}/subgraphs", recurse="true") == {}
+    assert set(studio_call(server, "GET", f"/assistants/{aid}/subgraphs", recurse="true")) == {"analyze_technical"}
     assert studio_call(server, "GET", f"/assistants/{aid}/schemas")["context_schema"]
     assert studio_call(server, "POST", "/assistants/search", {"graph_id": "supervisor", "limit": 100})
 
@@ -270,3 +284,52 @@ def test_studio_routes_answer_keyless_from_loopback_under_studio_1(server: str) 
     assert isinstance(studio_call(server, "POST", "/store/namespaces", {"prefix": ["default"], "limit": 100})
                       ["namespaces"], list)  # fmt: skip
     studio_call(server, "POST", "/store/items/search", {"namespace_prefix": ["default", "demo"], "limit": 10})
+
+
+def test_studio_streams_the_technical_subgraphs_steps_and_a_past_checkpoint_runs_it_again(server: str) -> None:
+    """A payment ticket with `stream_subgraphs`: the technical analyst's steps stream under its namespace; a run from
+    the checkpoint before it (time travel) runs the subgraph again and ends with the same analysis."""
+    (assistant,) = [a for a in studio_call(server, "POST", "/assistants/search",
+                                           {"limit": 10, "offset": 0, "metadata": {"created_by": "system"}})
+                    if a["graph_id"] == "supervisor"]  # fmt: skip
+    aid = assistant["assistant_id"]
+    tid = studio_call(server, "POST", "/threads", {"metadata": {}})["thread_id"]
+    text = "Payment failed at checkout: error PAY-402 card declined (HTTP 402)."
+
+    def stream(body: dict[str, Any]) -> list[tuple[str, Any]]:
+        modes = ["values", "messages-tuple", "updates", "custom", "debug"]  # what Studio streams
+        run = {"assistant_id": aid, "stream_mode": modes, "stream_subgraphs": True, **body}
+        events: list[tuple[str, Any]] = []
+        with httpx.stream("POST", f"{server}/threads/{tid}/runs/stream", json=run, headers=STUDIO,
+                          timeout=60) as response:  # fmt: skip
+            assert response.status_code == 200
+            name = ""
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and name:
+                    events.append((name, json.loads(line.split(":", 1)[1])))
+        assert "error" not in [n for n, _ in events], events
+        return events
+
+    events = stream({"input": {"messages": [{"type": "human", "content": text}]}})
+    inner = [(n, d) for n, d in events if "|analyze_technical:" in n]
+    steps = [step for n, d in inner if n.startswith("updates|") for step in d]
+    assert steps == ["triage_log", "match_known_issues"], [n for n, _ in events]
+    (triaged,) = [d["triage_log"]["triage"] for n, d in inner if n.startswith("updates|") and "triage_log" in d]
+    assert triaged["error_codes"] == ["PAY-402"]
+    assert [d["node"] for n, d in inner if n.startswith("custom|")] == ["triage_log", "match_known_issues"]
+    assert "analyze_technical" in [d.get("node") for n, d in events if n == "custom"]  # the parent's own event
+    assert any(n.startswith("debug|analyze_technical:") for n, _ in events)  # Studio's debug view of the steps
+    first = studio_call(server, "GET", f"/threads/{tid}/state")["values"]
+    assert first["status"] == "completed" and "kb-ki-pay-402-card-declined" in [
+        k["id"] for k in first["analysis"]["known_issues"]]  # fmt: skip
+
+    history = studio_call(server, "POST", f"/threads/{tid}/history", {"limit": 50})
+    assert {h["checkpoint"]["checkpoint_ns"] for h in history} == {""}  # the thread's own, not the subgraph's
+    before = next(h for h in history if "analyze_technical" in h["next"])
+    replay = stream({"input": None, "checkpoint_id": before["checkpoint"]["checkpoint_id"]})
+    assert [step for n, d in replay if n.startswith("updates|analyze_technical:") for step in d] == [
+        "triage_log", "match_known_issues"]  # fmt: skip
+    again = studio_call(server, "GET", f"/threads/{tid}/state")["values"]
+    assert again["analysis"] == first["analysis"] and again["route"] == first["route"]
