@@ -118,7 +118,7 @@ def analyze_technical(state: Mapping[str, Any], update: dict[str, Any], goto: li
     issues = [i.get("id") for i in analysis.get("known_issues") or []]
     return {"action": "triage", "outcome": "known_issue" if issues else "no_match",
             "reasoning": f"matched {', '.join(issues)}" if issues else "no known issue matched",
-            "details": {"known_issues": issues, "codes": analysis.get("codes")}}
+            "details": {"known_issues": issues, "codes": list(analysis.get("error_codes") or [])}}
 
 
 def plan_action(state: Mapping[str, Any], update: dict[str, Any], goto: list[str]) -> Fields:

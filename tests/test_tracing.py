@@ -178,3 +178,13 @@ def test_spans_are_exported_to_the_otlp_endpoint_with_the_ticket_trace_id(
     assert probe.trace_id == uuid.UUID(trace).bytes
     attrs = {a.key: a.value.string_value for a in probe.attributes}
     assert attrs["switchboard.trace_id"] == trace and attrs["switchboard.node"] == "otel_probe"
+
+
+def test_the_technical_analysts_decision_record_names_the_error_codes_it_triaged() -> None:
+    from observability.decision_points import analyze_technical
+
+    update = {"analysis": {"error_codes": ["CHK-500"], "known_issues": [{"id": "kb-ki-chk-500-checkout-error"}]}}
+    fields = analyze_technical({}, update, [])
+    assert fields["outcome"] == "known_issue"
+    assert fields["details"] == {"known_issues": ["kb-ki-chk-500-checkout-error"], "codes": ["CHK-500"]}
+    assert analyze_technical({}, {"analysis": {}}, [])["details"] == {"known_issues": [], "codes": []}
