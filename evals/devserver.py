@@ -7,9 +7,11 @@ tests. The server runs from the repository with its own data directory; logs go 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -59,11 +61,22 @@ def dev_server(
     }
     for var in ("OPENAI_API_KEY", *drop_env):
         child.pop(var, None)
-    argv = [str(cli), "dev", "--port", str(port), "--host", "127.0.0.1", "--no-browser", "--no-reload"]
+    # The in-memory server keeps its threads and store in `.langgraph_api/` under its working directory and loads
+    # them on the next start. Each server runs in a fresh directory of its own (the project's files linked in, as
+    # langgraph.json names them relative to it), so no server sees another's threads or store items: from the
+    # repo's folder, a second run of the suite met the first one's stored preferences.
+    workdir = Path(tempfile.mkdtemp(prefix="switchboard-devserver-"))
+    for entry in REPO.iterdir():
+        if entry.name not in (".langgraph_api", ".git"):
+            (workdir / entry.name).symlink_to(entry)
+    argv = [str(cli), "dev", "--port", str(port), "--host", "127.0.0.1", "--no-browser", "--no-reload",
+            "--config", str(workdir / "langgraph.json")]  # fmt: skip
     try:
-        with serving(argv, port, "/ok", logs, what="langgraph dev", timeout_s=timeout_s, poll_s=0.5, env=child) as url:
+        with serving(argv, port, "/ok", logs, what="langgraph dev", timeout_s=timeout_s, poll_s=0.5, env=child,
+                     cwd=workdir) as url:  # fmt: skip
             yield url
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)
         text = logs.read_text() if logs.exists() else ""
         if "BlockingError" in text:
             raise DevServerFailed(f"blocking I/O inside an async node:\n{text[-3000:]}")
@@ -72,14 +85,15 @@ def dev_server(
 @contextmanager
 def serving(
     argv: list[str], port: int, health: str, logs: Path, *, what: str, timeout_s: float, poll_s: float,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, cwd: Path = REPO,
 ) -> Iterator[str]:
-    """Run server `argv` (output to `logs`) on 127.0.0.1:`port`; yields its URL once GET `health` answers 200,
-    and stops it afterwards. Raises DevServerFailed (with the log's tail) if it exits or does not answer in time."""
+    """Run server `argv` (output to `logs`, in `cwd`) on 127.0.0.1:`port`; yields its URL once GET `health` answers
+    200, and stops it afterwards. Raises DevServerFailed (with the log's tail) if it exits or does not answer in
+    time."""
     import httpx
 
     with logs.open("w") as log:
-        proc = subprocess.Popen(argv, cwd=REPO, env=dict(env) if env is not None else None, stdout=log,
+        proc = subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None, stdout=log,
                                 stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
