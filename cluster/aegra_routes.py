@@ -1,0 +1,58 @@
+"""Which Aegra route a request is on, for the two modules that fit the project's auth to Aegra (0.11).
+
+cluster/aegra_http.py's authentication dependency, which every Aegra route runs first, records the matched route
+(`served`). Two facts about a request live here:
+- the routes that are not served at all (`NOT_SERVED`), refused with 403 before anything else runs: they start runs
+  that never pass the project's `threads.create_run` handler (Aegra's v2 thread commands, crons);
+- whether a `threads.create_run` handler call comes from the run-creating path that hands the run what the handler
+  admitted (`admitting`, set by cluster/aegra_http.py); any other caller of that handler is refused, so a route
+  Aegra adds later cannot start a run on the client's own input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Final
+
+Route = tuple[str, str]  # (method, path template), e.g. ("POST", "/threads/{thread_id}/runs")
+
+_SERVED: ContextVar[Route | None] = ContextVar("switchboard_aegra_route", default=None)
+_ADMITTING: ContextVar[bool] = ContextVar("switchboard_aegra_admitting", default=False)
+
+_V2 = (
+    "Agent Protocol v2 thread commands (run.start, input.respond) are not served here: they would start runs past "
+    "the project's input and ownership checks. Start or resume a run with POST /threads/{thread_id}/runs "
+    "(or /runs/stream, /runs/wait)."
+)
+_CRONS = "crons are not served on Aegra: a cron's runs would be built past the project's input and ownership checks"
+NOT_SERVED: Final[dict[Route, str]] = {
+    ("POST", "/threads/{thread_id}/commands"): _V2,
+    ("POST", "/runs/crons"): _CRONS,
+    ("POST", "/threads/{thread_id}/runs/crons"): _CRONS,
+}
+
+
+def serve(route: Route) -> None:
+    """Record the route of the request being served (its own task's context: never another request's)."""
+    _SERVED.set(route)
+
+
+def served() -> Route | None:
+    """The route of the request being served, or None outside one (then nothing is taken for a cancel)."""
+    return _SERVED.get()
+
+
+@contextmanager
+def admitting() -> Iterator[None]:
+    """Around the `threads.create_run` handler call whose admitted input, context and config the run then takes."""
+    token = _ADMITTING.set(True)
+    try:
+        yield
+    finally:
+        _ADMITTING.reset(token)
+
+
+def is_admitting() -> bool:
+    return _ADMITTING.get()
