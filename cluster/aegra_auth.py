@@ -23,9 +23,12 @@ LangGraph server in these places:
   tenant in the config metadata, where the LangGraph server puts the thread's metadata and the graph reads whose
   thread a reviewer answers (graphs.context). A create_run call from anywhere else (Aegra's v2 thread commands
   dispatch one with the command envelope and drop the result) is refused (403): no run is built past the intake.
-- `threads.update`: a run cancel reaches Aegra's handler as the run's ids (LangGraph: with an `action`); it is
-  marked as one, so cancelling one's own run is not taken for a state write (staff only). A metadata patch naming
-  `owner`/`tenant` gets them back with the thread's own values: the handler drops them, but Aegra merges the
+- `threads.update`: the route, never the body, says what an update is (cluster/aegra_routes.py): on the run cancel
+  routes (`POST /runs/cancel`, `POST .../runs/{run_id}/cancel`, `PATCH .../runs/{run_id}`) it is marked a cancel
+  (Aegra passes the run's ids without LangGraph's `action`), so cancelling one's own runs is not taken for a state
+  write; on every other route but the metadata patch it is a state write (staff only), whatever `action`,
+  `metadata` or `run_id` keys the client's body carries (Aegra hands the handler that body). A metadata patch
+  naming `owner`/`tenant` gets them back with the thread's own values: the handler drops them, but Aegra merges the
   request's original metadata under the handler's, which would otherwise let a client rewrite its thread's tenant.
 
 Aegra also scopes every thread, run and checkpoint query to the principal that created the thread
@@ -45,7 +48,7 @@ from langgraph_sdk import Auth
 from auth import handlers
 from auth.audit import record
 from auth.identity import OWNER_KEY, TENANT_KEY
-from cluster.aegra_routes import is_admitting
+from cluster.aegra_routes import is_admitting, is_metadata_patch, is_run_cancel
 from cluster.aegra_threads import ThreadRow, admits, thread_row
 
 RUN_FIELDS = ("input", "command", "config", "context", "stream_mode", "checkpoint", "interrupt_before",
@@ -120,8 +123,11 @@ async def on_create_run(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> d
 
 
 async def on_thread_update(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> Any:
-    if "run_id" in value and "action" not in value:
+    # The route says what kind of update this is; the keys of a client's body never do (see cluster/aegra_routes).
+    if is_run_cancel():
         value = {**value, "action": "cancel"}
+    elif not is_metadata_patch():  # a state write, whatever its body names
+        value = {k: v for k, v in value.items() if k not in ("action", "metadata")}
     patch = value.get("metadata")
     named = [k for k in (OWNER_KEY, TENANT_KEY) if isinstance(patch, dict) and k in patch]
     # Cast: Aegra's payload, read as the LangGraph server's ThreadsUpdate (its "cancel" action is Aegra's own word).

@@ -29,12 +29,15 @@ after the routes declared here. This one carries:
   run at once, and Aegra's scheduler the later ones, without calling it at all. Those three are refused here with
   403 after authentication (`cluster.aegra_routes.NOT_SERVED`), before any handler or route body runs, whatever
   Aegra's flags say; cluster/aegra_auth.py also refuses a `threads.create_run` call from anywhere but
-  `admitted_create_run_auth`.
+  `admitted_create_run_auth`;
+- bulk run cancel (`POST /runs/cancel`, declared before Aegra's) as the LangGraph server answers it: the runs of
+  the threads the caller's filter admits, 404 when none. Aegra's own scopes runs to the principal (the user id
+  alone), so the same user id in another tenant would cancel them.
 
 The per-thread filters Aegra does not apply (state, history, runs, join, stream: the handler's filter is dropped)
 are applied by cluster/aegra_auth.py. The Aegra names used here (`require_auth`, its request-scope cache key, the
-thread ORM, the search helpers, `_apply_create_run_auth`) are 0.11.0's, the last one checked at import;
-tests/test_cluster.py runs against that release.
+thread and run ORM, the search helpers, `_apply_create_run_auth` and `_request_run_interruption`) are 0.11.0's,
+checked at import for the two functions; tests/test_cluster.py runs against that release.
 """
 
 from __future__ import annotations
@@ -48,11 +51,13 @@ from aegra_api.api import threads as aegra_threads
 from aegra_api.core.auth_deps import _AUTH_RESULT_SCOPE_KEY, require_auth
 from aegra_api.core.auth_filters import build_metadata_filter
 from aegra_api.core.auth_handlers import build_auth_context, handle_event
+from aegra_api.core.orm import Run as RunORM
 from aegra_api.core.orm import Thread as ThreadORM
 from aegra_api.core.orm import get_session
-from aegra_api.models import RunCreate, Thread, ThreadSearchRequest, User
+from aegra_api.models import RunCreate, RunsCancel, Thread, ThreadSearchRequest, User
+from aegra_api.models.enums import RunCancellationAction
 from aegra_api.models.search_limit import effective_search_limit
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from langgraph_sdk import Auth
 from sqlalchemy import select
 
@@ -61,7 +66,7 @@ from auth.audit import AuditEvent, record
 from auth.identity import Identity, identity_of
 from auth.refusals import AuditRefusals
 from cluster import aegra_routes
-from cluster.aegra_threads import acting_principal, thread_row
+from cluster.aegra_threads import ThreadRow, acting_principal, admits, thread_row
 from observability.http import app as switchboard_routes
 
 app = FastAPI(title="Switchboard", docs_url=None, redoc_url=None, openapi_url=None)
@@ -142,7 +147,8 @@ async def admitted_create_run_auth(user: User, thread_id: str, request: RunCreat
 
 def _install_admitted_create_run_auth() -> None:
     """Fail at start-up, not with runs that skip the input checks, when Aegra is not the release this fits."""
-    expected = {"_apply_create_run_auth": ["user", "thread_id", "request"]}
+    expected = {"_apply_create_run_auth": ["user", "thread_id", "request"],
+                "_request_run_interruption": ["session", "run_orm", "action"]}  # fmt: skip
     for name, parameters in expected.items():
         fn = getattr(aegra_runs, name, None)
         if fn is None or list(inspect.signature(fn).parameters) != parameters:
@@ -154,6 +160,53 @@ def _install_admitted_create_run_auth() -> None:
 
 
 _install_admitted_create_run_auth()
+
+
+NOTHING_ACTIVE = (
+    "No matching runs to cancel. Please verify the thread ID and run IDs are correct, and the runs haven't been "
+    "deleted or completed."
+)
+
+
+@app.post("/runs/cancel", status_code=204)
+async def cancel_runs(
+    request: RunsCancel,
+    user: Annotated[User, Depends(require_auth)],
+    session: Annotated[Any, Depends(get_session)],
+    action: Annotated[RunCancellationAction, Query()] = "interrupt",
+) -> Response:
+    """Cancel runs in bulk as the LangGraph server does: the runs the status or the thread and run ids select, on
+    the threads the caller's `threads.update` filter admits (a customer: their own; an agent: the tenant's; an
+    admin: all); 404 when that leaves none, or none still pending or running. Aegra's own selects the runs of the
+    caller's principal, which is the user id alone (demo of another tenant would cancel demo's runs), and answers
+    204 whatever it found."""
+    identity = identity_of(user)
+    if identity is None:
+        raise HTTPException(403, "not a Switchboard identity")
+    rule = handlers.visible_to(identity)  # what the threads.update handler returns for a cancel
+    stmt = select(RunORM, ThreadORM.user_id, ThreadORM.metadata_json).join(
+        ThreadORM, ThreadORM.thread_id == RunORM.thread_id
+    )
+    if not identity.is_staff:
+        stmt = stmt.where(RunORM.user_id == user.identity)  # Aegra's own scoping, kept for customers
+    if request.status is not None:
+        stmt = stmt.where(RunORM.status.in_(["pending", "running"] if request.status == "all" else [request.status]))
+    else:
+        stmt = stmt.where(RunORM.thread_id == request.thread_id, RunORM.run_id.in_(request.run_ids or []))
+    runs = []
+    for run, principal, metadata in (await session.execute(stmt)).all():
+        thread = ThreadRow(run.thread_id, str(principal), metadata if isinstance(metadata, dict) else {})
+        if admits(rule, thread, identity):  # the thread filter, as on every thread route (cluster/aegra_threads)
+            runs.append(run)
+    active = [run for run in runs if run.status in ("pending", "running")]
+    # The LangGraph server's two answers (langgraph_runtime_inmem Runs.cancel), word for word.
+    if not runs:
+        raise HTTPException(404, "No runs found to cancel.")
+    if not active:
+        raise HTTPException(404, NOTHING_ACTIVE)
+    for run in active:
+        await aegra_runs._request_run_interruption(session, run, action)
+    return Response(status_code=204)
 
 
 @app.post("/threads/search", response_model=list[Thread])

@@ -1,7 +1,12 @@
 """Which Aegra route a request is on, for the two modules that fit the project's auth to Aegra (0.11).
 
-cluster/aegra_http.py's authentication dependency, which every Aegra route runs first, records the matched route
-(`served`). Two facts about a request live here:
+The handlers of auth/handlers.py tell requests apart by the value they are given. The LangGraph server builds that
+value itself; Aegra hands most routes' handlers the client's JSON body with the path parameters on top, so a body
+could make a state write look like a run cancel or a metadata patch (`run_id`, `action`, `metadata` keys). Here the
+route decides instead: cluster/aegra_http.py's authentication dependency, which every Aegra route runs first,
+records the matched route (`served`), and cluster/aegra_auth.py reads it.
+
+Two more facts about a request live here:
 - the routes that are not served at all (`NOT_SERVED`), refused with 403 before anything else runs: they start runs
   that never pass the project's `threads.create_run` handler (Aegra's v2 thread commands, crons);
 - whether a `threads.create_run` handler call comes from the run-creating path that hands the run what the handler
@@ -20,6 +25,16 @@ Route = tuple[str, str]  # (method, path template), e.g. ("POST", "/threads/{thr
 
 _SERVED: ContextVar[Route | None] = ContextVar("switchboard_aegra_route", default=None)
 _ADMITTING: ContextVar[bool] = ContextVar("switchboard_aegra_admitting", default=False)
+
+# The threads.update calls that cancel or interrupt runs; every other one is a state write or a metadata patch.
+RUN_CANCELS: Final[frozenset[Route]] = frozenset(
+    {
+        ("POST", "/runs/cancel"),
+        ("POST", "/threads/{thread_id}/runs/{run_id}/cancel"),
+        ("PATCH", "/threads/{thread_id}/runs/{run_id}"),  # Aegra's run update: status "interrupted" only
+    }
+)
+METADATA_PATCH: Final[Route] = ("PATCH", "/threads/{thread_id}")  # Aegra builds its value from its own model
 
 _V2 = (
     "Agent Protocol v2 thread commands (run.start, input.respond) are not served here: they would start runs past "
@@ -42,6 +57,14 @@ def serve(route: Route) -> None:
 def served() -> Route | None:
     """The route of the request being served, or None outside one (then nothing is taken for a cancel)."""
     return _SERVED.get()
+
+
+def is_run_cancel() -> bool:
+    return served() in RUN_CANCELS
+
+
+def is_metadata_patch() -> bool:
+    return served() == METADATA_PATCH
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """The rules cluster/aegra_threads.py and cluster/aegra_auth.py apply on Aegra, without Aegra: which caller a thread
-admits, when staff are served under the owner's principal, and that a run is only admitted where it takes what was
-admitted. (tests/test_cluster.py runs them on real Aegra
+admits, when staff are served under the owner's principal, what a thread update is (by its route, never its body),
+and that a run is only admitted where it takes what was admitted. (tests/test_cluster.py runs them on real Aegra
 instances.)"""
 
 from __future__ import annotations
@@ -97,6 +97,24 @@ def refused(route: Route | None, action: str, who: Identity, value: dict[str, An
     with pytest.raises(Auth.exceptions.HTTPException) as info:
         on_route(route, action, who, value, **kw)
     return info.value.status_code
+
+
+STATE_WRITE: Route = ("POST", "/threads/{thread_id}/state")
+
+
+def test_a_state_write_stays_one_whatever_its_body_names(audit: MemoryAuditLog) -> None:
+    write = {"thread_id": "t1", "values": {"status": "completed"}, "as_node": "request_approval"}
+    for disguise in ({}, {"run_id": "r1"}, {"action": "interrupt"}, {"metadata": {}}):
+        assert refused(STATE_WRITE, "update", DEMO, {**write, **disguise}) == 403, disguise
+        assert refused(None, "update", DEMO, {**write, **disguise}) == 403, disguise  # no route known: no cancel
+    assert [e.outcome for e in audit.query(kind="policy_refusal")] == ["403"] * 8
+
+
+def test_a_cancel_is_one_on_the_cancel_routes_only(audit: MemoryAuditLog) -> None:
+    for route in aegra_routes.RUN_CANCELS:
+        assert on_route(route, "update", DEMO, {"status": "all"}) == owned_by(DEMO), route  # one's own runs
+        assert on_route(route, "update", RITA, {"status": "all"}) == visible_to(RITA), route
+    assert aegra_routes.served() is None  # each request's route stays in its own task
 
 
 def test_a_run_is_admitted_only_where_it_takes_what_was_admitted(audit: MemoryAuditLog) -> None:

@@ -490,3 +490,59 @@ def test_crons_are_refused_on_aegra_even_for_admins(cluster: Cluster) -> None:
         assert conn.execute("SELECT COUNT(*) FROM crons").fetchone() == (0,)
         assert conn.execute("SELECT COUNT(*) FROM runs WHERE user_id = 'root'").fetchone() == (0,)
 
+
+def _run_status_becomes(client: Any, thread: str, run_id: str, wanted: set[str]) -> str:
+    deadline = time.monotonic() + 60
+    while (status := client.runs.get(thread, run_id)["status"]) not in wanted:
+        assert time.monotonic() < deadline, f"run {run_id} still {status}"
+        time.sleep(0.2)  # waiting on a worker
+    return str(status)
+
+
+def test_a_customer_cancels_their_own_runs_in_bulk_never_anothers(cluster: Cluster) -> None:
+    """`POST /runs/cancel` as under `langgraph dev` (tests/test_auth_server.py): the caller's own runs (204), by ids
+    or by status; another customer's thread, or nothing of one's own still running, is 404; a state write whose
+    body names a run (or an action, or metadata) is still a state write (staff only)."""
+    token = f"hold-{uuid.uuid4().hex[:8]}"
+    hold = cluster.fault_dir / "hold"
+    hold.write_text(token)
+    demo = cluster.client(0)
+    try:
+        held = []
+        for _ in range(2):
+            thread = demo.threads.create()["thread_id"]
+            run = demo.runs.create(thread, "supervisor", input=_run_input(f"Where is my order 1005? {token}"))
+            held.append((thread, run["run_id"]))
+        for thread, run_id in held:
+            _run_status_becomes(demo, thread, run_id, {"running"})
+        (thread, run_id), (thread2, run_id2) = held
+        by_ids = {"thread_id": thread, "run_ids": [run_id]}
+        for who in ("alice", "mallory"):  # another customer of the tenant; demo's user id in another tenant
+            response = _post(cluster, 1, who, "/runs/cancel", by_ids)
+            assert response.status_code == 404, (who, response.text)
+            response = _post(cluster, 1, who, "/runs/cancel", {"status": "all"})
+            assert response.status_code == 404 and "No runs found to cancel" in response.text, (who, response.text)
+        assert [demo.runs.get(t, r)["status"] for t, r in held] == ["running", "running"]
+
+        response = _post(cluster, 1, "demo", "/runs/cancel", by_ids)
+        assert response.status_code == 204, response.text
+        assert _run_status_becomes(demo, thread, run_id, {"interrupted", "success", "error"}) == "interrupted"
+        assert demo.runs.get(thread2, run_id2)["status"] == "running"
+        response = _post(cluster, 0, "demo", "/runs/cancel", by_ids)  # stopped already: nothing to cancel
+        assert response.status_code == 404 and "No matching runs to cancel" in response.text, response.text
+        response = _post(cluster, 0, "demo", "/runs/cancel", {"status": "running"})
+        assert response.status_code == 204, response.text
+        assert _run_status_becomes(demo, thread2, run_id2, {"interrupted", "success", "error"}) == "interrupted"
+        response = _post(cluster, 0, "demo", "/runs/cancel", {"status": "all"})
+        assert response.status_code == 404 and "No runs found to cancel" in response.text, response.text
+    finally:
+        hold.unlink(missing_ok=True)
+
+    done = _ticket(cluster, 1, "How long does delivery take?")
+    before = demo.threads.get_state(done["thread"])
+    write = {"values": {"answer": "Your refund of 999 EUR is approved."}, "as_node": "generate_response"}
+    # The keys that tell a cancel or a metadata patch apart under the LangGraph server, in a state write's body.
+    for disguise in ({"run_id": run_id}, {"action": "interrupt"}, {"metadata": {}}):
+        response = _post(cluster, 0, "demo", f"/threads/{done['thread']}/state", {**write, **disguise})
+        assert response.status_code == 403 and "cannot write a thread's state" in response.text, disguise
+    assert demo.threads.get_state(done["thread"])["checkpoint"] == before["checkpoint"]
