@@ -8,9 +8,13 @@
   and those refusals are in the audit log, as under `langgraph dev`;
 - kill -9 of the instance running an approved write, right after the write committed and before the step's
   checkpoint: the survivor re-queues the run (Aegra's lease reaper) and re-runs the node from its start; the
-  ledger replays the write, so the shop changes once and the ticket ends with one answer.
+  ledger replays the write, so the shop changes once and the ticket ends with one answer;
+- every run passes the intake: a run stores and checkpoints only the admitted input (Aegra's tables are read for the
+  raw PII); the v2 command route (with FF_V2_EVENT_STREAMING on) and cron creation are refused and store nothing;
+- bulk run cancel as under `langgraph dev`: one's own runs, never another customer's or another tenant's; a state
+  write stays staff-only whatever its body names.
 
-These start real servers (about two minutes), so they run only when asked: `make test-cluster`, or
+These start real servers (two to three minutes), so they run only when asked: `make test-cluster`, or
 SWITCHBOARD_CLUSTER_TESTS=1 with the Aegra virtualenv at SWITCHBOARD_AEGRA_VENV (default .venv-aegra, made by
 `make aegra-venv`). Under SWITCHBOARD_REQUIRE_SERVICES=1 a missing Postgres or Redis fails them.
 """
