@@ -16,13 +16,19 @@ LangGraph server in these places:
   a reviewer's new message on a customer's thread, and the same user id in another tenant (Aegra's principal is
   the user id alone) from reading a thread.
 - `threads.create_run`: Aegra passes the run request's fields at the top level (LangGraph: under `kwargs`) and takes
-  the run's `config` and `context` from the handler's returned dict. The request is shaped as the project's handler
-  expects, and the context and config it rewrote (identity from the key, never from the client) are returned, with
-  the thread's owner and tenant in the config metadata, where the LangGraph server puts the thread's metadata and
-  the graph reads whose thread a reviewer answers (graphs.context).
-- `threads.update`: a run cancel reaches Aegra's handler as the run's ids (LangGraph: with an `action`); it is
-  marked as one, so cancelling one's own run is not taken for a state write (staff only). A metadata patch naming
-  `owner`/`tenant` gets them back with the thread's own values: the handler drops them, but Aegra merges the
+  back only the config and context a handler returns, merged over the client's. The request is shaped as the
+  project's handler expects; what it admitted and rewrote (the input validated, redacted and its slots sealed; the
+  context and config with the identity from the key, never from the client; the run metadata) is written back into
+  the value, which cluster/aegra_http.py's `admitted_create_run_auth` hands to the run, with the thread's owner and
+  tenant in the config metadata, where the LangGraph server puts the thread's metadata and the graph reads whose
+  thread a reviewer answers (graphs.context). A create_run call from anywhere else (Aegra's v2 thread commands
+  dispatch one with the command envelope and drop the result) is refused (403): no run is built past the intake.
+- `threads.update`: the route, never the body, says what an update is (cluster/aegra_routes.py): on the run cancel
+  routes (`POST /runs/cancel`, `POST .../runs/{run_id}/cancel`, `PATCH .../runs/{run_id}`) it is marked a cancel
+  (Aegra passes the run's ids without LangGraph's `action`), so cancelling one's own runs is not taken for a state
+  write; on every other route but the metadata patch it is a state write (staff only), whatever `action`,
+  `metadata` or `run_id` keys the client's body carries (Aegra hands the handler that body). A metadata patch
+  naming `owner`/`tenant` gets them back with the thread's own values: the handler drops them, but Aegra merges the
   request's original metadata under the handler's, which would otherwise let a client rewrite its thread's tenant.
 
 Aegra also scopes every thread, run and checkpoint query to the principal that created the thread
@@ -40,11 +46,15 @@ from typing import Any, NoReturn, cast
 from langgraph_sdk import Auth
 
 from auth import handlers
+from auth.audit import record
 from auth.identity import OWNER_KEY, TENANT_KEY
+from cluster.aegra_routes import is_admitting, is_metadata_patch, is_run_cancel
 from cluster.aegra_threads import ThreadRow, admits, thread_row
 
 RUN_FIELDS = ("input", "command", "config", "context", "stream_mode", "checkpoint", "interrupt_before",
               "interrupt_after", "multitask_strategy")  # fmt: skip
+
+PAST_THE_INTAKE = "this route would start a run past the project's input checks; use POST /threads/{thread_id}/runs"
 
 auth = Auth()
 auth._handlers = {key: list(fns) for key, fns in handlers.auth._handlers.items()}
@@ -89,6 +99,10 @@ def filtered(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[
 
 
 async def on_create_run(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> dict[str, Any]:
+    if not is_admitting():  # a path that would build the run from the client's own request, not from this value
+        refused = Auth.exceptions.HTTPException(status_code=403, detail=PAST_THE_INTAKE)
+        await asyncio.to_thread(record, handlers.AUDIT, handlers.refused_request(refused, ctx, value))
+        raise refused
     kwargs = {field: value.get(field) for field in RUN_FIELDS}
     config = kwargs["config"] = dict(kwargs["config"] or {})
     shaped = {"thread_id": value.get("thread_id"), "assistant_id": value.get("assistant_id"), "kwargs": kwargs,
@@ -102,12 +116,18 @@ async def on_create_run(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> d
         # (The handler has dropped any the client sent.)
         metadata = config["metadata"] = dict(config.get("metadata") or {})
         metadata.update({k: row.metadata[k] for k in (OWNER_KEY, TENANT_KEY) if k in row.metadata})
+    # What the run takes (cluster/aegra_http.py): the admitted input (validated, redacted, slots sealed), the
+    # rewritten context and config, the run metadata with its owner.
+    value.update(input=kwargs["input"], config=config, context=kwargs["context"], metadata=shaped["metadata"])
     return {"config": config, "context": kwargs["context"]}
 
 
 async def on_thread_update(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> Any:
-    if "run_id" in value and "action" not in value:
+    # The route says what kind of update this is; the keys of a client's body never do (see cluster/aegra_routes).
+    if is_run_cancel():
         value = {**value, "action": "cancel"}
+    elif not is_metadata_patch():  # a state write, whatever its body names
+        value = {k: v for k, v in value.items() if k not in ("action", "metadata")}
     patch = value.get("metadata")
     named = [k for k in (OWNER_KEY, TENANT_KEY) if isinstance(patch, dict) and k in patch]
     # Cast: Aegra's payload, read as the LangGraph server's ThreadsUpdate (its "cancel" action is Aegra's own word).

@@ -26,6 +26,12 @@ QUIET_ENV = {
 }
 
 
+# Aegra's own switches for the paths that build runs without the project's `threads.create_run` handler: the
+# Agent Protocol v2 routes (`POST /threads/{thread_id}/commands`, `.../stream/events`: 503 when off) and the cron
+# scheduler. Not the only guard: cluster/aegra_http.py refuses the command and cron-creating routes itself.
+AEGRA_GATES_OFF = {"FF_V2_EVENT_STREAMING": "false", "CRON_ENABLED": "false"}
+
+
 class ClusterError(RuntimeError):
     """Something the cluster needs is missing or did not start; the message says what."""
 
@@ -139,6 +145,9 @@ def aegra_env(
         "RUN_MIGRATIONS_ON_STARTUP": "false",  # `aegra db upgrade` runs once, before the instances start
         "LOG_LEVEL": "WARNING",
         "ENV_MODE": "PRODUCTION",
+        # Off: what starts runs past the project's create_run handler (v2 thread commands; the cron scheduler).
+        # cluster/aegra_http.py refuses those routes anyway, whatever these say.
+        **AEGRA_GATES_OFF,
         **switchboard_env,
         **(extra or {}),
     }

@@ -1,11 +1,25 @@
-"""The rules cluster/aegra_threads.py applies on Aegra, without Aegra: which caller a thread admits, and when staff
-are served under the owner's principal. (tests/test_cluster.py runs them on real Aegra instances.)"""
+"""The rules cluster/aegra_threads.py and cluster/aegra_auth.py apply on Aegra, without Aegra: which caller a thread
+admits, when staff are served under the owner's principal, what a thread update is (by its route, never its body),
+and that a run is only admitted where it takes what was admitted. (tests/test_cluster.py runs them on real Aegra
+instances.)"""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph_sdk import Auth
+
+from auth import handlers
+from auth.audit import MemoryAuditLog
 from auth.handlers import owned_by, visible_to
 from auth.identity import Identity
+from cluster import aegra_auth, aegra_routes
+from cluster.aegra_routes import Route
 from cluster.aegra_threads import ThreadRow, acting_principal, admits
+from config.settings import Settings
 
 DEMO = Identity(user_id="demo")
 ALICE = Identity(user_id="alice")
@@ -49,3 +63,74 @@ def test_only_admitted_staff_are_served_under_the_owners_principal() -> None:
     assert acting_principal(None, DEMOS, ALICE) is None
     moved = ThreadRow("t4", "demo", {"owner": "alice", "tenant": "default"})  # owner metadata not the principal's
     assert acting_principal(visible_to(RITA), moved, RITA) is None
+
+
+# ---------------------------------------------------------------- cluster/aegra_auth.py's handlers, on a route
+
+
+@pytest.fixture
+def audit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MemoryAuditLog:
+    log = MemoryAuditLog()
+    monkeypatch.setattr(handlers, "AUDIT", log)
+    monkeypatch.setattr(handlers, "SETTINGS", Settings(data_dir=tmp_path))  # the vault key, made on first use
+    return log
+
+
+def on_route(route: Route | None, action: str, who: Identity, value: dict[str, Any], *, admitting: bool = False
+             ) -> Any:  # fmt: skip
+    """The adapter's handler for `threads.<action>` as Aegra calls it on `route` (none: outside any request)."""
+    handler = aegra_auth.auth._handlers[("threads", action)][-1]
+    ctx = Auth.types.AuthContext(user=who.as_user(), permissions=[], resource="threads", action=action)  # type: ignore[arg-type]
+
+    async def served() -> Any:  # its own task: the route is this request's only
+        if route is not None:
+            aegra_routes.serve(route)
+        if not admitting:
+            return await handler(ctx=ctx, value=value)
+        with aegra_routes.admitting():
+            return await handler(ctx=ctx, value=value)
+
+    return asyncio.run(served())
+
+
+def refused(route: Route | None, action: str, who: Identity, value: dict[str, Any], **kw: Any) -> int:
+    with pytest.raises(Auth.exceptions.HTTPException) as info:
+        on_route(route, action, who, value, **kw)
+    return info.value.status_code
+
+
+STATE_WRITE: Route = ("POST", "/threads/{thread_id}/state")
+
+
+def test_a_state_write_stays_one_whatever_its_body_names(audit: MemoryAuditLog) -> None:
+    write = {"thread_id": "t1", "values": {"status": "completed"}, "as_node": "request_approval"}
+    for disguise in ({}, {"run_id": "r1"}, {"action": "interrupt"}, {"metadata": {}}):
+        assert refused(STATE_WRITE, "update", DEMO, {**write, **disguise}) == 403, disguise
+        assert refused(None, "update", DEMO, {**write, **disguise}) == 403, disguise  # no route known: no cancel
+    assert [e.outcome for e in audit.query(kind="policy_refusal")] == ["403"] * 8
+
+
+def test_a_cancel_is_one_on_the_cancel_routes_only(audit: MemoryAuditLog) -> None:
+    for route in aegra_routes.RUN_CANCELS:
+        assert on_route(route, "update", DEMO, {"status": "all"}) == owned_by(DEMO), route  # one's own runs
+        assert on_route(route, "update", RITA, {"status": "all"}) == visible_to(RITA), route
+    assert aegra_routes.served() is None  # each request's route stays in its own task
+
+
+def test_a_run_is_admitted_only_where_it_takes_what_was_admitted(audit: MemoryAuditLog) -> None:
+    from tests.test_pii_checkpoints import TICKET, leaks
+
+    value: dict[str, Any] = {"input": {"messages": [{"role": "user", "content": TICKET}]}, "assistant_id": "supervisor",
+                             "context": {"user_id": "alice", "refund_auto_approve_eur": 10_000},
+                             "config": {}, "metadata": {"owner": "alice"}}  # fmt: skip
+    route: Route = ("POST", "/runs/wait")
+    assert refused(route, "create_run", DEMO, dict(value)) == 403  # e.g. Aegra's v2 commands dispatch
+    (refusal,) = audit.query(kind="policy_refusal")
+    assert refusal.detail["detail"] == aegra_auth.PAST_THE_INTAKE and refusal.action == "threads.create_run"
+
+    returned = on_route(route, "create_run", DEMO, value, admitting=True)
+    assert leaks(str(value["input"])) == [] and "[CARD]" in str(value["input"])  # what the run now takes
+    assert value["context"]["user_id"] == "demo" and "refund_auto_approve_eur" not in value["context"]
+    assert value["metadata"] == owned_by(DEMO) and returned == {"config": value["config"], "context": value["context"]}
+    oversized = {**value, "input": {"messages": [{"role": "user", "content": "x" * 5000}]}}
+    assert refused(route, "create_run", DEMO, oversized, admitting=True) == 422

@@ -177,6 +177,27 @@ def test_a_customer_cannot_approve_or_rewrite_their_own_waiting_thread(served: S
     assert demo.threads.get_state(tid)["next"] == ["request_approval"]
 
 
+def test_a_customer_cancels_runs_in_bulk_only_on_their_own_threads(served: Served, waiting: dict[str, Any]) -> None:
+    """`POST /runs/cancel` here is what cluster/aegra_http.py gives Aegra (tests/test_cluster.py, with runs still
+    running): the threads.update handler's filter decides whose runs a cancel reaches; none is 404, and so is a
+    selection with nothing still pending or running."""
+    tid = waiting["thread_id"]
+    run_id = served.client("demo").runs.list(tid)[0]["run_id"]
+
+    def cancel(who: str, body: dict[str, Any]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {served.keys[who]}"}
+        return httpx.post(f"{served.url}/runs/cancel", json=body, headers=headers, timeout=30)
+
+    by_ids = {"thread_id": tid, "run_ids": [run_id]}
+    assert cancel("alice", by_ids).status_code == 404
+    for who in ("alice", "demo"):  # nothing of theirs is running
+        response = cancel(who, {"status": "all"})
+        assert response.status_code == 404 and "No runs found to cancel" in response.text, (who, response.text)
+    response = cancel("demo", by_ids)  # one's own run, already stopped at its interrupt: nothing to cancel either
+    assert response.status_code == 404 and "No matching runs to cancel" in response.text, response.text
+    assert served.client("demo").threads.get_state(tid)["next"] == ["request_approval"]  # and nothing moved
+
+
 def test_a_client_sent_context_cannot_claim_another_customer(served: Served) -> None:
     alice = served.client("alice")
     thread = alice.threads.create()

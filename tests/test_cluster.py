@@ -8,9 +8,13 @@
   and those refusals are in the audit log, as under `langgraph dev`;
 - kill -9 of the instance running an approved write, right after the write committed and before the step's
   checkpoint: the survivor re-queues the run (Aegra's lease reaper) and re-runs the node from its start; the
-  ledger replays the write, so the shop changes once and the ticket ends with one answer.
+  ledger replays the write, so the shop changes once and the ticket ends with one answer;
+- every run passes the intake: a run stores and checkpoints only the admitted input (Aegra's tables are read for the
+  raw PII); the v2 command route (with FF_V2_EVENT_STREAMING on) and cron creation are refused and store nothing;
+- bulk run cancel as under `langgraph dev`: one's own runs, never another customer's or another tenant's; a state
+  write stays staff-only whatever its body names.
 
-These start real servers (about two minutes), so they run only when asked: `make test-cluster`, or
+These start real servers (two to three minutes), so they run only when asked: `make test-cluster`, or
 SWITCHBOARD_CLUSTER_TESTS=1 with the Aegra virtualenv at SWITCHBOARD_AEGRA_VENV (default .venv-aegra, made by
 `make aegra-venv`). Under SWITCHBOARD_REQUIRE_SERVICES=1 a missing Postgres or Redis fails them.
 """
@@ -65,6 +69,7 @@ class Cluster:
     keys: dict[str, str]
     fault_dir: Path
     start: Any  # (index) -> Server: a new instance in place of instances[index]
+    aegra_db: str = ""  # Aegra's own database: threads, runs, crons, checkpoints
     spare: list[Server] = field(default_factory=list)
 
     def client(self, i: int, who: str | None = "demo") -> Any:
@@ -112,6 +117,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, seeded_settings: Settings,
                 "rita": store.create("rita", role="agent")[0],  # a reviewer of demo's tenant
                 "otto": store.create("otto", "other", role="agent")[0],  # a reviewer of another tenant
                 "mallory": store.create("demo", "other")[0],  # demo's user id, in another tenant
+                "root": store.create("root", role="admin")[0],
             }
             prefix = f"aegra:test{uuid.uuid4().hex[:8]}:"  # this cluster's own queue and channels in Redis
             config = root / "aegra.json"
@@ -145,6 +151,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, seeded_settings: Settings,
                     "LEASE_DURATION_SECONDS": "6",
                     "HEARTBEAT_INTERVAL_SECONDS": "2",
                     "REAPER_INTERVAL_SECONDS": "2",
+                    # Aegra's v2 command route on, whatever cluster.launch sets: the app layer must refuse it anyway.
+                    "FF_V2_EVENT_STREAMING": "true",
                 },
             )
             aegra_migrate(AEGRA_VENV, env, logs / "migrate.log")
@@ -158,7 +166,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, seeded_settings: Settings,
                 return server
 
             instances = [start(), start()]
-            c = Cluster(instances, shop_db, keys, fault_dir, start)
+            c = Cluster(instances, shop_db, keys, fault_dir, start, aegra_db=aegra_db)
             for i in range(2):  # warm each instance: its first ticket builds the services
                 assert _ticket(c, i, "How long does delivery take?")["status"] == "completed", instances[i].tail()
             yield c
@@ -356,3 +364,189 @@ def test_kill_9_mid_ticket_the_other_instance_finishes_it_with_one_effect(cluste
           f"shop effects 1, ledger replays {len(outcomes) - 1}")  # fmt: skip
     (cluster.fault_dir / "armed").unlink()
     cluster.instances[victim] = cluster.start()
+
+
+# ---------------------------------------------------------------- every path that starts a run passes the intake
+
+REFUND = "I want a refund for order 1004, the monitor is faulty."
+ONLY_V1 = "POST /threads/{thread_id}/runs"  # what a refused run-starting route tells the client to use instead
+
+
+def _post(cluster: Cluster, i: int, who: str | None, path: str, body: Any) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {cluster.keys[who]}"} if who else {}
+    return httpx.post(f"{cluster.instances[i].url}{path}", json=body, headers=headers, timeout=60)
+
+
+def _stored(cluster: Cluster, thread: str) -> dict[str, list[Any]]:
+    """Every row Aegra's database holds for `thread`: the thread, its runs, checkpoints, blobs and writes."""
+    import psycopg
+
+    tables = ("thread", "runs", "checkpoints", "checkpoint_blobs", "checkpoint_writes")
+    with psycopg.connect(cluster.aegra_db) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} WHERE thread_id::text = %s", (thread,)).fetchall() for t in tables}
+
+
+def _as_text(rows: Any) -> str:
+    def plain(value: Any) -> Any:
+        return bytes(value).decode("utf-8", "replace") if isinstance(value, bytes | memoryview) else value
+
+    return json.dumps({t: [[plain(v) for v in row] for row in r] for t, r in rows.items()}, default=str)
+
+
+def _run_input(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+def test_the_v2_command_route_starts_no_run_and_stores_nothing(cluster: Cluster) -> None:
+    """Aegra's `POST /threads/{id}/commands` (v2 event streaming) builds its runs past the create_run handler: it
+    is refused on every instance, before anything is stored, whatever FF_V2_EVENT_STREAMING says."""
+    from tests.test_pii_checkpoints import TICKET, leaks
+
+    demo = cluster.client(0)
+    thread = demo.threads.create()["thread_id"]
+    before = demo.threads.get_state(thread)
+    minted = str(uuid.uuid4())  # the SDK mints a thread id client-side and expects run.start to create it
+    oversized = "Where is my order 1005? " * 300  # 7,200 characters; the limit is 4,000
+    for target in (thread, minted):
+        for text in (TICKET, oversized):
+            start = {"id": 1, "method": "run.start",
+                     "params": {"assistant_id": "supervisor", "input": _run_input(text)}}  # fmt: skip
+            for i in range(2):
+                response = _post(cluster, i, "demo", f"/threads/{target}/commands", start)
+                assert response.status_code == 403, response.text
+                assert ONLY_V1 in response.json()["message"], response.text
+    assert _post(cluster, 0, None, f"/threads/{thread}/commands", {}).status_code == 401  # authentication first
+    assert demo.runs.list(thread) == [] and demo.threads.get_history(thread) == []
+    after = demo.threads.get_state(thread)
+    assert (after["values"], after["checkpoint"]) == (before["values"], before["checkpoint"])
+    assert _status_of(lambda: demo.threads.get(minted)) == 404  # no thread was made on the minted id
+    for target in (thread, minted):
+        stored = _stored(cluster, target)
+        assert {t: len(stored[t]) for t in stored if t != "thread"} == dict.fromkeys(
+            ("runs", "checkpoints", "checkpoint_blobs", "checkpoint_writes"), 0), target  # fmt: skip
+        assert leaks(_as_text(stored)) == []
+
+    # input.respond is a resume: a customer may not approve their own refund that way either, nor may a reviewer
+    # answer through it (a reviewer's resume goes through the create_run handler, which records the approver).
+    waiting = _ticket(cluster, 0, REFUND)
+    assert _waiting_on(waiting) == "request_approval", waiting
+    runs_before = len(demo.runs.list(waiting["thread"]))
+    respond = {"id": 2, "method": "input.respond", "params": {"response": {"type": "accept"}}}
+    for who in ("demo", "rita"):
+        response = _post(cluster, 1, who, f"/threads/{waiting['thread']}/commands", respond)
+        assert response.status_code == 403 and ONLY_V1 in response.json()["message"], (who, response.text)
+    assert _waiting_on(cluster.client(1, "rita").threads.get_state(waiting["thread"])) == "request_approval"
+    assert len(demo.runs.list(waiting["thread"])) == runs_before
+    refusals = _refusals(cluster, waiting["thread"])
+    assert ("demo", "default", "customer", f"POST /threads/{waiting['thread']}/commands", "403") in refusals
+
+
+def test_a_run_on_aegra_stores_only_the_admitted_input(cluster: Cluster) -> None:
+    """The create_run handler's admitted input (redacted, slots sealed) and its rewritten context are what the run
+    stores and checkpoints, on the thread routes and the thread-less ones (`/runs/wait`)."""
+    import httpx
+
+    from tests.test_pii_checkpoints import TICKET, leaks
+
+    demo = cluster.client(1)
+    thread = demo.threads.create()["thread_id"]
+    claimed = {"user_id": "alice", "refund_auto_approve_eur": 10_000}  # another customer; a looser limit
+    demo.runs.wait(thread, "supervisor", input=_run_input(TICKET), context=claimed)
+    history = demo.threads.get_history(thread, limit=100)
+    assert len(history) >= 5
+    served = json.dumps(history, default=str) + json.dumps(demo.runs.list(thread), default=str)
+    assert leaks(served) == [] and "[CARD]" in served
+    stored = _stored(cluster, thread)
+    assert leaks(_as_text(stored)) == [] and "[CARD]" in _as_text(stored)
+    (run,) = demo.runs.list(thread)
+    assert run["context"]["user_id"] == "demo" and "refund_auto_approve_eur" not in run["context"], run["context"]
+
+    response = _post(cluster, 0, "demo", "/runs/wait",
+                     {"assistant_id": "supervisor", "input": _run_input(TICKET), "on_completion": "keep"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    stateless = response.headers["content-location"].split("/")[2]  # /threads/{thread}/runs/{run}
+    assert leaks(_as_text(_stored(cluster, stateless))) == [] and "[CARD]" in _as_text(_stored(cluster, stateless))
+
+    fresh = demo.threads.create()["thread_id"]
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        demo.runs.wait(fresh, "supervisor", input=_run_input("Where is my order 1005? " * 300))
+    assert refused.value.response.status_code == 422 and "the limit is 4000" in refused.value.response.text
+    assert demo.threads.get_history(fresh) == [] and _stored(cluster, fresh)["runs"] == []
+
+
+def test_crons_are_refused_on_aegra_even_for_admins(cluster: Cluster) -> None:
+    """A cron's runs are built past the create_run handler (its first run at once, the next ones by Aegra's
+    scheduler under a user it makes up): cron creation is refused, and no cron or run is stored."""
+    import psycopg
+
+    from tests.test_pii_checkpoints import TICKET
+
+    root = cluster.client(0, "root")
+    thread = root.threads.create()["thread_id"]
+    cron = {"assistant_id": "supervisor", "schedule": "0 0 1 1 *", "input": _run_input(TICKET)}
+    for path in ("/runs/crons", f"/threads/{thread}/runs/crons"):
+        response = _post(cluster, 1, "root", path, cron)
+        assert response.status_code == 403 and "cron" in response.json()["message"], response.text
+    assert root.runs.list(thread) == []
+    with psycopg.connect(cluster.aegra_db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM crons").fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM runs WHERE user_id = 'root'").fetchone() == (0,)
+
+
+def _run_status_becomes(client: Any, thread: str, run_id: str, wanted: set[str]) -> str:
+    deadline = time.monotonic() + 60
+    while (status := client.runs.get(thread, run_id)["status"]) not in wanted:
+        assert time.monotonic() < deadline, f"run {run_id} still {status}"
+        time.sleep(0.2)  # waiting on a worker
+    return str(status)
+
+
+def test_a_customer_cancels_their_own_runs_in_bulk_never_anothers(cluster: Cluster) -> None:
+    """`POST /runs/cancel` as under `langgraph dev` (tests/test_auth_server.py): the caller's own runs (204), by ids
+    or by status; another customer's thread, or nothing of one's own still running, is 404; a state write whose
+    body names a run (or an action, or metadata) is still a state write (staff only)."""
+    token = f"hold-{uuid.uuid4().hex[:8]}"
+    hold = cluster.fault_dir / "hold"
+    hold.write_text(token)
+    demo = cluster.client(0)
+    try:
+        held = []
+        for _ in range(2):
+            thread = demo.threads.create()["thread_id"]
+            run = demo.runs.create(thread, "supervisor", input=_run_input(f"Where is my order 1005? {token}"))
+            held.append((thread, run["run_id"]))
+        for thread, run_id in held:
+            _run_status_becomes(demo, thread, run_id, {"running"})
+        (thread, run_id), (thread2, run_id2) = held
+        by_ids = {"thread_id": thread, "run_ids": [run_id]}
+        for who in ("alice", "mallory"):  # another customer of the tenant; demo's user id in another tenant
+            response = _post(cluster, 1, who, "/runs/cancel", by_ids)
+            assert response.status_code == 404, (who, response.text)
+            response = _post(cluster, 1, who, "/runs/cancel", {"status": "all"})
+            assert response.status_code == 404 and "No runs found to cancel" in response.text, (who, response.text)
+        assert [demo.runs.get(t, r)["status"] for t, r in held] == ["running", "running"]
+
+        response = _post(cluster, 1, "demo", "/runs/cancel", by_ids)
+        assert response.status_code == 204, response.text
+        assert _run_status_becomes(demo, thread, run_id, {"interrupted", "success", "error"}) == "interrupted"
+        assert demo.runs.get(thread2, run_id2)["status"] == "running"
+        response = _post(cluster, 0, "demo", "/runs/cancel", by_ids)  # stopped already: nothing to cancel
+        assert response.status_code == 404 and "No matching runs to cancel" in response.text, response.text
+        response = _post(cluster, 0, "demo", "/runs/cancel", {"status": "running"})
+        assert response.status_code == 204, response.text
+        assert _run_status_becomes(demo, thread2, run_id2, {"interrupted", "success", "error"}) == "interrupted"
+        response = _post(cluster, 0, "demo", "/runs/cancel", {"status": "all"})
+        assert response.status_code == 404 and "No runs found to cancel" in response.text, response.text
+    finally:
+        hold.unlink(missing_ok=True)
+
+    done = _ticket(cluster, 1, "How long does delivery take?")
+    before = demo.threads.get_state(done["thread"])
+    write = {"values": {"answer": "Your refund of 999 EUR is approved."}, "as_node": "generate_response"}
+    # The keys that tell a cancel or a metadata patch apart under the LangGraph server, in a state write's body.
+    for disguise in ({"run_id": run_id}, {"action": "interrupt"}, {"metadata": {}}):
+        response = _post(cluster, 0, "demo", f"/threads/{done['thread']}/state", {**write, **disguise})
+        assert response.status_code == 403 and "cannot write a thread's state" in response.text, disguise
+    assert demo.threads.get_state(done["thread"])["checkpoint"] == before["checkpoint"]

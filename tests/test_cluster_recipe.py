@@ -55,6 +55,16 @@ def test_missing_postgres_and_redis_without_docker_say_what_is_needed(monkeypatc
     assert "CLUSTER_POSTGRES_URL" in text and "docker-compose.yml" in text
 
 
+def test_instances_start_with_aegras_run_paths_past_the_handlers_off() -> None:
+    from cluster.launch import aegra_env
+
+    env = aegra_env(database_url="postgresql://x", redis_url="redis://x", switchboard_env={})
+    assert (env["FF_V2_EVENT_STREAMING"], env["CRON_ENABLED"]) == ("false", "false")
+    on = aegra_env(database_url="postgresql://x", redis_url="redis://x", switchboard_env={},
+                   extra={"FF_V2_EVENT_STREAMING": "true"})  # fmt: skip
+    assert on["FF_V2_EVENT_STREAMING"] == "true"  # tests/test_cluster.py turns it on: the app layer refuses anyway
+
+
 def test_down_without_a_cluster_stops_nothing(tmp_path: Path) -> None:
     said: list[str] = []
     assert up.down(tmp_path, say=said.append) == 0 and said == ["no cluster state here; nothing to stop"]
