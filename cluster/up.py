@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -240,6 +242,14 @@ def _stop(pid: int, marker: str, timeout_s: float = 30) -> bool:
 
 
 # ------------------------------------------------------------------ commands
+def key_command(switchboard_env: Mapping[str, str]) -> str:
+    """The `app.py apikey create` line to print: with every SWITCHBOARD_* variable the instances run with, so the key
+    lands in the store they read (the database, once SWITCHBOARD_DATABASE_URL is set, not data_dir/auth.sqlite)."""
+    env = sorted((k, v) for k, v in switchboard_env.items() if k.startswith("SWITCHBOARD_"))
+    assigned = " ".join(f"{k}={shlex.quote(v)}" for k, v in env)
+    return f"{assigned} {shlex.quote(sys.executable)} app.py apikey create --user demo --json"
+
+
 def up(cfg: ClusterConfig, root: Path, say: Any = print) -> dict[str, Any]:
     venv = Path(sys.prefix)
     state = read_state(root)
@@ -310,10 +320,7 @@ def up(cfg: ClusterConfig, root: Path, say: Any = print) -> dict[str, Any]:
         wait_ready(server, "/health")
     say("cluster up:")
     _print_urls(state, say)
-    say(
-        f"API keys: SWITCHBOARD_DATA_DIR={data} {sys.executable} app.py apikey create --user demo --json"
-        " (every instance reads the same key store)"
-    )
+    say(f"API keys: {key_command(switchboard)} (every instance reads the same key store)")
     say(f"logs: {logs}   stop: make cluster-down")
     return state
 

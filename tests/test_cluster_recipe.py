@@ -76,3 +76,21 @@ def test_a_recycled_pid_is_never_taken_for_ours(tmp_path: Path) -> None:
 
     assert not up._ours(os.getpid(), "aegra_api.main:app")  # this pytest process is not an Aegra instance
     assert not up._stop(os.getpid(), "aegra_api.main:app")
+
+
+def test_the_printed_key_command_writes_to_the_key_store_the_instances_read(tmp_path: Path) -> None:
+    """`make cluster` prints how to make an API key; the instances keep keys in the database, so a line without
+    SWITCHBOARD_DATABASE_URL made a key in data_dir/auth.sqlite that every instance refused (401)."""
+    import shlex
+
+    from cluster.up import key_command
+    from config.settings import Settings
+
+    instances = {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data dir"), "SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:6379/0",
+                 "SWITCHBOARD_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/switchboard",
+                 "SWITCHBOARD_CHROMA_URL": "http://127.0.0.1:8000"}  # fmt: skip
+    words = shlex.split(key_command(instances))
+    assigned = dict(w.split("=", 1) for w in words if "=" in w and w.split("=", 1)[0].startswith("SWITCHBOARD_"))
+    assert words[len(assigned) + 1 :] == ["app.py", "apikey", "create", "--user", "demo", "--json"]
+    assert Settings.from_env(assigned).auth_target == Settings.from_env(instances).auth_target
+    assert Settings.from_env(assigned).auth_target == instances["SWITCHBOARD_DATABASE_URL"]
