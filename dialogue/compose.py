@@ -42,6 +42,10 @@ QUESTIONS = {
 }
 FIELD_NAMES = {"phone": "phone number", "email": "email address", "name": "name"}
 STATUS_QUESTIONS = ("track_order", "delivery_period")
+CUSTOMER_SECTION = ("what you can do",)
+"""The heading of a known issue's section written to the customer (demo/kb/ki-*.md); the rest is for agents."""
+SECTION_SENTENCES = 8
+"""A customer section is said whole: at most this many sentences (they are written short)."""
 
 
 def compose(
@@ -147,42 +151,54 @@ def compose(
             parts.extend(facts)
 
     analysis = state.get("analysis") or {}
-    if analysis.get("summary") and (
-        analysis.get("error_codes") or analysis.get("exceptions") or analysis.get("http_statuses")
-    ):
-        parts.append(f"From what you sent: {analysis['summary']}")
+    reported_at = len(parts)  # where a sentence about the customer's error goes, if one is due (see below)
 
     not_found = bool((lookups.get("get_order") or {}).get("error"))
-    # A status question the order's own facts answer needs no article on top.
+    group = set(state.get("intent_group") or [intent or ""])
+    # The one known issue that explains what the customer reported, if any.
+    matched = known_issues_for(analysis, state.get("knowledge", []), group)[:1]
+    # A status question the order's own facts answer needs no article on top (only the known issue the customer
+    # ran into: TRK-404 on a shipped parcel).
     answered = intent in STATUS_QUESTIONS and ground.get("facts") and status is not None
     # An offer ("yes, it can still be cancelled; shall I?") already states the policy for this order.
-    if not action.get("error") and result is None and not not_found and not answered and not action.get("offer"):
+    if (
+        not action.get("error") and result is None and not not_found and (not answered or matched)
+        and not action.get("offer")
+    ):
         scorer = scorer or SentenceScorer()
         # "I can't find the money in my PayPal account": a passage about the order's own payment method answers it.
         method = (((lookups.get("get_order") or {}).get("data") or {}).get("payment") or {}).get("method")
-        matched = {k["id"] for k in analysis.get("known_issues", [])}
-        items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" or i["id"] in matched]
-        limit = 1 if parts else 2
+        items = [
+            i for i in state.get("knowledge", [])
+            if (i["id"] in matched if i.get("kind") == "known_issue" else not answered)
+        ]
+        # A known issue that explains what the customer ran into is the answer; a general article on top is noise.
+        limit = 1 if parts or matched else 2
         strict = intent in STATUS_QUESTIONS
         for item in _best_items(items):
             text = item["text"]
+            # A known issue's section written to the customer is said whole; without one, the agents' fix.
+            own = customer_section(text) if item.get("kind") == "known_issue" else ""
             if item.get("kind") == "known_issue":
-                text = _section(text, ("fix", "workaround", "resolution")) or text
+                text = own or _section(text, ("fix", "workaround", "resolution")) or text
             # With an order's facts in hand, a status question only gets passages about that status; any other
             # question gets passages that do not contradict it.
             sentences = scorer.best(
                 text,
                 state.get("ticket", ""),
-                2 if parts else 3,
+                SECTION_SENTENCES if own else 2 if parts else 3,
                 keep=lambda x: consistent(x, status, strict=strict),
                 prefer=lambda x: about_status(x, status) or about_method(x, method),
             )
             if not sentences:
                 continue
-            label = item.get("title") or "Help"
-            # "Title: Section: text" reads like raw key-value output; a sentence with its own label gets a dash.
-            sep = " — " if re.match(r"[^:.!?]{3,60}\??: ", sentences[0]) else ": "
-            parts.append(f"{label}{sep}{' '.join(sentences)} [{item['id']}]")
+            if own:
+                parts.append(f"{' '.join(sentences)} [{item['id']}]")
+            else:
+                label = item.get("title") or "Help"
+                # "Title: Section: text" reads like raw key-value output; a sentence with its own label gets a dash.
+                sep = " — " if re.match(r"[^:.!?]{3,60}\??: ", sentences[0]) else ": "
+                parts.append(f"{label}{sep}{' '.join(sentences)} [{item['id']}]")
             citations.append(item["id"])
             ground.setdefault("articles", []).append(
                 {
@@ -196,6 +212,11 @@ def compose(
             )
             if len(citations) >= limit:
                 break
+    if not any(i.get("kind") == "known_issue" for i in state.get("knowledge", []) if i["id"] in citations):
+        # No known issue explains what the customer reported: say in their words what was read, and that it is new.
+        reported = unknown_error(analysis)
+        if reported:
+            parts.insert(reported_at, reported)
     pending = task.get("pending_action")
     if pending and pending.get("idempotency_key") != action.get("idempotency_key"):
         parts.append(f"Your earlier request to {_plain(pending.get('summary'))} is still waiting for approval.")
@@ -311,10 +332,50 @@ def _facts(lookups: dict[str, Any], intent: str | None, today: date) -> tuple[li
     return out, status
 
 
+def known_issues_for(analysis: dict[str, Any], knowledge: list[dict[str, Any]], intents: set[str]) -> list[str]:
+    """The analyst's known-issue matches an answer may use, best first.
+
+    A match on an error code or exception (`reasons` beyond HTTP statuses) stands on its own. A match on an HTTP
+    status alone (a 500 is many things) counts only when the retriever found the same article for the ticket's
+    intent (its `intents`, merged into the item): "HTTP 500 when I pay" is the checkout error, not the invoice PDF.
+    """
+    by_id = {i["id"]: i for i in knowledge}
+    out = []
+    for match in analysis.get("known_issues") or []:
+        reasons = [str(r) for r in match.get("reasons") or []]
+        http_only = bool(reasons) and all(r.startswith("HTTP ") for r in reasons)
+        if http_only and not intents & set((by_id.get(match["id"]) or {}).get("intents") or []):
+            continue
+        out.append(str(match["id"]))
+    return out
+
+
+def unknown_error(analysis: dict[str, Any]) -> str:
+    """One sentence for an error the customer reported that no known issue explains ("" when none was reported):
+    the codes or exception names as they wrote them, never the triage's own summary."""
+    codes = [str(c) for c in analysis.get("error_codes") or []][:3]
+    names = [str(e).rsplit(".", 1)[-1] for e in analysis.get("exceptions") or []][:2]
+    what = codes or names
+    if not what:
+        return ""
+    if any(not str(r).startswith("HTTP ") for m in analysis.get("known_issues") or [] for r in m.get("reasons") or []):
+        return ""  # a known issue names one of them: it is known, whether or not the answer could quote it
+    listed = " and ".join([", ".join(what[:-1]), what[-1]] if len(what) > 1 else what)
+    several = len(what) > 1
+    noun = ("error code" if codes else "error") + ("s" if several else "")
+    known = "they are not" if several else "it is not"
+    return f"You reported {noun} {listed}; {known} among the problems we already know of."
+
+
 def _best_items(items: list[dict]) -> list[dict]:
     """Known issues and resolved cases first (they are specific), then articles by score."""
     rank = {"known_issue": 0, "case": 1}
     return sorted(items, key=lambda i: (rank.get(i.get("kind", ""), 2), -float(i.get("score", 0))))
+
+
+def customer_section(text: str) -> str:
+    """A known issue's section written to the customer (`## What you can do`), "" when it has none."""
+    return _section(text, CUSTOMER_SECTION)
 
 
 def _section(text: str, names: tuple[str, ...]) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dialogue.compose import customer_section
 from graphs.state import SupportState
 from memory.session import build_context
 
@@ -25,13 +26,14 @@ def grounded_context(state: SupportState, session: Any) -> str:
         build_context(state.get("summary", ""), dict(state.get("pinned", {})), window, session.context_token_budget)
     ]
     for item in state.get("knowledge", [])[:5]:
-        parts.append(f"ARTICLE [{item['id']}] {item.get('title', '')}: {item['text'][:800]}")
+        # A known issue's section for the customer, when it has one; its agents' guidance is not for the answer.
+        text = (customer_section(item["text"]) if item.get("kind") == "known_issue" else "") or item["text"]
+        parts.append(f"ARTICLE [{item['id']}] {item.get('title', '')}: {text[:800]}")
     for tool, result in (state.get("lookups") or {}).items():
         parts.append(f"LOOKUP {tool}: {result}")
     if a := state.get("analysis"):
         parts.append(
-            f"TRIAGE: codes={a.get('error_codes')} exceptions={a.get('exceptions')} "
-            f"http={a.get('http_statuses')} summary={a.get('summary')}"
+            f"TRIAGE: codes={a.get('error_codes')} exceptions={a.get('exceptions')} http={a.get('http_statuses')}"
         )
     if state.get("action_result"):
         parts.append(f"ACTION {(state.get('action') or {}).get('description')}: {state['action_result']}")

@@ -90,6 +90,10 @@ def contradicts(sentence: str, ticket: str) -> bool:
     return False
 
 
+BOLD_QUESTION = re.compile(r"\*\*([^*\n]+?)\?\*\*")
+QUESTION_MARK = "\ue000"  # a private-use stand-in for a "?" that ends a bold label, not a sentence
+
+
 def sentences_of(text: str) -> list[str]:
     """Plain sentences of a markdown article, in order; each table row becomes one sentence naming its columns.
 
@@ -119,9 +123,15 @@ def sentences_in_paragraphs(text: str) -> list[tuple[str, str]]:
         rows.clear()
 
     def flush_prose() -> None:
-        body = " ".join(" ".join(prose).replace("**", "").replace("`", "").split())
+        # A button named with a question mark (**Forgot password?**) does not end the sentence that names it.
+        joined = BOLD_QUESTION.sub(lambda m: m.group(1) + QUESTION_MARK, " ".join(prose))
+        body = " ".join(joined.replace("**", "").replace("`", "").split())
         body = re.sub(r"(?<![\w*])\*([^*]+?)\*(?![\w*])", r"\1", body)  # *italics* read as plain words
-        out.extend((x.strip(), body) for x in re.split(r"(?<=[.!?])\s+", body) if len(x.strip()) > 20)
+        out.extend(
+            (x.strip().replace(QUESTION_MARK, "?"), body.replace(QUESTION_MARK, "?"))
+            for x in re.split(r"(?<=[.!?])\s+", body)
+            if len(x.strip()) > 20
+        )
         prose.clear()
 
     for line in text.splitlines():

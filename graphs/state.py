@@ -35,10 +35,12 @@ def merge_flags(left: list[str] | None, right: list[str] | None) -> list[str]:
 
 
 def merge_knowledge(left: list[dict] | None, right: list[dict] | None) -> list[dict]:
-    """Retrieved items keyed by id (parallel specialists may both add)."""
+    """Retrieved items keyed by id (parallel specialists may both add). The same article from two specialists is
+    one item with what both know of it (the retriever's `intents`, the analyst's match), the later one's values
+    first."""
     out: dict[str, dict] = {item["id"]: item for item in (left or [])}
     for item in right or []:
-        out[item["id"]] = item
+        out[item["id"]] = {**out.get(item["id"], {}), **item}
     return list(out.values())
 
 

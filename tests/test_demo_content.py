@@ -153,6 +153,24 @@ def test_known_issue_has_signals_that_appear_in_its_text(name: str) -> None:
         assert heading in body, f"{name}: missing section {heading!r}"
 
 
+CUSTOMER_SECTION_RE = re.compile(r"^## What you can do\n(.*?)(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+AGENT_VOICE_RE = re.compile(r"\b(?:the customer|customers?'s?|ask (?:them|the)|tell (?:them|the)|agents?|on-call|"
+                            r"escalate|ticket for)\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, (m, _) in ARTICLES.items() if m["kind"] == "known_issue"))
+def test_known_issue_has_a_short_section_written_to_the_customer(name: str) -> None:
+    """dialogue.compose says this section whole to the customer; the rest of the article is for agents."""
+    _, body = ARTICLES[name]
+    match = CUSTOMER_SECTION_RE.search(body)
+    assert match, f"{name}: no '## What you can do' section"
+    section = match.group(1)
+    assert 30 <= prose_word_count(section) <= 90, f"{name}: {prose_word_count(section)} words"
+    assert re.search(r"\byou(?:r)?\b", section, re.IGNORECASE), f"{name}: not written to the customer"
+    assert not AGENT_VOICE_RE.search(section), f"{name}: agent guidance {AGENT_VOICE_RE.search(section)!r}"
+    assert "```" not in section and not re.search(r"^\s*(?:\d+\.|-) ", section, re.MULTILINE), f"{name}: not prose"
+
+
 @pytest.mark.parametrize("name", sorted(n for n, (m, _) in ARTICLES.items() if m["kind"] == "article"))
 def test_plain_article_has_no_technical_signals(name: str) -> None:
     meta, _ = ARTICLES[name]

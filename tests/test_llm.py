@@ -12,6 +12,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from dialogue.compose import customer_section
 from graphs.context import Context
 from llm import LLM, CircuitBreaker
 from nodes.generate_response import SYSTEM_PROMPT
@@ -43,11 +44,25 @@ def test_the_model_is_sent_the_retrieved_articles_and_its_cited_answer_is_kept(
     retrieved = values["knowledge"][:5]
     assert retrieved and "kb-delivery-times-by-region" in [k["id"] for k in retrieved]
     for item in retrieved:  # every passage retrieve_knowledge found is in the prompt, under its id
-        assert f"ARTICLE [{item['id']}] {item['title']}: {item['text'][:200]}" in human.content
+        # (a known issue by its section written to the customer: its agents' guidance is not for the answer)
+        text = (customer_section(item["text"]) if item["kind"] == "known_issue" else "") or item["text"]
+        assert f"ARTICLE [{item['id']}] {item['title']}: {text[:200]}" in human.content
     assert values["answer"] == reply.content  # cited, supported: the model's answer goes out as written
     assert values["usage"]["llm_calls"] == 1
     assert values["usage"]["prompt_tokens"] == 812 and values["usage"]["completion_tokens"] == 19
     assert values["usage"]["cost_usd"] > 0
+
+
+def test_the_model_is_sent_a_known_issues_section_for_the_customer_not_its_agent_guidance(
+    with_intent: Any, make_graph: Any, scripted: Any
+) -> None:
+    model = scripted("Open your banking app, then use Retry payment [kb-ki-pay-3ds-timeout].")
+    ask(make_graph(with_llm(with_intent("payment_issue"), ("m", model))), "Checkout shows PAY-3DS-TIMEOUT, help")
+    [(_, human)] = model.received
+    issue = next(line for line in human.content.split("\n\n") if line.startswith("ARTICLE [kb-ki-pay-3ds-timeout]"))
+    assert "Your bank did not receive your confirmation in time" in issue
+    assert "Ask the customer" not in issue and "on-call" not in issue
+    assert "severity" not in human.content  # the triage's own summary is not material for an answer
 
 
 def test_the_model_is_sent_the_customers_order_facts(

@@ -19,6 +19,10 @@ def test_reducers_only_accumulate() -> None:
         {"id": "k1", "v": 2},
         {"id": "k2"},
     ]
+    # The same article from the retriever and the analyst: one item with what both know of it.
+    retrieved, analysed = {"id": "k1", "intents": ["place_order"], "v": 1}, {"id": "k1", "v": 2, "reasons": "r"}
+    merged = [{"id": "k1", "intents": ["place_order"], "v": 2, "reasons": "r"}]
+    assert merge_knowledge([retrieved], [analysed]) == merged
     assert merge_dict({"a": 1, "b": 1}, {"b": 2}) == {"a": 1, "b": 2}
     assert sum_usage({"prompt_tokens": 3, "cost_usd": 0.1}, None, {"prompt_tokens": 2, "cost_usd": 0.2}) == {
         "prompt_tokens": 5,
