@@ -462,7 +462,7 @@ class ChromaMemory:
 
     def known_issues(self, *, tenant_id: str = "default") -> list[dict[str, Any]]:
         """The tenant's known-issue articles (`kind: known_issue`) as stored now, whoever wrote them (seed, `app.py
-        ingest`): id, title, kind, error_codes, exceptions, http_status and the whole body, sorted by id."""
+        ingest`): id, title, kind, intents, error_codes, exceptions, http_status and the whole body, sorted by id."""
 
         def read(kb: Any) -> list[dict[str, Any]]:
             got = kb.get(where={"kind": "known_issue"}, include=["documents", "metadatas"])
@@ -477,7 +477,10 @@ class ChromaMemory:
                     "id": article_id,
                     "title": str(metas[article_id].get("title", "")),
                     "kind": "known_issue",
-                    **{key: list(_as_list(metas[article_id].get(key))) for key in ("error_codes", "exceptions")},
+                    **{
+                        key: [str(v) for v in _as_list(metas[article_id].get(key))]
+                        for key in ("intents", "error_codes", "exceptions")
+                    },
                     "http_status": [int(c) for c in _as_list(metas[article_id].get("http_status"))],
                     "body": "\n\n".join(doc for _, doc in sorted(parts)),
                 }

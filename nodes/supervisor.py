@@ -2,8 +2,10 @@
 
 For the ticket's intent the workflow names the specialists to run, in order. The supervisor sends
 the ticket to the next one (fanning out with Send when retrieval and technical analysis are both
-due), and hands over to the response generator when the workflow is done. Low confidence goes
-straight to a human. It never guesses: an unknown intent or specialist is an error, not a default route.
+due), and hands over to the response generator when the workflow is done. A ticket that carries an error
+signal (an error code, exception, HTTP error status or pasted log: tools.log_triage) gets the technical analyst
+beside the retriever even when its workflow does not name it. Low confidence goes straight to a human. It
+never guesses: an unknown intent or specialist is an error, not a default route.
 
 Every hop checks the ticket's limits (config/policy.yaml `limits`) and takes the "I can't complete this"
 exit — an escalation to a human with the reason — when one is spent:
@@ -33,6 +35,7 @@ from graphs.context import Context
 from graphs.services import ServicesProvider
 from graphs.state import SupportState, written
 from nodes.common import Node, visited
+from tools.log_triage import triage
 
 NAME: Final = "supervisor"
 log = logging.getLogger("switchboard.supervisor")
@@ -81,6 +84,12 @@ def make(services: ServicesProvider) -> Node:
                 pending = ["retrieve_knowledge", "escalate"]
             else:
                 pending = list(flow.specialists)
+                if "retrieve_knowledge" in pending and "analyze_technical" not in pending and (
+                    triage(state.get("ticket", "")).has_signals
+                ):
+                    # An error code, exception, HTTP error or pasted log is the technical analyst's to read, whatever
+                    # the intent ("CHK-500 at checkout" is place_order): it runs beside the retriever.
+                    pending.insert(pending.index("retrieve_knowledge") + 1, "analyze_technical")
                 if flow.escalate and "escalate" not in pending:
                     pending.append("escalate")
         else:

@@ -153,6 +153,24 @@ def test_upsert_is_idempotent_and_replaces_changed_content(mem: ChromaMemory) ->
     assert mem.count()["kb"] == total - old_delivery
 
 
+def test_known_issues_carry_intents_and_an_edited_section_replaces_the_old_text(mem: ChromaMemory) -> None:
+    def issue(body: str) -> Article:
+        return Article("kb-ki-x", "X-500: checkout failed", body, intents=["place_order", "payment_issue"],
+                       kind="known_issue", error_codes=["X-500"], http_status=[500])
+
+    fix = "## Fix or workaround\n\nAsk the customer to retry."
+    agents = f"# X-500\n\n## Symptom\n\n{paragraph('checkout fails')}\n\n{fix}"
+    mem.upsert_articles([issue(agents)])
+    [known] = mem.known_issues()
+    assert (known["intents"], known["error_codes"], known["http_status"]) == (["place_order", "payment_issue"],
+                                                                              ["X-500"], [500])
+    customer = agents.replace(fix, f"## What you can do\n\nPlace your order again.\n\n{fix}")
+    report = mem.upsert_articles([issue(customer)])  # what `app.py seed` does with an edited demo/kb article
+    assert report.chunks_added >= 1 and report.chunks_removed >= 1
+    [known] = mem.known_issues()
+    assert "## What you can do\n\nPlace your order again." in known["body"] and known["body"].count("X-500") == 1
+
+
 def test_search_knowledge_ranks_dedupes_and_filters_by_intent(mem: ChromaMemory) -> None:
     mem.upsert_articles(ARTICLES)
     hits = mem.search_knowledge("card refund bank detail3", k=5)

@@ -9,6 +9,7 @@ knowledge base's known-issue articles against that triage. Both are pure functio
 
 from __future__ import annotations
 
+import builtins
 import errno
 import fnmatch
 import re
@@ -43,6 +44,11 @@ class Triage(BaseModel):
     severity: Severity = "low"
     summary: str = ""
 
+    @property
+    def has_signals(self) -> bool:
+        """Something for the technical analyst: an error code, an exception, an HTTP error status or a log."""
+        return bool(self.error_codes or self.exceptions or self.http_statuses or self.contains_log)
+
 
 class KnownIssueMatch(BaseModel):
     """A known-issue article that matches a triage, with why."""
@@ -51,6 +57,24 @@ class KnownIssueMatch(BaseModel):
     title: str
     score: float
     reasons: list[str]
+    codes: list[str] = Field(default_factory=list, description="The article's error codes (patterns) that matched.")
+    exceptions: list[str] = Field(default_factory=list, description="The article's exception names that matched.")
+
+    @property
+    def decisive(self) -> bool:
+        """The match rests on something only the shop's own systems raise: one of its error codes, or one of its
+        own exception classes. An HTTP status, a Python built-in (`TimeoutError`) or a library's exception
+        (`sqlite3.OperationalError`, `requests.exceptions.ReadTimeout`) is seen on any site or script."""
+        return bool(self.codes) or any(is_shop_exception(e) for e in self.exceptions)
+
+
+def is_shop_exception(name: str) -> bool:
+    """True for an exception class of the shop's own code (`CheckoutServiceError`): not module-qualified (a
+    library's, `sqlite3.OperationalError`) and not one of Python's built-in exceptions (`TimeoutError`)."""
+    if "." in name:
+        return False
+    builtin = getattr(builtins, name, None)
+    return not (isinstance(builtin, type) and issubclass(builtin, BaseException))
 
 
 # --- patterns -------------------------------------------------------------------------------------------
@@ -304,7 +328,8 @@ def match_known_issues(triage: Triage, articles: Sequence[Mapping[str, Any]]) ->
     Each article is the front matter of a KB article: ``id``, ``title``, ``kind``, ``error_codes``,
     ``exceptions``, ``http_status`` (a value or a list). An exact error-code match scores highest
     (codes may be glob patterns like ``PAY-3DS-*``), then an exception name (full dotted name, or its last
-    component), then an HTTP status. Articles with no match are left out; ties sort by id.
+    component), then an HTTP status. Articles with no match are left out; ties sort by id. Each match names
+    the article's codes and exceptions that matched (`KnownIssueMatch.decisive`: evidence only the shop raises).
     """
     codes = {c.upper() for c in triage.error_codes}
     exc_full = set(triage.exceptions)
@@ -316,24 +341,34 @@ def match_known_issues(triage: Triage, articles: Sequence[Mapping[str, Any]]) ->
             continue
         score = 0.0
         reasons: list[str] = []
+        matched_codes: list[str] = []
+        matched_exceptions: list[str] = []
         for pattern in _as_list(art.get("error_codes")):
             hit = sorted(c for c in codes if fnmatch.fnmatchcase(c, pattern.upper()))
             if hit:
                 score += SCORE_CODE
+                matched_codes.append(pattern)
                 exact = hit == [pattern.upper()]
                 reasons.append(f"error code {', '.join(hit)}" + ("" if exact else f" ~ {pattern}"))
         for name in _as_list(art.get("exceptions")):
             if name in exc_full:
                 score += SCORE_EXCEPTION
                 reasons.append(f"exception {name}")
+                matched_exceptions.append(name)
             elif name.rsplit(".", 1)[-1] in exc_short:
                 score += SCORE_EXCEPTION_SHORT
                 reasons.append(f"exception {name.rsplit('.', 1)[-1]} (short name)")
+                matched_exceptions.append(name)
         for status in _as_list(art.get("http_status")):
             if status.isdigit() and int(status) in statuses:
                 score += SCORE_HTTP
                 reasons.append(f"HTTP {status}")
         if score > 0:
             art_id, title = str(art.get("id", "")), str(art.get("title", ""))
-            matches.append(KnownIssueMatch(article_id=art_id, title=title, score=score, reasons=reasons))
+            matches.append(
+                KnownIssueMatch(
+                    article_id=art_id, title=title, score=score, reasons=reasons,
+                    codes=matched_codes, exceptions=matched_exceptions,
+                )
+            )
     return sorted(matches, key=lambda m: (-m.score, m.article_id))
