@@ -151,6 +151,41 @@ def refers_to_order(text: str) -> bool:
     )
 
 
+_PAYMENT = re.compile(r"\b(?:pay(?:ment|ments|ing)?|paid|charge[sd]?|card|bank|paypal|transaction)\b", re.I)
+_FAILED = re.compile(
+    r"\b(?:fail(?:s|ed|ing|ure)?|declin(?:e|es|ed|ing)|refus(?:e|es|ed|ing)|reject(?:s|ed|ing)?|bounced|"
+    r"unsuccessful|did ?n[o']?t go through|(?:not|never) (?:go|gone|went) through)\b",
+    re.I,
+)
+# The shop's site or app itself failing (at checkout, before there is an order to speak of).
+_SITE_FAILURE = re.compile(
+    r"\b(?:crash(?:es|ed|ing)?|freez(?:es|ing)|froze(?:n)?|hangs|hanging|blank (?:page|screen)|white (?:page|screen)|"
+    r"error (?:page|screen)|(?:closes|shuts|shut) (?:down|itself|by itself)|clos(?:es|ing) by itself|"
+    r"(?:won'?t|doesn'?t|does not|will not) (?:load|open)|not (?:loading|responding)|bad gateway|server error|"
+    r"internal error|(?:keeps|kept) spinning)\b",
+    re.I,
+)
+
+
+def about_failed_payment(text: str, order_codes: tuple[str, ...] = ()) -> bool:
+    """The message speaks of a payment or charge that failed ("my payment failed", "my card keeps getting
+    declined"), so the customer's one order whose payment failed is the one meant, when it names no other.
+
+    Not when it describes the site or app failing at checkout (a crash, an error page, an HTTP error, an
+    exception, a pasted log: there may be no order yet), nor when it reports an error code other than the order's
+    own (`order_codes`, e.g. its payment's PAY-402): another failure than that order's.
+    """
+    from tools.log_triage import triage
+
+    if not (_PAYMENT.search(text) and _FAILED.search(text)) or _SITE_FAILURE.search(text):
+        return False
+    found = triage(text)
+    if found.exceptions or found.http_statuses or found.contains_log:
+        return False
+    own = {c.upper() for c in order_codes}
+    return all(c.upper() in own for c in found.error_codes)
+
+
 def _content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
 

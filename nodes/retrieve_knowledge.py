@@ -15,26 +15,26 @@ result is replaced by an error result, and the ticket is flagged `indirect_injec
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from langgraph.runtime import Runtime
 
-from dialogue.task import is_howto, order_by_item, refers_to_order, resolve_order
+from dialogue.task import about_failed_payment, is_howto, order_by_item, refers_to_order, resolve_order
 from graphs.context import Context, context_of
 from graphs.services import ServicesProvider
 from graphs.state import SupportState
 from guards.injection import Guard, guard_for
 from nodes.common import Node, tool_caller, visited
+from tools.log_triage import triage
 from tools.shop import TOOLS, run_tool
 
 if TYPE_CHECKING:
+    from graphs.services import Services
     from memory.knowledge import Hit
+    from tools.registry import Caller
 
 NAME: Final = "retrieve_knowledge"
 
-OTHER_CODE = re.compile(r"\b(?!PAY-402\b)[A-Z]{2,4}-[A-Z0-9]{2,}(?:-[A-Z0-9]+)*\b")
-"""An error code other than the card decline: the message is about that, not about a failed order's payment."""
 # Write tools whose preconditions need only the order: candidates offered for them are dry-run first.
 DRY_RUN_CANDIDATES = ("cancel_order", "issue_refund")
 # Read tools and the entities they need; tools without needs run as they are.
@@ -72,9 +72,8 @@ def make(services: ServicesProvider) -> Node:
         entities = dict(state.get("entities", {}))
         update: dict = {**visited(NAME), "knowledge": items}
         task = dict(state.get("task") or {})
-        wants_order = flow is not None and (
-            flow.needs_order or refers_to_order(text) or (flow.order_statuses and not OTHER_CODE.search(text))
-        )
+        wants_order = flow is not None and (flow.needs_order or refers_to_order(text) or bool(flow.order_statuses))
+        fetched: dict[int, Any] = {}  # get_order results already read for this ticket, by order
         if flow is not None and "order_id" not in entities and wants_order:
             listed = run_tool(svc.shop, "list_orders", {}, caller=caller)
             if listed.ok:
@@ -92,8 +91,12 @@ def make(services: ServicesProvider) -> Node:
                     update["entities"] = {"order_id": found.order_id, "order_id_from": found.how}
                     slots = {**(task.get("slots") or {}), "order_id": found.order_id}
                     update["task"] = {"order_id": found.order_id, "candidates": [], "missing": [], "slots": slots}
-                elif not flow.needs_order and len(found.candidates) == 1 and flow.order_statuses:
-                    # The only order in the statuses this question is about (one failed payment): that one.
+                elif (
+                    not flow.needs_order and len(found.candidates) == 1 and flow.order_statuses
+                    and _only_one_meant(text, found.candidates[0], svc, caller, fetched)
+                ):
+                    # The only order in the statuses this question is about (one failed payment), and the message
+                    # is about that failure: that one.
                     entities["order_id"] = found.candidates[0]
                     update["entities"] = {"order_id": found.candidates[0], "order_id_from": "only candidate"}
                     update["task"] = {"order_id": found.candidates[0], "candidates": [], "missing": []}
@@ -127,6 +130,9 @@ def make(services: ServicesProvider) -> Node:
             if tool == "list_orders" and ("order_id" in entities or "list_orders" in lookups):
                 continue  # the order in question is looked up on its own
             args = {need: entities[need]} if need else {}
+            if tool == "get_order" and entities["order_id"] in fetched:
+                lookups[tool] = fetched[entities["order_id"]]  # read once already, to see which order was meant
+                continue
             lookups[tool] = run_tool(svc.shop, tool, args, caller=caller).model_dump()
         others = [int(o) for o in entities.get("order_ids") or [] if int(o) != entities.get("order_id")][:2]
         if others and flow is not None and "get_order" in flow.read_tools:
@@ -149,6 +155,18 @@ def make(services: ServicesProvider) -> Node:
         return update
 
     return retrieve_knowledge
+
+
+def _only_one_meant(text: str, order_id: int, svc: Services, caller: Caller, fetched: dict[int, Any]) -> bool:
+    """Whether a message that names no order is about the one order in the workflow's statuses (its failed
+    payment): it must speak of a payment that failed, not of the site failing at checkout, and any error code it
+    reports must be that order's own (read with get_order, kept in `fetched` for the workflow's own lookup)."""
+    if not triage(text).error_codes:
+        return about_failed_payment(text)
+    got = run_tool(svc.shop, "get_order", {"order_id": order_id}, caller=caller)
+    fetched[order_id] = got.model_dump()
+    payment = (got.data or {}).get("payment") or {} if got.ok else {}
+    return about_failed_payment(text, (str(payment["error_code"]),) if payment.get("error_code") else ())
 
 
 def _strings(value: object) -> list[str]:

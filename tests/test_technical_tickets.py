@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from langgraph.runtime import Runtime
 
+from dialogue.task import about_failed_payment
 from graphs.context import Context
 from nodes import classify_intent
 from tests.conftest import StubClassifier
@@ -127,3 +128,26 @@ def test_a_ticket_with_an_error_code_gets_the_analyst_whatever_its_workflow(with
 def test_a_ticket_without_error_signals_keeps_its_workflows_route(with_intent: Any, make_graph: Any) -> None:
     snap, _ = run(make_graph(with_intent("place_order", 0.95)), "How do I place an order for two lamps?")
     assert "analyze_technical" not in snap.values["route"]
+
+
+# ------------------------------------------------------------------ (d) which order a payment question is about
+
+
+@pytest.mark.parametrize(
+    ("text", "codes", "meant"),
+    [
+        ("My payment failed.", (), True),
+        ("my card keeps getting declined with error 05", (), True),
+        ("Checkout keeps failing with PAY-402 card declined", ("PAY-402",), True),
+        ("Checkout keeps failing with PAY-402 card declined", ("PAY-3DS-TIMEOUT",), False),  # another failure
+        ("Checkout fails with HTTP 500 every time I click pay", (), False),  # the site failing
+        ("The app crashes when I try to pay, the payment never goes through", (), False),
+        ("Payment failed, the page printed CardGatewayError: upstream closed", (), False),  # an exception
+        ("I think I was charged twice", (), False),  # a charge, not a failed payment
+        ("Where is my parcel?", (), False),
+    ],
+)
+def test_a_failed_payment_is_meant_only_when_the_customer_speaks_of_one(
+    text: str, codes: tuple[str, ...], meant: bool
+) -> None:
+    assert about_failed_payment(text, codes) is meant
