@@ -381,9 +381,14 @@ class Settings(BaseModel):
         return load_observability(self.config_dir / "observability.yaml")
 
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""PyYAML's safe loader, on libyaml when PyYAML was built with it (the same documents, several times faster: the
+config files are read on every cold start)."""
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except FileNotFoundError as exc:
         raise ValueError(f"config file not found: {path}") from exc
     except yaml.YAMLError as exc:

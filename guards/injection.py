@@ -37,10 +37,9 @@ from typing import Any
 
 import yaml
 
-from guards.injection_model import GuardModel, Row, fingerprint, fit, load_config
+from guards.injection_model import YAML_LOADER, GuardModel, Row, fingerprint, fit, load_config
 from memory.embedder import Embedder
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 log = logging.getLogger(__name__)
 
 THRESHOLD = 0.5
@@ -281,7 +280,7 @@ def support_utterances(path: Path = SUPPORT_FILE, keys: Sequence[str] = ("exampl
     """
     if not Path(path).is_file():
         return []
-    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=YAML_LOADER) or {}
     wanted = set(keys)
     found: list[str] = []
 
@@ -301,7 +300,7 @@ def support_utterances(path: Path = SUPPORT_FILE, keys: Sequence[str] = ("exampl
 
 def load_examples(path: Path = EXAMPLES_FILE) -> tuple[list[str], list[str]]:
     """Read the project's labelled examples: ``(injections, benign)``, each flattened over its groups."""
-    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=YAML_LOADER) or {}
 
     def flat(group: Any) -> list[str]:
         if isinstance(group, dict):
