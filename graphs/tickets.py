@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+
+log = logging.getLogger("switchboard.tickets")
 
 INTERRUPT_STATUS = {"request_approval": "awaiting_approval", "review_gate": "awaiting_review", "escalate": "escalated"}
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "llm_calls", "cost_usd")
@@ -42,8 +46,30 @@ class Switchboard:
         return {"configurable": {"thread_id": thread_id}}
 
 
+def open_encoder_in_background(settings: Settings) -> threading.Thread:
+    """Start building the process-wide sentence encoder (memory.embeddings.get_embedder) on another thread.
+
+    onnxruntime opens its session (~0.2 s) without holding the GIL, so it is done while this thread imports the
+    graph (~1 s): a cold `app.py ask` gets its first answer that much sooner. `build_services` then takes the same
+    instance (get_embedder waits for a build under way rather than starting a second). A failure here is left to
+    that foreground call, which raises it with its own message."""
+
+    def build() -> None:
+        try:
+            from memory.embeddings import get_embedder
+
+            get_embedder(settings.embedder_cache)
+        except Exception:  # noqa: BLE001 - the foreground get_embedder raises it again, where it is reported
+            log.debug("the encoder did not open in the background", exc_info=True)
+
+    thread = threading.Thread(target=build, name="switchboard-encoder", daemon=True)
+    thread.start()
+    return thread
+
+
 @contextmanager
 def open_switchboard(settings: Settings) -> Iterator[Switchboard]:
+    open_encoder_in_background(settings)  # before the imports below, which it overlaps
     from graphs.services import build_services
     from graphs.supervisor import build_supervisor
     from memory.checkpointer import open_checkpointer

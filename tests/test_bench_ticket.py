@@ -90,3 +90,64 @@ def test_a_ticket_imports_no_scikit_learn_or_scipy(env: None) -> None:
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
     assert "langgraph" in imported  # the import log was read
     assert not imported & {"sklearn", "scipy", "joblib"}
+
+
+def test_a_cold_cli_opens_the_encoder_beside_the_graph_imports_and_builds_it_once(
+    seeded_settings: Settings, model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import graphs.services
+    import memory.embeddings as emb
+    from graphs import tickets
+
+    settings = seeded_settings.model_copy(update={"model_cache_dir": model_cache})
+    events: list[str] = []
+    real_get, real_build = emb.get_embedder, graphs.services.build_services
+
+    def get_embedder(cache_dir: Path | None = None) -> Any:
+        events.append(f"encoder on {threading.current_thread().name}")
+        return real_get(cache_dir)
+
+    def build_services(*args: Any, **kwargs: Any) -> Any:
+        events.append("build_services")
+        return real_build(*args, **kwargs)
+
+    started: list[threading.Thread] = []
+
+    def open_in_background(s: Settings) -> threading.Thread:
+        thread = real_open(s)
+        started.append(thread)
+        thread.join(60)  # in a test process the graph is imported already: let the encoder go first
+        return thread
+
+    real_open = tickets.open_encoder_in_background
+    monkeypatch.setattr(emb, "get_embedder", get_embedder)
+    monkeypatch.setattr(graphs.services, "build_services", build_services)
+    monkeypatch.setattr(tickets, "open_encoder_in_background", open_in_background)
+    with tickets.open_switchboard(settings) as board:
+        # Started before the services are built, on its own thread; the services then take that same encoder.
+        assert events[:2] == ["encoder on switchboard-encoder", "build_services"]
+        assert started and started[0].daemon and not started[0].is_alive()
+        assert board.services.embedder is real_get(model_cache)
+
+
+def test_an_encoder_that_fails_in_the_background_fails_in_the_foreground_with_its_own_error(
+    seeded_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import memory.embeddings as emb
+    from graphs import tickets
+    from graphs.services import build_services
+
+    def broken(cache_dir: Path | None = None) -> Any:
+        raise RuntimeError("encoder weights unreadable")
+
+    escaped: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    monkeypatch.setattr(emb, "get_embedder", broken)
+    tickets.open_encoder_in_background(seeded_settings).join(10)
+    assert escaped == []  # nothing raised on the thread, nothing printed from it
+    with pytest.raises(RuntimeError, match="encoder weights unreadable"):
+        build_services(seeded_settings)
