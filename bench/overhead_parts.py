@@ -98,7 +98,7 @@ async def measure(rounds: int = 3) -> dict[str, float]:
 async def floor(steps: int = 10, runs: int = 300) -> dict[str, float]:
     """LangGraph's own cost per superstep: median ms per run of a chain of `steps` no-op nodes with an InMemorySaver
     (ainvoke with sync and with async nodes, durability async; invoke, durability sync). Measured 2026-12-03 at load
-    ~0.2, 10 steps: 6.04 (sync nodes, each hops to the executor) / 3.43 (async nodes) / 8.26 ms (invoke)."""
+    below 1, 10 steps: 6.04 (sync nodes, each hops to the executor) / 3.43 (async nodes) / 8.26 ms (invoke)."""
     import operator
     from typing import Annotated, NotRequired
 
