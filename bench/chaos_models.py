@@ -51,6 +51,10 @@ FAULTS = {  # adds up to FAULT_RATE
 OUTAGE = ["500", "500", "500", "slow:0.5"]
 """The primary's scripted outage, started while its circuit is closed: three failures open its breaker, and the
 trial after the cool-down answers slowly (callers meanwhile are refused) and closes it."""
+OUTAGE_FALLBACK = ["ok"]
+"""What the secondary answers first once the outage starts: the tickets the primary fails fall back to it, and one
+sure answer there keeps `answered_by.secondary` from depending on where the shuffled deck stands (with few tickets
+its draws during the outage could all be faults)."""
 OUTAGE_AT = 0.2  # after this share of the tickets
 CONCURRENCY = 4
 MODELS = {"primary": "chaos-primary", "secondary": "chaos-secondary", "strong": "chaos-strong"}
@@ -152,6 +156,7 @@ def run_model_faults(
                     if start_outage:
                         outage["due"] = -1  # once
                 if start_outage:
+                    server.script(MODELS["secondary"], OUTAGE_FALLBACK)
                     server.script(MODELS["primary"], OUTAGE)
                 user, text = TICKETS[n % len(TICKETS)]
                 t0 = time.perf_counter()
