@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from dialogue.facts import (
+    RETRY_ADVICE,
     about_method,
     about_status,
     account_sentences,
@@ -46,6 +47,17 @@ CUSTOMER_SECTION = ("what you can do",)
 """The heading of a known issue's section written to the customer (demo/kb/ki-*.md); the rest is for agents."""
 SECTION_SENTENCES = 8
 """A customer section is said whole: at most this many sentences (they are written short)."""
+
+MALFUNCTION = re.compile(
+    r"\b(?:crash(?:es|ed|ing)?|shuts? (?:itself )?down|closes (?:itself|down)|freez(?:e|es|ing)|froze|hangs|"
+    r"blank (?:screen|page)|(?:won'?t|will not|does ?n[o']t|did ?n[o']t|can'?t|cannot) (?:load|open))\b",
+    re.I,
+)
+"""The customer says the app or site itself misbehaves (a status question about order 1006 that also says the app
+shuts down when they open it): the order's facts answer one half, an article about the malfunction the other."""
+
+ERROR_CODE = re.compile(r"(?<![\w-])[A-Z]{2,5}-\d{3}(?![\w-])")
+"""The shop's error codes as articles write them (PAY-402, CHK-500)."""
 
 
 def compose(
@@ -160,21 +172,36 @@ def compose(
     # A status question the order's own facts answer needs no article on top (only the known issue the customer
     # ran into: TRK-404 on a shipped parcel).
     answered = intent in STATUS_QUESTIONS and ground.get("facts") and status is not None
+    # ... unless the app or site misbehaved on the way: then an article about that malfunction is due as well.
+    malfunction = bool(answered and not matched and MALFUNCTION.search(state.get("ticket", "")))
     # An offer ("yes, it can still be cancelled; shall I?") already states the policy for this order.
     if (
-        not action.get("error") and result is None and not not_found and (not answered or matched)
+        not action.get("error") and result is None and not not_found and (not answered or matched or malfunction)
         and not action.get("offer")
     ):
         scorer = scorer or SentenceScorer()
         # "I can't find the money in my PayPal account": a passage about the order's own payment method answers it.
-        method = (((lookups.get("get_order") or {}).get("data") or {}).get("payment") or {}).get("method")
+        payment = ((lookups.get("get_order") or {}).get("data") or {}).get("payment") or {}
+        method = payment.get("method")
+        # The order's own error code is a fact: a passage about another code (PAY-503 for a PAY-402 decline) is not
+        # about this order and would contradict it.
+        own_code = str(payment.get("error_code") or "")
+
+        def on_topic(sentence: str) -> bool:
+            return consistent(sentence, status, strict=strict) and not (
+                own_code and set(ERROR_CODE.findall(sentence)) - {own_code}
+            )
+
         items = [
             i for i in state.get("knowledge", [])
-            if (i["id"] in matched if i.get("kind") == "known_issue" else not answered)
+            if (
+                i["id"] in matched if i.get("kind") == "known_issue"
+                else bool(MALFUNCTION.search(i["text"])) if malfunction else not answered
+            )
         ]
         # A known issue that explains what the customer ran into is the answer; a general article on top is noise.
         limit = 1 if parts or matched else 2
-        strict = intent in STATUS_QUESTIONS
+        strict = intent in STATUS_QUESTIONS and not malfunction
         for item in _best_items(items):
             text = item["text"]
             # A known issue's section written to the customer is said whole; without one, the agents' fix.
@@ -187,12 +214,15 @@ def compose(
                 text,
                 state.get("ticket", ""),
                 SECTION_SENTENCES if own else 2 if parts else 3,
-                keep=lambda x: consistent(x, status, strict=strict),
+                keep=on_topic,
                 prefer=lambda x: about_status(x, status) or about_method(x, method),
             )
             if not sentences:
                 continue
             if own:
+                if RETRY_ADVICE in parts and any(re.search(r"\bretry\b", x, re.I) for x in sentences):
+                    parts.remove(RETRY_ADVICE)  # the known issue says how to retry, for this very error
+                    reported_at = min(reported_at, len(parts))
                 parts.append(f"{' '.join(sentences)} [{item['id']}]")
             else:
                 label = item.get("title") or "Help"

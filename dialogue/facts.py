@@ -27,6 +27,13 @@ STATUS_WORDS: dict[str, tuple[str, ...]] = {
 """Order statuses and the words that name them in articles."""
 
 
+RETRY_ADVICE = (
+    "You can retry the payment with another card or method from the order page within 48 hours of ordering; "
+    "after that the order lapses and nothing is charged."
+)
+"""What a failed payment's facts advise; dropped when the known issue the answer cites already says how to retry."""
+
+
 def consistent(sentence: str, status: str | None, *, strict: bool = False) -> bool:
     """False when the sentence names an order status other than `status` (no tracking text for a cancelled order).
 
@@ -115,10 +122,7 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
         pay = order.get("payment") or {}
         why = f": {pay['error_message'].lower()}, error {pay['error_code']}" if pay.get("error_message") else ""
         out.append(f"The payment for {what[0].lower() + what[1:]} failed{why}, so it has not been processed.")
-        out.append(
-            "You can retry the payment with another card or method from the order page within 48 hours of ordering; "
-            "after that the order lapses and nothing is charged."
-        )
+        out.append(RETRY_ADVICE)
     elif status == "processing":
         out.append(f"{what} is being prepared in our warehouse (processing) and has not shipped yet.")
     elif status == "pending":

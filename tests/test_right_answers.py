@@ -178,3 +178,35 @@ def test_a_full_refund_stays_full_even_when_an_item_is_named(graph: Any) -> None
     node, payload = waiting_on(snap)
     assert node == "request_approval" and "amount" not in payload["action_request"]["args"]
     assert "**Refund EUR 393.90" in payload["description"]
+
+
+def test_a_known_decline_says_how_to_retry_once(graph: Any) -> None:
+    # The order's facts advise a retry; the PAY-402 known issue says it for this very decline: one of them, not both.
+    snap, _ = run(graph, "Checkout keeps failing with error PAY-402 card declined, what can I do?")
+    answer = snap.values["answer"]
+    assert "[kb-ki-pay-402-card-declined]" in answer and "1007" in answer
+    assert answer.lower().count("within 48 hours") == 1, answer
+    assert answer.lower().count("nothing was charged") + answer.lower().count("nothing is charged") == 1, answer
+
+
+def test_a_failed_payment_is_not_explained_with_another_error_code(graph: Any) -> None:
+    # Order 1007 failed with PAY-402 (a decline); the general payment article's PAY-503 outage is not this order.
+    snap, _ = run(graph, "Why did the payment for order 1007 fail?")
+    answer = snap.values["answer"]
+    assert "PAY-402" in answer and "declined" in answer
+    assert "PAY-503" not in answer and "did not answer in time" not in answer, answer
+
+
+def test_a_status_question_that_says_the_app_crashes_gets_the_status_and_the_apps_fix(graph: Any) -> None:
+    snap, _ = run(graph, "Your app shuts down every time I open the delivery status of order 1006.")
+    answer = snap.values["answer"]
+    assert "JJD000390010061006" in answer  # where the parcel is: the order's facts
+    assert "[kb-app-website-problems]" in answer and "Update the app" in answer, answer  # and what to do about the app
+    plain, _ = run(graph, "Where is my order 1006?")
+    assert "[kb-" not in plain.values["answer"]  # a plain status question still gets the facts alone
+
+
+def test_a_known_issue_on_the_tracking_page_is_not_answered_with_the_app_article(graph: Any) -> None:
+    snap, _ = run(graph, "The tracking page for order 1006 is blank and only shows TRK-404.")
+    answer = snap.values["answer"]
+    assert "[kb-ki-trk-404-tracking-not-active]" in answer and "[kb-app-website-problems]" not in answer, answer
