@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -34,8 +35,28 @@ def train_shop_classifier(examples_yaml: Path, out_dir: Path, embedder: Embedder
     texts, labels = read_labelled_file(Path(examples_yaml))
     clf = IntentClassifier.fit(texts, labels, embedder=embedder, oos_label=OOS_LABEL,
                                config=config or SHOP_CONFIG)
-    clf.save(Path(out_dir))
+    clf.save(Path(out_dir), source=training_source(Path(examples_yaml), DEMO_SOURCE))
     return clf
+
+
+DEMO_SOURCE = "demo"
+"""`source.kind` of the shop classifier `app.py seed` trains on demo/intent_examples.yaml."""
+
+
+def training_source(path: Path, kind: str) -> dict[str, str]:
+    """What a model was trained on: `kind` ("demo" for seed, "train-intents"), the file's name and its sha256."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {"kind": kind, "file": Path(path).name, "sha256": digest}
+
+
+def trained_source(model_dir: Path) -> dict[str, str] | None:
+    """The `source` recorded in `model_dir`'s manifest (None when there is no model or it predates the record)."""
+    path = Path(model_dir) / "manifest.json"
+    try:
+        source = json.loads(path.read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return source if isinstance(source, dict) else None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +108,8 @@ def train_main(argv: list[str], embedder: Embedder | None = None, settings: Sett
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    clf.save(out, encoder_dir=encoder)  # serving embeds with the same encoder (encoder.json)
+    # serving embeds with the same encoder (encoder.json); the source tells `app.py seed` to keep this model
+    clf.save(out, encoder_dir=encoder, source=training_source(args.data, "train-intents"))
     print(json.dumps({"saved": str(out), "labels": len(clf.labels), **extra, **clf.metrics}, indent=2,
                      default=float))
     return 0

@@ -314,12 +314,13 @@ class IntentClassifier:
                    bank_labels=bank_y, detector=detector, oos_label=oos_label, embedder=embedder, metrics=metrics)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: Path, *, encoder_dir: Path | None = None) -> Path:
+    def save(self, directory: Path, *, encoder_dir: Path | None = None, source: dict[str, str] | None = None) -> Path:
         """Write manifest.json, weights.npz (TF-IDF vocabularies and idf, regression coefficients) and knn.npz
         atomically (temp dir, then rename).
 
         `encoder_dir` names the fine-tuned encoder the model was trained with (written as encoder.json in the same
-        atomic step), so `load` embeds with it rather than with the caller's embedder.
+        atomic step), so `load` embeds with it rather than with the caller's embedder. `source` (see
+        `training_source`) records what it was trained on, so `app.py seed` can tell a stale demo model.
         """
         from storage.files import write_dir_atomically
 
@@ -332,6 +333,8 @@ class IntentClassifier:
                 "config": self.config.to_dict(), "metrics": self.metrics, "temperature": self.temperature,
                 "combine": self.core.combine, "weights": self.core.weights, "detector": self.detector.to_dict(),
             }
+            if source is not None:
+                manifest["source"] = dict(source)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float), encoding="utf-8")
             weights: dict[str, Any] = {}
             for i, block in enumerate(self.core.tfidf):

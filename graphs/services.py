@@ -62,7 +62,6 @@ def seed(
     the data directory (guards.injection.VERDICTS_FILE), so no first ticket screens them (~1 s).
     Idempotent: a second call changes nothing unless `reset` is true.
     """
-    from classifier.cli import train_shop_classifier
     from memory.embeddings import get_embedder
     from memory.knowledge import ChromaMemory, load_articles
     from tools.shop import ShopDB
@@ -79,12 +78,7 @@ def seed(
     # The knowledge base's lexical index, fitted once here and kept in the data directory (memory.lexical), so no
     # new process fits it on its first ticket (~0.3-0.5 s).
     counts["lexical_indexes"] = sum(memory.prepare_lexical(t) for t in sorted({a.tenant_id for a in articles}))
-    cdir = settings.intent_model_dir
-    if reset or not (cdir / "manifest.json").exists():
-        clf = train_shop_classifier(settings.demo_dir / "intent_examples.yaml", cdir, embedder)
-        counts["classifier"] = getattr(clf, "metrics", {})
-    else:
-        counts["classifier"] = "already trained"
+    counts["classifier"] = _seed_classifier(settings, embedder, reset=reset)
     from guards.injection import get_guard, trained_dir
 
     if guard_data is not None and (reset or not (trained_dir(settings.data_dir) / "manifest.json").exists()):
@@ -102,6 +96,32 @@ def seed(
             guard.screen_document(memory.article_text(article.id, tenant_id=article.tenant_id))
         counts["documents_screened"] = len(articles)
     return counts
+
+
+def _seed_classifier(settings: Settings, embedder: Embedder, *, reset: bool) -> dict[str, Any] | str:
+    """Train the shop classifier on demo/intent_examples.yaml unless the model there was trained on exactly that file.
+
+    Edited examples retrain it; a model `app.py train-intents` wrote from another file is kept (only `reset`
+    replaces it), and so is one whose manifest predates the source record.
+    """
+    from classifier.cli import DEMO_SOURCE, train_shop_classifier, trained_source, training_source
+
+    examples = settings.demo_dir / "intent_examples.yaml"
+    cdir = settings.intent_model_dir
+    exists = (cdir / "manifest.json").exists()
+    source = trained_source(cdir) if exists else None
+    if exists and not reset:
+        if source is None:
+            return "already trained (source not recorded; seed --reset retrains on the demo examples)"
+        if source.get("kind") != DEMO_SOURCE:
+            return f"kept: trained by {source.get('kind')} on {source.get('file')} (seed --reset replaces it)"
+        if source.get("sha256") == training_source(examples, DEMO_SOURCE)["sha256"]:
+            return "already trained"
+    clf = train_shop_classifier(examples, cdir, embedder)
+    metrics: dict[str, Any] = dict(getattr(clf, "metrics", {}))
+    if exists and not reset:
+        metrics["retrained"] = f"{examples.name} changed"
+    return metrics
 
 
 def _shop_seeded(settings: Settings) -> bool:

@@ -212,6 +212,9 @@ def test_train_cli_csv_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[s
     printed = json.loads(capsys.readouterr().out)
     assert printed["labels"] == 4 and printed["validation"] == "given"
     assert IntentClassifier.load(out, FakeEmbedder()).predict(["reset my password x9"])[0].intent == "recover_password"
+    source = json.loads((out / "manifest.json").read_text())["source"]
+    assert source == {"kind": "train-intents", "file": "train.csv",
+                      "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
 
 
 def test_train_shop_classifier_from_yaml(tmp_path: Path) -> None:
@@ -310,3 +313,60 @@ def test_a_model_saved_before_weights_npz_still_loads(trained: IntentClassifier,
     q = ["track my package x2", "recipe for banana bread x1"]
     assert np.allclose(old._components(old.core, FakeEmbedder().embed(q), q, old.bank, old.bank_labels)[0]["tfidf"],
                        models["tfidf"].predict_proba(vec.transform(q)), rtol=0, atol=1e-12)
+
+
+def _shop_yaml(path: Path, extra: str | None = None) -> None:
+    lines = ["version: 1", "intents:"]
+    for label, temps in TEMPLATES.items():
+        lines += [f"  {label}:", "    examples:"]
+        lines += [f'      - "{t.format(n=f"y{n}")}"' for n in range(5) for t in temps]
+        if extra and label == "track_order":
+            lines.append(f'      - "{extra}"')
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_seed_retrains_the_shop_classifier_when_its_examples_change(tmp_path: Path) -> None:
+    """`app.py seed` used to keep any model it found: edited demo examples never reached the classifier."""
+    from config.settings import Settings
+    from graphs.services import _seed_classifier
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    _shop_yaml(demo / "intent_examples.yaml")
+    settings = Settings(data_dir=tmp_path / "data", demo_dir=demo)
+    first = _seed_classifier(settings, FakeEmbedder(), reset=False)
+    assert isinstance(first, dict) and "retrained" not in first
+    manifest = settings.intent_model_dir / "manifest.json"
+    source = json.loads(manifest.read_text())["source"]
+    assert source["kind"] == "demo" and source["file"] == "intent_examples.yaml"
+    assert _seed_classifier(settings, FakeEmbedder(), reset=False) == "already trained"
+
+    _shop_yaml(demo / "intent_examples.yaml", extra="zq7 parcel whereabouts")
+    again = _seed_classifier(settings, FakeEmbedder(), reset=False)
+    assert isinstance(again, dict) and again["retrained"] == "intent_examples.yaml changed"
+    assert json.loads(manifest.read_text())["source"]["sha256"] != source["sha256"]
+    assert _seed_classifier(settings, FakeEmbedder(), reset=False) == "already trained"
+
+
+def test_seed_keeps_a_model_trained_by_train_intents(tmp_path: Path) -> None:
+    from config.settings import Settings
+    from graphs.services import _seed_classifier
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    _shop_yaml(demo / "intent_examples.yaml")
+    own = tmp_path / "mine.yaml"
+    _shop_yaml(own, extra="zq7 parcel whereabouts")
+    settings = Settings(data_dir=tmp_path / "data", demo_dir=demo)
+    model = settings.intent_model_dir
+    clf = IntentClassifier.fit(*make_data(range(6)), embedder=FakeEmbedder(), config=FAST)
+    from classifier.cli import training_source
+
+    clf.save(model, source=training_source(own, "train-intents"))
+    before = (model / "manifest.json").read_text()
+    kept = _seed_classifier(settings, FakeEmbedder(), reset=False)
+    assert kept == "kept: trained by train-intents on mine.yaml (seed --reset replaces it)"
+    assert (model / "manifest.json").read_text() == before
+    replaced = _seed_classifier(settings, FakeEmbedder(), reset=True)
+    assert isinstance(replaced, dict)
+    assert json.loads((model / "manifest.json").read_text())["source"]["kind"] == "demo"
