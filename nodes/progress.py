@@ -23,6 +23,7 @@ from langgraph.types import Command, Send
 from graphs.state import written
 
 _SCALARS = ("intent", "confidence", "decision", "status", "hops", "error")
+_CLASSIFIED = ("confidence", "decision")  # belong to an intent; left out of an update that clears it
 
 
 def found(update: Any) -> dict[str, Any]:
@@ -32,7 +33,12 @@ def found(update: Any) -> dict[str, Any]:
     if isinstance(update, Command) and update.goto:
         goto = update.goto if isinstance(update.goto, (list, tuple)) else [update.goto]
         out["next"] = [g.node if isinstance(g, Send) else str(g) for g in goto]
+    # guard_input resets the ticket (no intent yet, confidence 0, the fail-safe decision "escalate"): a reset is
+    # not a finding, so a client watching `custom` does not see every ticket start as an escalation.
+    reset = "intent" in body and body["intent"] is None
     for key in _SCALARS:
+        if reset and key in _CLASSIFIED:
+            continue
         value = body.get(key)
         if isinstance(value, (str, int, float, bool)):
             out[key] = value

@@ -290,6 +290,9 @@ def test_nodes_report_progress_on_the_custom_stream(with_intent: Any, make_graph
     config = {"configurable": {"thread_id": str(uuid.uuid4())}}
     events = list(graph.stream({"messages": [HumanMessage(CANCEL)]}, config, context=Context(), stream_mode="custom"))
     by_node = {e["node"]: e for e in events if e["event"] == "done"}
+    # The ticket's reset (confidence 0, the fail-safe "escalate") is not reported as what guard_input found.
+    assert by_node["guard_input"] == {"node": "guard_input", "event": "done", "next": ["compress_context"],
+                                      "status": "in_progress", "hops": 0}
     assert by_node["classify_intent"]["intent"] == "cancel_order"
     assert by_node["plan_action"]["tool"] == "cancel_order" and by_node["plan_action"]["next"] == ["request_approval"]
     assert by_node["retrieve_knowledge"]["lookups"] == ["get_order"]
