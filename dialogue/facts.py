@@ -86,6 +86,9 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
     oid, status, cur = order.get("order_id"), order.get("status"), order.get("currency", "EUR")
     what = f"Order {oid} ({_items(order)}, {_money(order.get('total'), cur)})"
     out: list[str] = []
+    if intent == "payment_issue" and status in PAYMENT_LEADS:
+        # "Charged twice for order 1006": what we hold for its payment is the answer, not its parcel's tracking.
+        return [payment_sentence(order, what)]
     if status == "shipped":
         line = f"{what} has shipped with {order.get('carrier')}, tracking number {order.get('tracking_number')}."
         out.append(line)
@@ -133,6 +136,33 @@ def order_sentences(order: dict[str, Any], intent: str | None, today: date) -> l
     if status in ("pending", "processing") and intent in ("check_cancellation_fee", "change_order", "cancel_order"):
         out.append(f"While it is {status}, it can be cancelled free of charge, with a full refund of any payment.")
     return out
+
+
+PAYMENT_LEADS = ("pending", "processing", "shipped", "out_for_delivery", "delivered", "label_created")
+"""Statuses whose payment question is answered by the payment record alone (a failed, cancelled or refunded order
+says what happened to its money in its own status sentences)."""
+
+
+def payment_sentence(order: dict[str, Any], what: str) -> str:
+    """What the shop holds for an order's payment: none yet, one charge (method and day), a hold, or several."""
+    pay = order.get("payment") or {}
+    cur = order.get("currency", "EUR")
+    if not pay:
+        return f"{what}: there is no payment recorded for it yet."
+    count = order.get("payments_captured")
+    day = _day(pay.get("created_at"))
+    on = f" on {day}" if day else ""
+    method = method_name(pay.get("method"))
+    if isinstance(count, int) and count > 1:
+        return (f"{what}: we have {count} charges for it, {_money(order.get('paid'), cur)} in total against the "
+                f"order's {_money(order.get('total'), cur)}.")
+    if pay.get("status") == "authorized":
+        since = f" from {day}" if day else ""
+        return (f"{what}: the {_money(pay.get('amount'), cur)} on {method}{since} is still a hold (authorised), "
+                f"not a charge.")
+    if pay.get("status") == "voided":
+        return f"{what}: its payment of {_money(pay.get('amount'), cur)}{on} was voided, so nothing was charged."
+    return f"{what}: we have one charge for it, {_money(pay.get('amount'), cur)} to {method}{on}."
 
 
 RETURN_INTENTS = ("get_refund", "check_refund_policy", "check_cancellation_fee", "complaint")

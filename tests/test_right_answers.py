@@ -210,3 +210,37 @@ def test_a_known_issue_on_the_tracking_page_is_not_answered_with_the_app_article
     snap, _ = run(graph, "The tracking page for order 1006 is blank and only shows TRK-404.")
     answer = snap.values["answer"]
     assert "[kb-ki-trk-404-tracking-not-active]" in answer and "[kb-app-website-problems]" not in answer, answer
+
+
+def _paid_on(services: Any, order_id: int) -> str:
+    """The day of the order's latest payment (the demo shop's dates are relative to when it was seeded)."""
+    with services.shop.reading() as conn:
+        row = conn.execute("SELECT created_at FROM payments WHERE order_id = ? ORDER BY id DESC", (order_id,))
+        return str(row.fetchone()[0])[:10]
+
+
+def test_a_double_charge_question_is_answered_with_the_orders_payment_record(graph: Any, services: Any) -> None:
+    # Before: order 1006's carrier, tracking number and delivery date, then the hold passage.
+    snap, _ = run(graph, "My card was charged twice for order 1006")
+    answer = snap.values["answer"]
+    day = _paid_on(services, 1006)
+    assert f"Order 1006 (Aurora Wireless Headphones, EUR 129.00): we have one charge for it, EUR 129.00 to your " \
+           f"card on {day}." in answer
+    assert "hold" in answer and "refund the duplicate" in answer
+    assert "JJD" not in answer and "tracking" not in answer.lower() and "expected on" not in answer
+
+
+def test_a_real_double_charge_says_so(graph: Any, services: Any) -> None:
+    with services.shop.transaction() as conn:
+        conn.execute("INSERT INTO payments (order_id, method, amount_cents, status, created_at) "
+                     "SELECT order_id, method, amount_cents, status, created_at FROM payments WHERE order_id = 1008")
+    snap, _ = run(graph, "I think I was charged twice for order 1008.")
+    answer = snap.values["answer"]
+    assert "we have 2 charges for it, EUR 259.60 in total against the order's EUR 129.80" in answer
+    assert "refund the duplicate" in answer
+
+
+def test_a_payment_question_about_a_held_payment_says_it_is_a_hold(graph: Any, services: Any) -> None:
+    snap, _ = run(graph, "There's a problem with the payment for order 1010")
+    day = _paid_on(services, 1010)
+    assert f"the EUR 79.40 on your card from {day} is still a hold (authorised), not a charge" in snap.values["answer"]

@@ -288,6 +288,14 @@ def _payment(ctx: ToolContext, order_id: int) -> sqlite3.Row | None:
     ).fetchone()
 
 
+def _captured_count(ctx: ToolContext, order_id: int) -> int:
+    """How many payments of the order were captured (a double charge shows as two)."""
+    row = ctx.conn.execute(
+        "SELECT COUNT(*) FROM payments WHERE order_id = ? AND status = 'captured'", (order_id,)
+    ).fetchone()
+    return int(row[0])
+
+
 def _paid_refunded(ctx: ToolContext, order_id: int) -> tuple[int, int]:
     paid = ctx.conn.execute(
         "SELECT COALESCE(SUM(amount_cents), 0) FROM payments WHERE order_id = ? AND status = 'captured'",
@@ -394,7 +402,9 @@ def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
             "amount": _eur(payment["amount_cents"]),
             "error_code": payment["error_code"],
             "error_message": payment["error_message"],
+            "created_at": payment["created_at"],
         },
+        "payments_captured": _captured_count(ctx, args.order_id),
         "paid": _eur(paid),
         "refunded": _eur(refunded),
         "refundable": _eur(max(paid - refunded, 0)),
