@@ -23,7 +23,7 @@ from dialogue.facts import (
     order_sentences,
     refund_sentences,
 )
-from dialogue.sentences import SentenceScorer
+from dialogue.sentences import SentenceScorer, sentences_of
 from dialogue.task import describe_candidates
 from graphs.state import SupportState
 from tools.shop import method_name
@@ -50,7 +50,9 @@ SECTION_SENTENCES = 8
 
 MALFUNCTION = re.compile(
     r"\b(?:crash(?:es|ed|ing)?|shuts? (?:itself )?down|closes (?:itself|down)|freez(?:e|es|ing)|froze|hangs|"
-    r"blank (?:screen|page)|(?:won'?t|will not|does ?n[o']t|did ?n[o']t|can'?t|cannot) (?:load|open))\b",
+    r"blank (?:screen|page)|(?:won'?t|will not|does ?n[o']t|did ?n[o']t|can'?t|cannot) (?:load|open)|"
+    r"(?:page|screen|app|site) (?:is|stays|goes|turns|shows) (?:just |completely |all |totally )?"
+    r"(?:blank|white|empty))\b",
     re.I,
 )
 """The customer says the app or site itself misbehaves (a status question about order 1006 that also says the app
@@ -119,6 +121,13 @@ def compose(
     missing = list(action.get("missing") or []) or list(task.get("missing") or [])
     if missing and not result:
         question = clarifying_question(missing, action, task, orders, today)
+        helped = malfunction_help(state, scorer) if "order_id" in missing else None
+        if helped is not None:
+            # "The tracking page is blank": which order it is waits for the customer; what to do about a page or
+            # app that misbehaves does not.
+            text, item = helped
+            article = {"id": item["id"], "relevance": float(item.get("relevance", 0.0)), "for_intent": True}
+            return f"{text} [{item['id']}]\n\n{question}", [item["id"]], {"question": missing, "articles": [article]}
         return question, [], {"question": missing}
 
     refusal = action.get("refused") or {}
@@ -286,6 +295,30 @@ def _offer(action: dict[str, Any]) -> str:
             f"{p.get('new_address')}. Shall I change it?"
         )
     return f"Yes, that is possible: {_plain(action.get('description'))}. Shall I go ahead?"
+
+
+def malfunction_help(state: SupportState, scorer: SentenceScorer | None = None) -> tuple[str, dict] | None:
+    """When the customer says the app or a page misbehaves (`MALFUNCTION`): the section of the best retrieved article
+    about such malfunctions that is closest to the ticket ("A page shows an error or does not load: ..."), said whole
+    (up to three sentences), with that article; None otherwise."""
+    ticket = state.get("ticket", "")
+    if not MALFUNCTION.search(ticket):
+        return None
+    items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" and MALFUNCTION.search(i["text"])]
+    for item in _best_items(items):
+        sections = [(h.strip(), b.strip()) for h, b in SECTION.findall(item["text"]) if b.strip()]
+        if not sections:
+            continue
+        scorer = scorer or SentenceScorer()
+        heading, body = sections[scorer.closest([h for h, _ in sections], ticket)]  # a heading names its case
+        said = " ".join(sentences_of(body)[:3])
+        if said:
+            return f"{heading}: {said}", item
+    return None
+
+
+SECTION = re.compile(r"^##\s+([^\n]+)\n(.*?)(?=^#+\s|\Z)", re.M | re.S)
+"""An article's second-level sections: (heading, body)."""
 
 
 def clarifying_question(

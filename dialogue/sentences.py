@@ -190,6 +190,18 @@ class SentenceScorer:
             self._cache.update(zip(missing, self.embedder.embed(missing), strict=True))
         return np.stack([self._cache[t] for t in texts])
 
+    def closest(self, passages: list[str], ticket: str) -> int:
+        """Index of the passage closest to `ticket`: meaning plus word overlap, as `best` scores sentences."""
+        ticket = with_regions(ticket)
+        words = _words(ticket)
+        overlap = [len(_words(p) & words) for p in passages]
+        if self.embedder is not None:
+            sims = self._vectors(passages) @ self._vectors([ticket])[0]
+            scores = [float(sim) + 0.02 * o for sim, o in zip(sims, overlap, strict=True)]
+        else:
+            scores = [float(o) for o in overlap]
+        return max(range(len(passages)), key=lambda k: (scores[k], -k))
+
     def best(
         self,
         text: str,

@@ -244,3 +244,35 @@ def test_a_payment_question_about_a_held_payment_says_it_is_a_hold(graph: Any, s
     snap, _ = run(graph, "There's a problem with the payment for order 1010")
     day = _paid_on(services, 1010)
     assert f"the EUR 79.40 on your card from {day} is still a hold (authorised), not a charge" in snap.values["answer"]
+
+
+def test_a_blank_tracking_page_without_an_order_number_gets_help_and_one_question(graph: Any) -> None:
+    # Before: only "Which order do you mean: ...?", nothing about the page that does not work.
+    snap, _ = run(graph, "The tracking page is just blank when I open it")
+    answer = snap.values["answer"]
+    help_, question = answer.split("\n\n")
+    assert help_.startswith("A page shows an error or does not load: Reload the page")
+    assert help_.endswith("[kb-app-website-problems]") and snap.values["citations"] == ["kb-app-website-problems"]
+    assert question.startswith("Which order do you mean") and answer.count("?") == 1
+    assert snap.values["task"]["asked"] == ["order_id"]  # the next message can still be just the number
+
+
+def test_an_app_that_freezes_gets_the_apps_section_not_the_checkout_one(graph: Any) -> None:
+    snap, _ = run(graph, "The app freezes when I open my orders, where is my parcel?")
+    answer = snap.values["answer"]
+    assert answer.startswith("The app closes, freezes or shows a blank screen: Update the app")
+    assert "When checkout fails" not in answer and "Which order do you mean" in answer
+
+
+@pytest.mark.parametrize("text", ["the page is just blank", "my screen stays white", "the app shows empty",
+                                  "the site won't load"])
+def test_malfunction_phrasings(text: str) -> None:
+    from dialogue.compose import MALFUNCTION
+
+    assert MALFUNCTION.search(text)
+
+
+def test_a_tracking_question_without_a_malfunction_is_only_asked_which_order(graph: Any) -> None:
+    snap, _ = run(graph, "where is my parcel?")
+    assert snap.values["answer"].startswith("Which order do you mean") or \
+        snap.values["answer"].startswith("Do you mean")
