@@ -8,7 +8,10 @@ When the classifier says out of scope, or is not sure enough to answer on its ow
 error signals (tools.log_triage) and matched against the tenant's known issues: an error code or an exception
 class of the shop's own systems that a known-issue article names settles it. The ticket is about the shop's site
 or app, with the article's intent that the classifier rates highest (flag `intent_from_known_issue`). An HTTP
-status, a built-in or a library's exception alone decides nothing: any site or script shows those.
+status, a built-in or a library's exception alone decides nothing: any site or script shows those. A message that
+says the shop's own app, site or checkout crashes, freezes, stays blank or will not load is never out of scope either
+(flag `intent_from_malfunction`): the classifier's best in-scope intent, at the review threshold, so a colleague
+reads the answer first.
 
 The message is read against the conversation's active task (dialogue.task.interpret): a turn that only
 supplies what the task asked for continues it ("it's 1006" is not out of scope when the customer was
@@ -17,6 +20,7 @@ asked for an order number), a clearly new, confident intent starts a new task, "
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -26,6 +30,7 @@ from langgraph.types import Overwrite
 from classifier.cascade import refine_with_llm
 from classifier.model import Prediction
 from classifier.policy import decide, interchangeable
+from dialogue.compose import MALFUNCTION
 from dialogue.task import interpret, slot_intent
 from graphs.context import Context
 from graphs.services import ServicesProvider
@@ -57,6 +62,15 @@ def make(services: ServicesProvider) -> Node:
             if found.error_codes or found.exceptions:
                 articles = svc.knowledge.known_issues(tenant_id=runtime.context.tenant_id)
                 known = known_issue_intent(found, prediction, articles, set(svc.workflows))
+        if known is None and prediction.is_oos and our_app_misbehaves(text):
+            # "The app crashes when I open checkout": the shop's own app or site, so never out of scope; which of
+            # its intents is the classifier's best in-scope guess, at review (a colleague reads the answer first).
+            inscope = [(i, p) for i, p in prediction.candidates if i != "out_of_scope" and i in svc.workflows]
+            if inscope:
+                prediction = Prediction(intent=inscope[0][0], confidence=thresholds.review,
+                                        candidates=prediction.candidates, oos_score=prediction.oos_score,
+                                        is_oos=False)
+                update["flags"] = ["intent_from_malfunction"]
         if known is None and prediction.confidence < thresholds.review and svc.llm is not None:
             refined = refine_with_llm(text, prediction, _ChatAdapter(svc.llm, update))
             if refined is not None:
@@ -112,6 +126,16 @@ def make(services: ServicesProvider) -> Node:
         return update
 
     return classify_intent
+
+
+OUR_APP = re.compile(r"\b(?:your|the|this) (?:app|apps|website|web ?site|site|web ?shop|shop|checkout)\b|"
+                     r"\b(?:checkout|basket|tracking page|order page)\b", re.I)
+"""Names the shop's own app, site or one of its pages (with MALFUNCTION: the shop's software misbehaves)."""
+
+
+def our_app_misbehaves(text: str) -> bool:
+    """The customer says the shop's app or site crashes, freezes, stays blank or will not load."""
+    return bool(OUR_APP.search(text) and MALFUNCTION.search(text))
 
 
 def known_issue_intent(

@@ -276,3 +276,28 @@ def test_a_tracking_question_without_a_malfunction_is_only_asked_which_order(gra
     snap, _ = run(graph, "where is my parcel?")
     assert snap.values["answer"].startswith("Which order do you mean") or \
         snap.values["answer"].startswith("Do you mean")
+
+
+def test_the_shops_app_crashing_is_not_out_of_scope(graph: Any) -> None:
+    # Before: "That request is outside what I can help with here" (the classifier's out-of-scope examples include
+    # programming crashes).
+    snap, _ = run(graph, "My app crashes when I open checkout")
+    assert snap.values["intent"] != "out_of_scope" and "intent_from_malfunction" in snap.values["flags"]
+    node, payload = waiting_on(snap)
+    assert node == "review_gate" and snap.values["status"] == "awaiting_review"  # a colleague reads it first
+    draft = payload["action_request"]["args"]["draft"]
+    assert "The app closes, freezes or shows a blank screen: Update the app" in draft
+
+
+def test_the_shops_app_crashing_on_the_way_to_tracking_gets_help_and_the_order_question(graph: Any) -> None:
+    snap, _ = run(graph, "the app crashes when I try to see where my parcel is")
+    assert snap.values["intent"] == "track_order" and snap.values["status"] == "completed"
+    answer = snap.values["answer"]
+    assert answer.startswith("The app closes, freezes or shows a blank screen:") and "Which order do you mean" in answer
+
+
+@pytest.mark.parametrize("text", ["segmentation fault (core dumped) in my C program, why?",
+                                  "my app crashes on startup, how do I debug it?"])
+def test_a_crash_in_someone_elses_software_stays_out_of_scope(graph: Any, text: str) -> None:
+    snap, _ = run(graph, text)
+    assert snap.values["intent"] == "out_of_scope" and "intent_from_malfunction" not in snap.values["flags"]
