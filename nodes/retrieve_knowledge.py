@@ -15,6 +15,7 @@ result is replaced by an error result, and the ticket is flagged `indirect_injec
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 from langgraph.runtime import Runtime
@@ -169,9 +170,14 @@ def _only_one_meant(text: str, order_id: int, svc: Services, caller: Caller, fet
     return about_failed_payment(text, (str(payment["error_code"]),) if payment.get("error_code") else ())
 
 
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+"""An ISO date or timestamp (created_at, shipped_at): 20 characters, and never an instruction."""
+
+
 def _strings(value: object) -> list[str]:
+    """The free text in a tool result: strings of 20 characters or more, not timestamps."""
     if isinstance(value, str):
-        return [value] if len(value) >= 20 else []
+        return [value] if len(value) >= 20 and not _TIMESTAMP.fullmatch(value) else []
     if isinstance(value, dict):
         return [s for v in value.values() for s in _strings(v)]
     if isinstance(value, list):
