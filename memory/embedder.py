@@ -12,7 +12,10 @@ long-term memory, the evals and the benchmarks. `memory.embeddings.MiniLMEmbedde
 - on disk with `cache_dir`, each batched call of several texts in one ``emb-<hash>.npz`` named by the texts and
   `namespace` (the evals' dataset splits, embedded again on every run otherwise).
 
-This module imports numpy only, so a protocol import costs nothing.
+`wordpiece(path)` is the one parsed copy of a ``tokenizer.json`` per process, shared by the encoder and the token
+counter (memory.session), untruncated: parsing the file costs ~17 ms (idle machine).
+
+This module imports numpy only (tokenizers when `wordpiece` is first called), so a protocol import costs nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = ["CachedEmbedder", "Embedder", "texts_key"]
 
@@ -122,3 +129,20 @@ class CachedEmbedder:
         np.savez(tmp, vectors=vectors)
         os.replace(tmp, path)
         return vectors
+
+
+def wordpiece(path: Path) -> Tokenizer:
+    """The tokenizer at `path` (a ``tokenizer.json``), parsed once per process and shared: no truncation and no
+    padding, so it counts every token; a caller that needs a length limit cuts the ids itself (see
+    `memory.embeddings.MiniLMEmbedder`). Encoding is thread-safe."""
+    return _wordpiece(str(Path(path).resolve()))
+
+
+@lru_cache(maxsize=4)
+def _wordpiece(path: str) -> Tokenizer:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(path)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer

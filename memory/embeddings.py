@@ -32,7 +32,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from guards.text import well_formed
-from memory.embedder import CachedEmbedder
+from memory.embedder import CachedEmbedder, wordpiece
 
 if TYPE_CHECKING:  # onnx builds the graph once; loading it needs onnxruntime only
     import onnx
@@ -284,6 +284,12 @@ def _write_onnx(src_dir: Path, target: Path, weights_hash: str) -> None:
         raise
 
 
+def truncated(ids: list[int], max_length: int) -> list[int]:
+    """`ids` of one text ([CLS] ... [SEP]) cut to `max_length` as the tokenizer's own truncation cuts them: the first
+    `max_length - 2` tokens between the same special tokens."""
+    return ids if len(ids) <= max_length else [*ids[: max_length - 1], ids[-1]]
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 sentence embeddings (384-d, L2-normalised float32) on onnxruntime."""
 
@@ -321,9 +327,9 @@ class MiniLMEmbedder:
         self.threads = max(1, threads or os.cpu_count() or 1)
         self.parallel_batches = parallel_batches and self.threads > 1
         self.onnx_path = self.cache_dir / ONNX_FILENAME
-        self._tokenizer = Tokenizer.from_file(str(src / "tokenizer.json"))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=max_length)
+        # One parsed copy per process, shared with the token counter (memory.session): untruncated, so `_embed` cuts
+        # each input to `max_length` ids itself, exactly as the tokenizer's own truncation would.
+        self._tokenizer = wordpiece(src / "tokenizer.json")
         self.optimized_path = self.cache_dir / optimized_filename()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
@@ -400,7 +406,7 @@ class MiniLMEmbedder:
 
     @property
     def tokenizer(self) -> Tokenizer:
-        """The configured tokenizer (truncating at ``max_length``, no padding)."""
+        """The tokenizer (shared and untruncated: `truncated` cuts its ids to ``max_length``; no padding)."""
         return self._tokenizer
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -418,8 +424,9 @@ class MiniLMEmbedder:
 
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch([well_formed(t) for t in texts])  # the tokenizer takes valid Unicode
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        encodings = [truncated(e.ids, self.max_length) for e in self._tokenizer.encode_batch(
+            [well_formed(t) for t in texts])]  # the tokenizer takes valid Unicode
+        lengths = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(lengths, kind="stable")
         size = max(1, batch_size)
         if self.parallel_batches and size < len(order) < size * self.threads:
@@ -432,7 +439,7 @@ class MiniLMEmbedder:
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for row, j in enumerate(idx):
                 n = int(lengths[j])
-                ids[row, :n] = encodings[j].ids
+                ids[row, :n] = encodings[j]
                 mask[row, :n] = 1
             inputs = {"input_ids": ids, "attention_mask": mask}
             (vectors,) = (session or self._narrow_session()).run(["sentence_embedding"], inputs)

@@ -27,6 +27,7 @@ from tokenizers import Tokenizer
 from dialogue.messages import text_of
 from dialogue.slots import EMAIL_RE
 from guards.text import well_formed
+from memory.embedder import wordpiece
 
 __all__ = [
     "CompressResult",
@@ -60,12 +61,9 @@ def tokenizer_file() -> Path:
     return Path(get_model_path()) / "tokenizer.json"
 
 
-@lru_cache(maxsize=1)
 def _tokenizer() -> Tokenizer:
-    tokenizer = Tokenizer.from_file(str(tokenizer_file()))
-    tokenizer.no_truncation()  # count every token, however long the text
-    tokenizer.no_padding()
-    return tokenizer
+    # The encoder's own parsed copy (memory.embedder.wordpiece), untruncated: every token counts, however long.
+    return wordpiece(tokenizer_file())
 
 
 def count_tokens(text_or_messages: str | BaseMessage | Sequence[BaseMessage]) -> int:

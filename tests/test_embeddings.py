@@ -291,3 +291,21 @@ def test_a_repeated_single_text_is_served_from_recent_embeddings(embedder) -> No
     batch = embedder.embed(["Where is my order 1006?", "How long does delivery take?"])
     np.testing.assert_allclose(again[0], batch[0], atol=1e-5)
     assert abs(float(np.linalg.norm(again[0])) - 1.0) < 1e-4
+
+
+def test_one_parsed_tokenizer_serves_the_encoder_and_the_token_counter(embedder: MiniLMEmbedder) -> None:
+    """tokenizer.json used to be parsed twice in a process that embeds and counts tokens (~17 ms each): the
+    encoder's, truncating, and the token counter's. One untruncated copy now; the encoder cuts ids to max_length
+    exactly as the tokenizer would."""
+    from tokenizers import Tokenizer
+
+    from memory import session
+
+    assert session._tokenizer() is embedder.tokenizer
+    text = " ".join(REFERENCE["sentences"]) * 3
+    assert session.count_tokens(text) > 256  # the counter still sees every token
+    hf = Tokenizer.from_file(str(embedder.model_dir / "tokenizer.json"))
+    hf.no_padding()
+    hf.enable_truncation(max_length=256)
+    for t in (text, "short one", REFERENCE["sentences"][0]):
+        assert emb.truncated(embedder.tokenizer.encode(t).ids, 256) == hf.encode(t).ids
