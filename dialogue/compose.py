@@ -306,7 +306,7 @@ def malfunction_help(state: SupportState, scorer: SentenceScorer | None = None) 
         return None
     items = [i for i in state.get("knowledge", []) if i.get("kind") != "known_issue" and MALFUNCTION.search(i["text"])]
     for item in _best_items(items):
-        sections = [(h.strip(), b.strip()) for h, b in SECTION.findall(item["text"]) if b.strip()]
+        sections = [(h, b) for level, h, b in _sections(item["text"]) if level == 2 and b]
         if not sections:
             continue
         scorer = scorer or SentenceScorer()
@@ -315,10 +315,6 @@ def malfunction_help(state: SupportState, scorer: SentenceScorer | None = None) 
         if said:
             return f"{heading}: {said}", item
     return None
-
-
-SECTION = re.compile(r"^##\s+([^\n]+)\n(.*?)(?=^#+\s|\Z)", re.M | re.S)
-"""An article's second-level sections: (heading, body)."""
 
 
 def clarifying_question(
@@ -443,9 +439,13 @@ def customer_section(text: str) -> str:
 
 def _section(text: str, names: tuple[str, ...]) -> str:
     """The body of the first markdown section whose heading mentions one of `names`."""
-    match = re.search(
-        r"^#+[^\n]*(?:" + "|".join(names) + r")[^\n]*\n(.*?)(?=^#+\s|\Z)",
-        text,
-        flags=re.IGNORECASE | re.MULTILINE | re.DOTALL,
-    )
-    return match.group(1).strip() if match else ""
+    wanted = re.compile("|".join(names), re.IGNORECASE)
+    return next((body for _, heading, body in _sections(text) if wanted.search(heading)), "")
+
+
+_SECTION = re.compile(r"^(#+)[ \t]*([^\n]*)\n(.*?)(?=^#+\s|\Z)", re.MULTILINE | re.DOTALL)
+
+
+def _sections(text: str) -> list[tuple[int, str, str]]:
+    """An article's markdown sections in order: (heading level, heading, body), stripped."""
+    return [(len(level), heading.strip(), body.strip()) for level, heading, body in _SECTION.findall(text)]

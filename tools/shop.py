@@ -288,23 +288,24 @@ def _payment(ctx: ToolContext, order_id: int) -> sqlite3.Row | None:
     ).fetchone()
 
 
-def _captured_count(ctx: ToolContext, order_id: int) -> int:
-    """How many payments of the order were captured (a double charge shows as two)."""
-    row = ctx.conn.execute(
-        "SELECT COUNT(*) FROM payments WHERE order_id = ? AND status = 'captured'", (order_id,)
-    ).fetchone()
-    return int(row[0])
-
-
 def _paid_refunded(ctx: ToolContext, order_id: int) -> tuple[int, int]:
-    paid = ctx.conn.execute(
-        "SELECT COALESCE(SUM(amount_cents), 0) FROM payments WHERE order_id = ? AND status = 'captured'",
+    """Cents captured and cents refunded for the order."""
+    paid, _ = _captured(ctx, order_id)
+    return paid, _refunded(ctx, order_id)
+
+
+def _captured(ctx: ToolContext, order_id: int) -> tuple[int, int]:
+    """Cents captured for the order and how many payments were (a double charge shows as two), in one query."""
+    paid, count = ctx.conn.execute(
+        "SELECT COALESCE(SUM(amount_cents), 0), COUNT(*) FROM payments WHERE order_id = ? AND status = 'captured'",
         (order_id,),
-    ).fetchone()[0]
-    refunded = ctx.conn.execute(
-        "SELECT COALESCE(SUM(amount_cents), 0) FROM refunds WHERE order_id = ?", (order_id,)
-    ).fetchone()[0]
-    return int(paid), int(refunded)
+    ).fetchone()
+    return int(paid), int(count)
+
+
+def _refunded(ctx: ToolContext, order_id: int) -> int:
+    row = ctx.conn.execute("SELECT COALESCE(SUM(amount_cents), 0) FROM refunds WHERE order_id = ?", (order_id,))
+    return int(row.fetchone()[0])
 
 
 def _items(ctx: ToolContext, order_id: int) -> list[dict[str, Any]]:
@@ -374,7 +375,7 @@ def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
     """Details of one order owned by the caller."""
     order = _own_order(ctx, args.order_id)
     payment = _payment(ctx, args.order_id)
-    paid, refunded = _paid_refunded(ctx, args.order_id)
+    (paid, captured), refunded = _captured(ctx, args.order_id), _refunded(ctx, args.order_id)
     days = _days_since_delivery(ctx, order)
     return {
         "order_id": order["id"],
@@ -404,7 +405,7 @@ def get_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
             "error_message": payment["error_message"],
             "created_at": payment["created_at"],
         },
-        "payments_captured": _captured_count(ctx, args.order_id),
+        "payments_captured": captured,
         "paid": _eur(paid),
         "refunded": _eur(refunded),
         "refundable": _eur(max(paid - refunded, 0)),
